@@ -1,0 +1,128 @@
+"""The CLI end to end on a tiny config: files produced, report written, export reloads identically."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+from textdistill.cli import main, run
+
+
+def _write_config(tmp_path, overrides: dict) -> Path:
+    nested: dict = {}
+    for dotted, value in overrides.items():
+        node = nested
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(nested))
+    return path
+
+
+def _fail(argv, capsys) -> str:
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_distill_report_eval_export(tmp_path, tiny_overrides, capsys):
+    config = _write_config(tmp_path, tiny_overrides)
+    assert run(["-q", "distill", "--config", str(config), "--train.epochs", "3"]) == 0
+    run_dir = Path(tiny_overrides["output_dir"])
+    for name in ("config.yaml", "metrics.jsonl", "summary.json", "report.md", "report.html",
+                 "student/model.safetensors", "student/config.json", "baseline/model.safetensors"):
+        assert (run_dir / name).is_file(), name
+    resolved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert resolved["train"]["epochs"] == 3.0  # the flag beat the file
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert set(summary["results"]) == {"teacher", "student", "baseline"}
+    for r in summary["results"].values():
+        assert 0 <= r["accuracy"] <= 1 and r["latency_p50_ms"] > 0 and r["parameters"] > 0
+    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert {h["run"] for h in history} == {"student", "baseline"}
+    assert any(h.get("split") == "validation" for h in history)
+    report = (run_dir / "report.md").read_text()
+    assert "% of teacher accuracy" in report and "baseline (no teacher)" in report
+    assert "<svg" in (run_dir / "report.html").read_text()
+
+    capsys.readouterr()
+    assert run(["report", str(run_dir)]) == 0
+    assert "student (distilled)" in capsys.readouterr().out
+
+    assert run(["eval", "--config", str(config), "--model", str(run_dir / "student"),
+                "--teacher", tiny_overrides["teacher.path"]]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["accuracy"] == pytest.approx(summary["results"]["student"]["accuracy"])
+    assert scores["teacher_agreement"] == pytest.approx(summary["results"]["student"]["teacher_agreement"])
+
+    out = tmp_path / "exported"
+    assert run(["export", str(run_dir), "--output", str(out)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["labels"] == ["neg", "pos"] and info["max_logit_difference"] == 0.0
+    assert "model.safetensors" in info["files"] and not any(f.endswith(".bin") for f in info["files"])
+    # the export is a plain HF classifier: no weights beyond the architecture's own
+    exported = AutoModelForSequenceClassification.from_pretrained(str(out)).eval()
+    fresh = AutoModelForSequenceClassification.from_config(exported.config)
+    assert set(exported.state_dict()) == set(fresh.state_dict())
+    original = AutoModelForSequenceClassification.from_pretrained(str(run_dir / "student")).eval()
+    tok = AutoTokenizer.from_pretrained(str(out))
+    enc = tok(["good film", "the plot was dull and boring"], padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        assert torch.equal(original(**enc).logits, exported(**enc).logits)
+    clf = pipeline("text-classification", model=str(out))
+    assert clf("good film")[0]["label"] in ("neg", "pos")
+
+
+def test_teacher_command_fine_tunes_a_folder(tmp_path, tiny_overrides, teacher_dir, capsys):
+    out = tmp_path / "my_teacher"
+    args = ["-q", "teacher", "--data.train", tiny_overrides["data.train"], "--teacher.base", str(teacher_dir),
+            "--teacher.finetune.max_steps", "3", "--teacher.finetune.progress", "false", "--output", str(out)]
+    assert run(args) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert 0 <= info["test_accuracy"] <= 1
+    model = AutoModelForSequenceClassification.from_pretrained(str(out))
+    assert model.config.id2label == {0: "neg", 1: "pos"}
+
+
+def test_existing_run_folder_is_not_overwritten(tmp_path, tiny_overrides, capsys):
+    run_dir = Path(tiny_overrides["output_dir"])
+    run_dir.mkdir(parents=True)
+    (run_dir / "precious.txt").write_text("keep me")
+    config = _write_config(tmp_path, tiny_overrides)
+    msg = _fail(["distill", "--config", str(config)], capsys)
+    assert "already exists" in msg and "--overwrite" in msg
+    msg = _fail(["distill", "--config", str(config), "--overwrite"], capsys)
+    assert "not a textdistill run folder" in msg
+    assert (run_dir / "precious.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("extra,needle", [
+    ({"data.train": "missing.csv"}, "does not exist"),
+    ({"data.text_column": "txt"}, "did you mean 'text'"),
+    ({"teacher.path": "/nonexistent/teacher"}, "does not exist"),
+    ({"student.layers": [0, 7]}, "out of range"),
+    ({"loss.temperature": -1}, "temperature must be positive"),
+])
+def test_bad_input_gives_one_line_error(tmp_path, tiny_overrides, capsys, extra, needle):
+    config = _write_config(tmp_path, {**tiny_overrides, **extra})
+    assert needle in _fail(["distill", "--config", str(config)], capsys)
+
+
+def test_different_vocabularies_refused_at_start_up(tmp_path, tiny_overrides, capsys):
+    from conftest import tiny_bert, write_tokenizer
+
+    folder = tmp_path / "other_student"
+    tok = write_tokenizer(folder, ["completely", "different", "words"])
+    tiny_bert(len(tok.get_vocab()), layers=1).save_pretrained(str(folder))
+    config = _write_config(tmp_path, {**tiny_overrides, "student.init": "pretrained", "student.path": str(folder)})
+    msg = _fail(["distill", "--config", str(config)], capsys)
+    assert "tokenizers differ" in msg
+    assert not (Path(tiny_overrides["output_dir"]) / "metrics.jsonl").exists()

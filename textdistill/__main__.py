@@ -1,0 +1,3 @@
+from textdistill.cli import main
+
+main()

@@ -1,0 +1,157 @@
+"""The `textdistill` command. Each subcommand calls one plain function that Python users call too.
+
+Config flags are made from the config dataclasses: `--train.epochs 2` overrides `train: {epochs: 2}`
+in the YAML file given with `--config`. Values are read as YAML scalars (`null`, `[1, 4]`, `true`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import typing
+
+import yaml
+
+from textdistill.config import RunConfig, iter_fields, load_config
+from textdistill.errors import TextDistillError
+
+DEMO_DEFAULTS = {"data.dataset": "rotten_tomatoes", "output_dir": "runs/demo"}
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, defaults: RunConfig) -> None:
+    parser.add_argument("--config", metavar="FILE", help="YAML run configuration; flags below override it.")
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for dotted, tp, f in iter_fields():
+        head = dotted.rsplit(".", 1)[0] if "." in dotted else "run"
+        group = groups.setdefault(head, parser.add_argument_group(f"config: {head}"))
+        value = defaults
+        for part in dotted.split("."):
+            value = getattr(value, part)
+        choices = typing.get_args(tp) if typing.get_origin(tp) is typing.Literal else None
+        group.add_argument(f"--{dotted}", dest=dotted, default=argparse.SUPPRESS, metavar="V",
+                           help=f"{f.metadata['doc']} [default: {value!r}]"
+                           + (f" {{{', '.join(choices)}}}" if choices else ""))
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    out = {}
+    for dotted, _, _ in iter_fields():
+        if hasattr(args, dotted):
+            raw = getattr(args, dotted)
+            try:
+                out[dotted] = yaml.safe_load(raw)
+            except yaml.YAMLError:
+                out[dotted] = raw
+            if isinstance(out[dotted], (int, float)) and dotted.endswith(("path", "train", "test", "validation", "unlabeled", "output_dir")):
+                out[dotted] = raw  # a file named "2024" stays a string
+    return out
+
+
+def _config(args: argparse.Namespace, extra: dict | None = None) -> RunConfig:
+    return load_config(args.config, {**(extra or {}), **_overrides(args)})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    parser = argparse.ArgumentParser(prog="textdistill", description="Knowledge distillation for NLP: train a "
+                                     "small, fast student from a large teacher, prove it, export it.")
+    parser.add_argument("-q", "--quiet", action="store_true", help="Only print results and errors.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    defaults = RunConfig()
+
+    p = sub.add_parser("teacher", help="Fine-tune a teacher classifier on labelled data.", formatter_class=fmt,
+                       description="Fine-tune teacher.base on the configured data and save a Hugging Face folder.")
+    p.add_argument("--output", metavar="DIR", help="Folder for the fine-tuned teacher [default: <output_dir>/teacher].")
+    _add_config_flags(p, defaults)
+
+    p = sub.add_parser("distill", help="Train a student from a teacher, with a no-teacher baseline and a report.",
+                       formatter_class=fmt)
+    p.add_argument("--overwrite", action="store_true", help="Replace an existing run folder.")
+    _add_config_flags(p, defaults)
+
+    p = sub.add_parser("eval", help="Evaluate a classifier folder on a split of the configured data.", formatter_class=fmt)
+    p.add_argument("--model", required=True, metavar="DIR", help="Hugging Face classifier folder to evaluate.")
+    p.add_argument("--split", default="test", help="train, validation or test.")
+    p.add_argument("--teacher", metavar="DIR", help="Also report agreement with this teacher folder.")
+    _add_config_flags(p, defaults)
+
+    p = sub.add_parser("report", help="Rewrite and print the report of a finished run.", formatter_class=fmt)
+    p.add_argument("run_dir", help="Run folder written by distill or demo.")
+
+    p = sub.add_parser("export", help="Export the student as a plain Hugging Face folder.", formatter_class=fmt)
+    p.add_argument("source", help="Run folder (its student/ is exported) or a model folder.")
+    p.add_argument("--output", required=True, metavar="DIR", help="Folder to write.")
+    p.add_argument("--overwrite", action="store_true", help="Replace an existing export folder.")
+
+    p = sub.add_parser("demo", help="The built-in default end to end: fine-tune the MiniLM teacher on Rotten "
+                       "Tomatoes (cached), distil, compare with a no-teacher baseline, print the report.",
+                       formatter_class=fmt)
+    _add_config_flags(p, defaults)
+    return parser
+
+
+def _setup_logging(quiet: bool) -> None:
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    handler = logging.StreamHandler(sys.stderr)
+
+    class Format(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            prefix = "warning: " if record.levelno >= logging.WARNING else ""
+            return f"textdistill: {prefix}{record.getMessage()}"
+
+    handler.setFormatter(Format())
+    log = logging.getLogger("textdistill")
+    log.handlers[:] = [handler]
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
+    log.propagate = False
+
+
+def run(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.quiet)
+    from textdistill.pipeline import commands
+
+    if args.command == "teacher":
+        out = commands.teacher(_config(args), output=args.output)
+    elif args.command == "distill":
+        cfg = _config(args)
+        if args.quiet:
+            cfg.train.progress = cfg.teacher.finetune.progress = False
+        out = commands.distill(cfg, overwrite=args.overwrite)
+        print(commands.summary_text(out, cfg.output_dir))
+        return 0
+    elif args.command == "eval":
+        out = commands.evaluate(_config(args), args.model, split=args.split, teacher=args.teacher)
+    elif args.command == "report":
+        print(commands.report(args.run_dir))
+        return 0
+    elif args.command == "export":
+        out = commands.export(args.source, args.output, overwrite=args.overwrite)
+    else:  # demo
+        cfg = _config(args, DEMO_DEFAULTS)
+        out = commands.distill(cfg, overwrite=True)
+        print(commands.summary_text(out, cfg.output_dir))
+        return 0
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        code = run(argv)
+    except TextDistillError as e:
+        print(f"textdistill: error: {e}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        print("textdistill: interrupted", file=sys.stderr)
+        code = 130
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

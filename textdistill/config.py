@@ -1,0 +1,333 @@
+"""Typed run configuration.
+
+A run is described by one YAML file. YAML is only the serialisation: the file is parsed with
+`yaml.safe_load` (no tags, no code), then validated into the dataclasses below. Every field carries its
+documentation in `metadata["doc"]`; the CLI builds its `--section.field` flags and their `--help` text
+from it, so the file, the flags and the help can never drift apart.
+
+Precedence: dataclass defaults < YAML file < CLI flags. Unknown keys and wrong types are errors that
+list the valid choices (and suggest the closest name).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from textdistill.errors import TextDistillError
+
+
+def doc(default: Any, text: str, **kwargs: Any) -> Any:
+    """A dataclass field with its documentation attached."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"doc": text, **kwargs})
+    return field(default=default, metadata={"doc": text, **kwargs})
+
+
+def section(factory: type, text: str) -> Any:
+    return field(default_factory=factory, metadata={"doc": text})
+
+
+@dataclass
+class DataConfig:
+    dataset: str | None = doc(
+        None,
+        "Built-in dataset to use instead of files: 'rotten_tomatoes' (movie-review sentiment, "
+        "fresh/rotten, with unlabelled plot synopses). Leave empty to read `train` (and the other files).",
+    )
+    train: str | None = doc(None, "Labelled training file (.csv, .tsv, .jsonl or .parquet).")
+    validation: str | None = doc(
+        None, "Labelled validation file. If empty, a `validation_fraction` of train is held out by seed."
+    )
+    test: str | None = doc(None, "Labelled test file. If empty, a `test_fraction` of train is held out by seed.")
+    unlabeled: str | None = doc(
+        None,
+        "File of extra unlabelled text (same text column(s)); used with the teacher's soft targets only.",
+    )
+    use_builtin_unlabeled: bool = doc(
+        False, "With a built-in dataset, also train on its unlabelled text (teacher soft targets only)."
+    )
+    text_column: str = doc("text", "Column holding the text (the first sentence for pairs).")
+    text_pair_column: str | None = doc(None, "Column holding the second sentence, for sentence-pair tasks.")
+    label_column: str = doc("label", "Column holding the label (names or integers).")
+    validation_fraction: float = doc(0.1, "Share of train held out for validation when no file is given.")
+    test_fraction: float = doc(0.1, "Share of train held out for test when no file is given.")
+    split_seed: int = doc(0, "Seed of the deterministic train/validation/test split.")
+    max_length: int = doc(64, "Maximum tokens per example; longer texts are truncated (with a warning).")
+    max_train_examples: int | None = doc(
+        None, "Use only the first N training examples after the split (quick trials)."
+    )
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = doc(3.0, "Passes over the training data (may be fractional).")
+    max_steps: int | None = doc(None, "Stop after this many optimizer steps (overrides epochs when smaller).")
+    batch_size: int = doc(32, "Examples per micro-batch.")
+    grad_accum_steps: int = doc(1, "Micro-batches per optimizer step; the update equals one big batch.")
+    learning_rate: float = doc(1e-4, "Peak AdamW learning rate.")
+    weight_decay: float = doc(0.01, "AdamW weight decay (not applied to biases and LayerNorm).")
+    warmup_ratio: float = doc(0.1, "Share of steps with linear warmup before linear decay to zero.")
+    max_grad_norm: float | None = doc(1.0, "Clip the gradient norm to this value; empty turns clipping off.")
+    eval_every: int = doc(0, "Evaluate on validation every N optimizer steps; 0 means once per epoch.")
+    early_stopping_patience: int | None = doc(
+        None, "Stop after this many evaluations without improvement; empty trains for the full budget."
+    )
+    freeze_embeddings: bool = doc(
+        False,
+        "Keep the word-embedding matrix fixed. It holds most of a small student's parameters, so freezing "
+        "it makes each step much cheaper; the copied teacher embeddings are already good.",
+    )
+    seed: int = doc(42, "Seed for initialisation, data order and dropout.")
+    mixed_precision: Literal["no", "bf16", "fp16"] = doc(
+        "no", "Autocast precision: 'no' (float32), 'bf16' or 'fp16' (GPU only)."
+    )
+    threads: int | None = doc(None, "CPU threads for torch; empty keeps torch's default.")
+    progress: bool = doc(True, "Show a progress bar with loss, rate and ETA.")
+
+
+@dataclass
+class TeacherConfig:
+    path: str = doc(
+        "builtin",
+        "Folder of a fine-tuned Hugging Face sequence-classification teacher, or 'builtin': fine-tune "
+        "`base` on this run's data once and reuse the cached result.",
+    )
+    base: str = doc(
+        "minilm",
+        "Pretrained encoder fine-tuned when `path` is 'builtin': 'minilm' (the packaged "
+        "all-MiniLM-L6-v2) or a local Hugging Face folder.",
+    )
+    finetune: TrainConfig = section(
+        lambda: TrainConfig(epochs=1.0, learning_rate=5e-5, warmup_ratio=0.06),
+        "Training settings for fine-tuning the teacher.",
+    )
+    batch_size: int = doc(128, "Batch size when the teacher scores data (no gradients).")
+
+
+@dataclass
+class StudentConfig:
+    init: Literal["teacher_layers", "shrink", "pretrained"] = doc(
+        "teacher_layers",
+        "How the student is made: 'teacher_layers' copies chosen teacher layers (DistilBERT's "
+        "initialisation); 'shrink' is the teacher's architecture made smaller by config, randomly "
+        "initialised; 'pretrained' loads `path`.",
+    )
+    path: str | None = doc(None, "Folder of a pretrained Hugging Face model, for init 'pretrained'.")
+    layers: list[int] = doc([1, 4], "Teacher layers copied into the student (0-based), for 'teacher_layers'.")
+    num_layers: int = doc(2, "Number of transformer layers, for 'shrink'.")
+    hidden_size: int | None = doc(None, "Hidden size, for 'shrink'; empty keeps the teacher's.")
+    num_heads: int | None = doc(None, "Attention heads, for 'shrink'; empty keeps the teacher's.")
+    intermediate_size: int | None = doc(
+        None,
+        "Feed-forward size; empty keeps the teacher's. With 'teacher_layers' the teacher's most important "
+        "feed-forward neurons are kept.",
+    )
+
+
+@dataclass
+class LossConfig:
+    alpha: float = doc(0.5, "Weight of the cross-entropy on gold labels.")
+    beta: float = doc(0.5, "Weight of the soft term against the teacher.")
+    temperature: float = doc(2.0, "Softmax temperature of the soft term (the KL is scaled by T^2).")
+    soft: Literal["kl", "mse"] = doc(
+        "kl", "Soft term: 'kl' = KL(teacher_T || student_T) (Hinton), 'mse' = MSE between raw logits."
+    )
+
+
+@dataclass
+class ReportConfig:
+    baseline: bool = doc(True, "Also train the same student without a teacher (labels only) for comparison.")
+    latency_examples: int = doc(200, "Test texts timed one at a time for batch-1 latency.")
+    throughput_batches: int = doc(10, "Batches of 32 timed for throughput.")
+
+
+@dataclass
+class RunConfig:
+    output_dir: str = doc("runs/default", "Run folder: config, metrics, checkpoints, models and report.")
+    task: Literal["classification"] = doc("classification", "Task family.")
+    data: DataConfig = section(DataConfig, "Where the examples come from and how they are tokenised.")
+    teacher: TeacherConfig = section(TeacherConfig, "The teacher model.")
+    student: StudentConfig = section(StudentConfig, "How the student is built.")
+    loss: LossConfig = section(LossConfig, "The distillation objective.")
+    train: TrainConfig = section(TrainConfig, "Student training settings.")
+    report: ReportConfig = section(ReportConfig, "What the final report measures.")
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join("empty" if a is type(None) else _type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, where: str) -> Any:
+    """Check `value` against the annotation `tp`; return it (ints widened to float where allowed)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, where)
+            except TextDistillError:
+                pass
+        raise TextDistillError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise TextDistillError(
+                f"{where}: {value!r} is not a valid choice; use one of {', '.join(map(repr, choices))}"
+            )
+        return value
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise TextDistillError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    raise TextDistillError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+
+
+def _unknown_key(cls: type, key: str, where: str) -> TextDistillError:
+    names = [f.name for f in dataclasses.fields(cls)]
+    close = difflib.get_close_matches(str(key), names, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return TextDistillError(f"{where}: unknown key {key!r}{hint}; valid keys: {', '.join(names)}")
+
+
+def from_dict(cls: type, values: dict, where: str = "config", base: Any = None) -> Any:
+    """Set the fields of `base` (default: `cls()`) from a plain dict, checking every key and type.
+
+    Nested sections update the section object already in `base`, so a section keeps its own defaults
+    for the keys a file leaves out.
+    """
+    obj = base if base is not None else cls()
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key, value in values.items():
+        if key not in names:
+            raise _unknown_key(cls, key, where)
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                raise TextDistillError(f"{where}.{key}: expected a mapping of {tp.__name__} fields, got {value!r}")
+            from_dict(tp, value, f"{where}.{key}", getattr(obj, key))
+        else:
+            setattr(obj, key, _convert(value, tp, f"{where}.{key}"))
+    return obj
+
+
+def to_dict(obj: Any) -> dict:
+    return dataclasses.asdict(obj)
+
+
+def _check_ranges(cfg: RunConfig) -> None:
+    def need(ok: bool, msg: str) -> None:
+        if not ok:
+            raise TextDistillError(msg)
+
+    for name, t in (("train", cfg.train), ("teacher.finetune", cfg.teacher.finetune)):
+        need(t.batch_size >= 1, f"{name}.batch_size must be at least 1, got {t.batch_size}")
+        need(t.grad_accum_steps >= 1, f"{name}.grad_accum_steps must be at least 1, got {t.grad_accum_steps}")
+        need(t.epochs > 0, f"{name}.epochs must be positive, got {t.epochs}")
+        need(t.max_steps is None or t.max_steps >= 1, f"{name}.max_steps must be at least 1 or empty")
+        need(t.learning_rate > 0, f"{name}.learning_rate must be positive, got {t.learning_rate}")
+        need(0 <= t.warmup_ratio < 1, f"{name}.warmup_ratio must be in [0, 1), got {t.warmup_ratio}")
+        need(t.eval_every >= 0, f"{name}.eval_every must be 0 (per epoch) or positive, got {t.eval_every}")
+        need(t.max_grad_norm is None or t.max_grad_norm > 0, f"{name}.max_grad_norm must be positive or empty")
+        need(t.threads is None or t.threads >= 1, f"{name}.threads must be at least 1 or empty")
+    loss = cfg.loss
+    need(loss.temperature > 0, f"loss.temperature must be positive, got {loss.temperature}")
+    need(loss.alpha >= 0 and loss.beta >= 0, "loss.alpha and loss.beta must be non-negative")
+    need(loss.alpha + loss.beta > 0, "loss.alpha and loss.beta are both 0: nothing to train on; set one above 0")
+    d = cfg.data
+    need(d.max_length >= 8, f"data.max_length must be at least 8 tokens, got {d.max_length}")
+    for frac in ("validation_fraction", "test_fraction"):
+        v = getattr(d, frac)
+        need(0 <= v < 1, f"data.{frac} must be in [0, 1), got {v}")
+    need(d.validation_fraction + d.test_fraction < 0.9, "data.validation_fraction + data.test_fraction must be < 0.9")
+    need(d.dataset is not None or d.train is not None,
+         "no data: set data.dataset (e.g. 'rotten_tomatoes') or data.train to a labelled file")
+    s = cfg.student
+    if s.init == "pretrained":
+        need(s.path is not None, "student.init is 'pretrained' but student.path is empty; give the model folder")
+    if s.init == "teacher_layers":
+        need(len(s.layers) >= 1, "student.layers is empty; list at least one teacher layer to copy, e.g. [1, 4]")
+        need(len(set(s.layers)) == len(s.layers), f"student.layers has repeats: {s.layers}")
+    need(s.num_layers >= 1, f"student.num_layers must be at least 1, got {s.num_layers}")
+    for name in ("hidden_size", "num_heads", "intermediate_size"):
+        v = getattr(s, name)
+        need(v is None or v >= 1, f"student.{name} must be at least 1 or empty, got {v}")
+    need(cfg.report.latency_examples >= 1, "report.latency_examples must be at least 1")
+    need(cfg.report.throughput_batches >= 1, "report.throughput_batches must be at least 1")
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> RunConfig:
+    """Defaults, then the YAML file at `path`, then `overrides` ({"train.epochs": 2, ...})."""
+    raw: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise TextDistillError(f"config file {str(p)!r} does not exist; check the path")
+        try:
+            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            first = str(e).strip().splitlines()[0]
+            raise TextDistillError(f"config file {str(p)!r} is not valid YAML ({first}); fix the syntax") from None
+        if not isinstance(raw, dict):
+            raise TextDistillError(f"config file {str(p)!r} must hold a mapping of sections, not {type(raw).__name__}")
+    for dotted, value in (overrides or {}).items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise TextDistillError(f"cannot set {dotted!r}: {part!r} is not a section")
+            node = child
+        node[leaf] = value
+    cfg = from_dict(RunConfig, raw)
+    _check_ranges(cfg)
+    return cfg
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8")
+
+
+def iter_fields(cls: type = RunConfig, prefix: str = "") -> typing.Iterator[tuple[str, Any, dataclasses.Field]]:
+    """Yield (dotted name, annotation, field) for every leaf field: the CLI makes a flag of each."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            yield from iter_fields(tp, f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", tp, f

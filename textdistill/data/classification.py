@@ -1,0 +1,243 @@
+"""Labelled text for classification: splits, label ids, tokenisation once per run, dynamic padding."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from textdistill.config import DataConfig
+from textdistill.data.builtin import load_builtin
+from textdistill.data.files import read_table, require_column
+from textdistill.errors import TextDistillError
+from textdistill.losses import IGNORE_INDEX
+
+log = logging.getLogger("textdistill")
+
+
+@dataclass
+class TextSplit:
+    """Raw examples of one split: texts, optional second texts, label names (None when unlabelled)."""
+
+    texts: list[str]
+    pairs: list[str] | None = None
+    labels: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass
+class ClassificationData:
+    train: TextSplit
+    validation: TextSplit
+    test: TextSplit
+    unlabeled: TextSplit | None
+    label_names: list[str]
+
+    def label_ids(self, split: TextSplit) -> list[int]:
+        index = {name: i for i, name in enumerate(self.label_names)}
+        if split.labels is None:
+            return [IGNORE_INDEX] * len(split)
+        return [index[name] for name in split.labels]
+
+
+def _label_name(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _frame_to_split(df: pd.DataFrame, cfg: DataConfig, role: str, labelled: bool) -> TextSplit:
+    require_column(df, cfg.text_column, role, "data.text_column")
+    if cfg.text_pair_column is not None:
+        require_column(df, cfg.text_pair_column, role, "data.text_pair_column")
+    if labelled:
+        require_column(df, cfg.label_column, role, "data.label_column")
+        missing = df[cfg.label_column].isna() | (df[cfg.label_column].astype(str).str.strip() == "")
+        if missing.any():
+            rows = np.flatnonzero(missing.to_numpy())[:5] + 1
+            raise TextDistillError(
+                f"{role}: {int(missing.sum())} examples have no label (NaN or empty) in column "
+                f"{cfg.label_column!r}, e.g. rows {', '.join(map(str, rows))}; fill or remove them"
+            )
+    text_cols = [cfg.text_column] + ([cfg.text_pair_column] if cfg.text_pair_column else [])
+    empty = np.zeros(len(df), dtype=bool)
+    for col in text_cols:
+        empty |= (df[col].isna() | (df[col].astype(str).str.strip() == "")).to_numpy()
+    if empty.any():
+        log.warning("%s: dropping %d examples with empty text", role, int(empty.sum()))
+        df = df[~empty]
+    if len(df) == 0:
+        raise TextDistillError(f"{role}: no examples with text in column {cfg.text_column!r}; check the file")
+    return TextSplit(
+        texts=df[cfg.text_column].astype(str).tolist(),
+        pairs=df[cfg.text_pair_column].astype(str).tolist() if cfg.text_pair_column else None,
+        labels=[_label_name(v) for v in df[cfg.label_column]] if labelled else None,
+    )
+
+
+def _take(split: TextSplit, index: np.ndarray) -> TextSplit:
+    return TextSplit(
+        texts=[split.texts[i] for i in index],
+        pairs=[split.pairs[i] for i in index] if split.pairs is not None else None,
+        labels=[split.labels[i] for i in index] if split.labels is not None else None,
+    )
+
+
+def _sort_labels(names: set[str]) -> list[str]:
+    try:
+        return sorted(names, key=lambda n: float(n))
+    except ValueError:
+        return sorted(names)
+
+
+def load_classification_data(cfg: DataConfig) -> ClassificationData:
+    """Read the configured files (or built-in dataset), split deterministically, check the labels."""
+    unlabeled: TextSplit | None = None
+    if cfg.dataset is not None:
+        builtin = load_builtin(cfg.dataset)
+        full = TextSplit(texts=builtin.labelled["text"].tolist(), labels=builtin.labelled["label"].tolist())
+        if cfg.use_builtin_unlabeled:
+            unlabeled = TextSplit(texts=list(builtin.unlabeled))
+        role = f"data.dataset {cfg.dataset!r}"
+    else:
+        full = _frame_to_split(read_table(cfg.train, "data.train"), cfg, "data.train", labelled=True)
+        role = "data.train"
+    given = {
+        "validation": _frame_to_split(read_table(cfg.validation, "data.validation"), cfg, "data.validation", True)
+        if cfg.validation else None,
+        "test": _frame_to_split(read_table(cfg.test, "data.test"), cfg, "data.test", True) if cfg.test else None,
+    }
+    order = np.random.default_rng(cfg.split_seed).permutation(len(full))
+    held: dict[str, TextSplit] = {}
+    start = 0
+    for name, fraction in (("test", cfg.test_fraction), ("validation", cfg.validation_fraction)):
+        if given[name] is not None:
+            held[name] = given[name]
+            continue
+        n = max(1, int(round(fraction * len(full))))
+        if fraction == 0 or n >= len(full) - start:
+            raise TextDistillError(
+                f"{role}: cannot hold out a {name} split from {len(full)} examples with "
+                f"data.{name}_fraction={fraction}; give data.{name} as a file or a fraction in (0, 1)"
+            )
+        held[name] = _take(full, order[start : start + n])
+        start += n
+    train = _take(full, order[start:])
+    if cfg.max_train_examples is not None:
+        train = _take(train, np.arange(min(cfg.max_train_examples, len(train))))
+    if cfg.unlabeled:
+        df = read_table(cfg.unlabeled, "data.unlabeled")
+        extra = _frame_to_split(df, cfg, "data.unlabeled", labelled=False)
+        unlabeled = extra if unlabeled is None else TextSplit(texts=unlabeled.texts + extra.texts)
+
+    label_names = _sort_labels(set(train.labels))
+    if len(label_names) < 2:
+        raise TextDistillError(
+            f"{role}: training data has a single class ({label_names[0]!r}); classification needs at "
+            "least two label values in the label column"
+        )
+    for name, split in held.items():
+        unseen = sorted(set(split.labels) - set(label_names))
+        if unseen:
+            raise TextDistillError(
+                f"data.{name}: labels {', '.join(map(repr, unseen[:5]))} never occur in training "
+                f"(training labels: {', '.join(map(repr, label_names))}); fix the labels or add such examples to train"
+            )
+    _warn_overlap(train, held["test"])
+    return ClassificationData(train=train, validation=held["validation"], test=held["test"],
+                              unlabeled=unlabeled, label_names=label_names)
+
+
+def _warn_overlap(train: TextSplit, test: TextSplit) -> None:
+    def keys(split: TextSplit) -> set:
+        pairs = split.pairs or [None] * len(split)
+        return {(t, p) for t, p in zip(split.texts, pairs)}
+
+    shared = keys(train) & keys(test)
+    if shared:
+        log.warning("%d test examples also occur in train; test scores will be optimistic (deduplicate the files)",
+                    len(shared))
+
+
+@dataclass
+class Encoded:
+    """A tokenised split: token ids per example (unpadded), label ids, optional teacher logits."""
+
+    input_ids: list[list[int]]
+    token_type_ids: list[list[int]] | None
+    labels: torch.Tensor  # [N] long, IGNORE_INDEX where unlabelled
+    teacher_logits: torch.Tensor | None = None  # [N, C] float32
+    lengths: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def encode(tokenizer, split: TextSplit, label_ids: list[int], max_length: int, role: str) -> Encoded:
+    """Tokenise once, truncating to `max_length` and warning with the count of truncated examples."""
+    kwargs = dict(truncation=True, max_length=max_length)
+    out = tokenizer(split.texts, split.pairs, **kwargs) if split.pairs else tokenizer(split.texts, **kwargs)
+    full = tokenizer(split.texts, split.pairs) if split.pairs else tokenizer(split.texts)
+    truncated = sum(len(ids) > max_length for ids in full["input_ids"])
+    if truncated:
+        log.warning("%s: %d of %d examples are longer than data.max_length=%d tokens and were truncated",
+                    role, truncated, len(split), max_length)
+    ids = out["input_ids"]
+    return Encoded(
+        input_ids=ids,
+        token_type_ids=out.get("token_type_ids"),
+        labels=torch.tensor(label_ids, dtype=torch.long),
+        lengths=[len(x) for x in ids],
+    )
+
+
+def collate(data: Encoded, index: list[int], pad_id: int) -> dict[str, torch.Tensor]:
+    """Pad the examples `index` to their longest member (dynamic padding)."""
+    width = max(data.lengths[i] for i in index)
+    input_ids = torch.full((len(index), width), pad_id, dtype=torch.long)  # [B, L]
+    attention_mask = torch.zeros((len(index), width), dtype=torch.long)  # [B, L]
+    token_type_ids = torch.zeros((len(index), width), dtype=torch.long) if data.token_type_ids else None
+    for row, i in enumerate(index):
+        n = data.lengths[i]
+        input_ids[row, :n] = torch.tensor(data.input_ids[i])
+        attention_mask[row, :n] = 1
+        if token_type_ids is not None:
+            token_type_ids[row, :n] = torch.tensor(data.token_type_ids[i])
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": data.labels[index]}
+    if token_type_ids is not None:
+        batch["token_type_ids"] = token_type_ids
+    if data.teacher_logits is not None:
+        batch["teacher_logits"] = data.teacher_logits[index]
+    return batch
+
+
+def bucketed_batches(lengths: list[int], batch_size: int, seed: int, epoch: int, bucket: int = 50) -> list[list[int]]:
+    """Shuffle, sort by length within chunks of `bucket` batches, then shuffle the batches.
+
+    Batches hold examples of similar length, so dynamic padding wastes little compute; the order is a
+    pure function of (seed, epoch) so an interrupted run can find its place again.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(lengths))
+    batches: list[list[int]] = []
+    chunk = batch_size * bucket
+    for start in range(0, len(order), chunk):
+        part = sorted(order[start : start + chunk].tolist(), key=lambda i: lengths[i])
+        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def sequential_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Batches for inference: sorted by length (little padding); callers restore the original order."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def steps_per_epoch(n_examples: int, batch_size: int, grad_accum_steps: int) -> int:
+    return math.ceil(math.ceil(n_examples / batch_size) / grad_accum_steps)

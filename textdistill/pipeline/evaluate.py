@@ -1,0 +1,39 @@
+"""`eval`: score any classifier folder on a split of the configured data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textdistill.config import RunConfig
+from textdistill.data.classification import load_classification_data
+from textdistill.errors import TextDistillError
+from textdistill.evaluation.metrics import classification_metrics
+from textdistill.evaluation.predict import predict_logits
+from textdistill.models.loading import load_classifier, load_tokenizer, resolve_model_dir, teacher_label_order
+from textdistill.pipeline.runs import apply_threads, encode_splits
+
+SPLITS = ("train", "validation", "test")
+
+
+def run_eval(cfg: RunConfig, model: str | Path, split: str = "test", teacher: str | Path | None = None) -> dict:
+    """Metrics of the model at `model` on `split`; with `teacher`, also the agreement with it."""
+    if split not in SPLITS:
+        raise TextDistillError(f"--split {split!r} is not a split; use one of {', '.join(SPLITS)}")
+    apply_threads(cfg.train.threads)
+    data = load_classification_data(cfg.data)
+    folder = resolve_model_dir(str(model), "--model")
+    tokenizer = load_tokenizer(folder, "--model")
+    clf = load_classifier(folder, "--model")
+    order = teacher_label_order(clf, data.label_names)
+    splits = encode_splits(tokenizer, data, cfg.data.max_length, getattr(clf.config, "max_position_embeddings", None))
+    encoded = getattr(splits, split)
+    pad_id = tokenizer.pad_token_id or 0
+    pred = predict_logits(clf, encoded, pad_id)[:, order].argmax(-1)
+    teacher_pred = None
+    if teacher is not None:
+        t_folder = resolve_model_dir(str(teacher), "--teacher")
+        t_model = load_classifier(t_folder, "--teacher")
+        t_order = teacher_label_order(t_model, data.label_names)
+        teacher_pred = predict_logits(t_model, encoded, pad_id)[:, t_order].argmax(-1)
+    metrics = classification_metrics(pred, encoded.labels, data.label_names, teacher_pred)
+    return {"model": str(folder), "split": split, **metrics}

@@ -1,0 +1,124 @@
+"""Fine-tuning a teacher classifier, and the cached built-in teacher."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+from textdistill.config import RunConfig
+from textdistill.data.classification import ClassificationData, load_classification_data
+from textdistill.evaluation.metrics import classification_metrics
+from textdistill.evaluation.predict import predict_logits
+from textdistill.models.loading import load_classifier, load_tokenizer, resolve_model_dir
+from textdistill.pipeline.runs import encode_splits, save_model, write_json
+from textdistill.training.loop import train
+from textdistill.training.objectives import label_objective
+
+log = logging.getLogger("textdistill")
+TEACHER_INFO = "textdistill_teacher.json"
+# Bump when the fine-tuning recipe changes in a way that changes the weights it produces.
+RECIPE_VERSION = 1
+
+
+def cache_root() -> Path:
+    """$TEXTDISTILL_CACHE, else $XDG_CACHE_HOME/textdistill, else ~/.cache/textdistill."""
+    if os.environ.get("TEXTDISTILL_CACHE"):
+        return Path(os.environ["TEXTDISTILL_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "textdistill"
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def teacher_cache_key(cfg: RunConfig, data: ClassificationData) -> str:
+    """Hash of everything that determines the fine-tuned weights: base model, data, settings, recipe."""
+    base = resolve_model_dir(cfg.teacher.base, "teacher.base")
+    finetune = dataclasses.asdict(cfg.teacher.finetune)
+    for cosmetic in ("progress", "threads"):
+        finetune.pop(cosmetic)
+    h = hashlib.sha256()
+    for f in sorted(base.iterdir()):
+        if f.is_file() and (f.suffix in (".json", ".txt", ".safetensors", ".bin", ".model")):
+            h.update(f.name.encode())
+            h.update(_file_digest(f).encode())
+    payload = {
+        "recipe": RECIPE_VERSION,
+        "finetune": finetune,
+        "max_length": cfg.data.max_length,
+        "labels": data.label_names,
+        "train": [data.train.texts, data.train.pairs, data.train.labels],
+        "validation": [data.validation.texts, data.validation.pairs, data.validation.labels],
+    }
+    h.update(json.dumps(payload, sort_keys=True).encode())
+    return h.hexdigest()[:20]
+
+
+def fine_tune_teacher(cfg: RunConfig, data: ClassificationData, out_dir: Path) -> dict:
+    """Fine-tune `cfg.teacher.base` on the labelled data; save a Hugging Face folder at `out_dir`."""
+    base = resolve_model_dir(cfg.teacher.base, "teacher.base")
+    tokenizer = load_tokenizer(base, "teacher.base")
+    model = load_classifier(base, "teacher.base", data.label_names)
+    model_max = getattr(model.config, "max_position_embeddings", None)
+    splits = encode_splits(tokenizer, data, cfg.data.max_length, model_max)
+    pad_id = tokenizer.pad_token_id or 0
+    work = out_dir.with_name(out_dir.name + ".work")
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "checkpoints").mkdir(exist_ok=True)
+
+    def evaluate(m):
+        logits = predict_logits(m, splits.validation, pad_id, cfg.teacher.batch_size)
+        return classification_metrics(logits.argmax(-1), splits.validation.labels, data.label_names)
+
+    result = train(model, splits.train, label_objective(), cfg.teacher.finetune, name="teacher", run_dir=work,
+                   pad_id=pad_id, evaluate=evaluate)
+    test_logits = predict_logits(model, splits.test, pad_id, cfg.teacher.batch_size)
+    test = classification_metrics(test_logits.argmax(-1), splits.test.labels, data.label_names)
+    save_model(model, tokenizer, out_dir)
+    info = {
+        "base": str(base),
+        "train_seconds": result.seconds,
+        "steps": result.steps,
+        "validation_accuracy": result.best_score,
+        "test_accuracy": test["accuracy"],
+        "label_names": data.label_names,
+    }
+    write_json(out_dir / TEACHER_INFO, info)
+    shutil.copy(work / "metrics.jsonl", out_dir / "metrics.jsonl")
+    shutil.rmtree(work)
+    log.info("teacher: test accuracy %.4f after %.0f s", test["accuracy"], result.seconds)
+    return info
+
+
+def builtin_teacher(cfg: RunConfig, data: ClassificationData) -> tuple[Path, dict]:
+    """The fine-tuned built-in teacher for this data, trained once and cached under a content key."""
+    key = teacher_cache_key(cfg, data)
+    folder = cache_root() / "teachers" / key
+    info_path = folder / TEACHER_INFO
+    if info_path.is_file():
+        log.info("teacher: using cached fine-tuned teacher %s", folder)
+        return folder, {**json.loads(info_path.read_text()), "cached": True}
+    log.info("teacher: fine-tuning %s on the training data (cached afterwards at %s)", cfg.teacher.base, folder)
+    started = time.perf_counter()
+    info = fine_tune_teacher(cfg, data, folder)
+    info["wall_seconds"] = time.perf_counter() - started
+    return folder, {**info, "cached": False}
+
+
+def run_teacher(cfg: RunConfig, output: str | Path | None = None) -> dict:
+    """CLI `teacher`: fine-tune a teacher on the configured data into `output` (default: <output_dir>/teacher)."""
+    data = load_classification_data(cfg.data)
+    out_dir = Path(output) if output else Path(cfg.output_dir) / "teacher"
+    info = fine_tune_teacher(cfg, data, out_dir)
+    return {"teacher": str(out_dir), **info}

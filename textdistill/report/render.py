@@ -1,0 +1,164 @@
+"""The run report: teacher vs student vs no-teacher baseline, as Markdown and self-contained HTML."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+from textdistill.training.checkpoint import atomic_write
+
+COLUMNS = ("teacher", "student", "baseline")
+TITLES = {"teacher": "teacher", "student": "student (distilled)", "baseline": "baseline (no teacher)"}
+
+
+def _rows(summary: dict) -> list[tuple[str, list[str]]]:
+    res = summary["results"]
+    names = [n for n in COLUMNS if n in res]
+    t = res["teacher"]
+
+    def each(fn):
+        return [fn(res[n]) for n in names]
+
+    rows = [
+        ("accuracy", each(lambda r: f"{100 * r['accuracy']:.2f}%")),
+        ("macro-F1", each(lambda r: f"{100 * r['macro_f1']:.2f}")),
+        ("% of teacher accuracy", each(lambda r: f"{100 * r['accuracy'] / t['accuracy']:.1f}%")),
+        ("agreement with teacher", each(lambda r: f"{100 * r['teacher_agreement']:.1f}%" if "teacher_agreement" in r else "-")),
+        ("parameters", each(lambda r: f"{r['parameters'] / 1e6:.2f}M")),
+        ("size on disk", each(lambda r: f"{r['disk_bytes'] / 2**20:.1f} MiB")),
+        ("latency batch 1, p50", each(lambda r: f"{r['latency_p50_ms']:.2f} ms")),
+        ("latency batch 1, p95", each(lambda r: f"{r['latency_p95_ms']:.2f} ms")),
+        ("speed-up vs teacher (p50)", each(lambda r: f"{t['latency_p50_ms'] / r['latency_p50_ms']:.2f}x")),
+        ("throughput batch 32", each(lambda r: f"{r['throughput_per_s']:.0f} ex/s")),
+        ("training wall time", each(lambda r: f"{r['train_seconds']:.0f} s" if "train_seconds" in r else "-")),
+    ]
+    return [("", [TITLES[n] for n in names])] + rows
+
+
+def guidance(summary: dict) -> list[str]:
+    """Plain advice when the numbers say distillation did not do its job."""
+    res = summary["results"]
+    notes = []
+    s, t = res["student"], res["teacher"]
+    if "baseline" in res and s["accuracy"] <= res["baseline"]["accuracy"]:
+        notes.append(
+            "The distilled student did not beat the labels-only baseline. Try: a higher loss.temperature "
+            "(2-4), more soft weight (loss.beta), more epochs, extra unlabelled text (data.unlabeled), or a "
+            "larger student (more student.layers); check the teacher's own accuracy first."
+        )
+    if s["accuracy"] < 0.95 * t["accuracy"]:
+        notes.append(
+            "The student keeps less than 95% of the teacher's accuracy. A larger student or longer "
+            "training usually closes the gap; a weak teacher caps what distillation can give."
+        )
+    return notes
+
+
+def markdown_report(summary: dict) -> str:
+    rows = _rows(summary)
+    header, body = rows[0], rows[1:]
+    lines = [f"# textdistill report: {summary['dataset']}", ""]
+    sizes = summary["sizes"]
+    lines.append(f"Examples: {sizes['train']} train, {sizes['validation']} validation, {sizes['test']} test"
+                 + (f", {sizes['unlabeled']} unlabelled" if sizes["unlabeled"] else "") + ". "
+                 f"Labels: {', '.join(summary['label_names'])}. Teacher: `{summary['teacher']['path']}`.")
+    lines += ["", "| | " + " | ".join(header[1]) + " |", "|---" * (len(header[1]) + 1) + "|"]
+    lines += ["| " + name + " | " + " | ".join(vals) + " |" for name, vals in body]
+    r = summary["results"]["student"]
+    threads = r.get("threads")
+    lines += ["", f"Test-set scores. Latency: one test example at a time, forward pass only, models interleaved in one "
+                  f"process, {threads} CPU thread(s); throughput: batches of 32 test examples."]
+    loss = summary["loss"]
+    lines += ["", f"Objective: {loss['alpha']} * CE + {loss['beta']} * "
+                  + (f"T^2 * KL(teacher_T || student_T), T = {loss['temperature']}" if loss["soft"] == "kl" else "logit MSE")
+                  + f". Student: `{json.dumps(summary['student_config'])}`."]
+    for note in guidance(summary):
+        lines += ["", f"**Note.** {note}"]
+    lines += ["", "## Student per class", "", "| label | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    for label, pc in r["per_class"].items():
+        lines.append(f"| {label} | {pc['precision']:.3f} | {pc['recall']:.3f} | {pc['f1']:.3f} | {pc['support']} |")
+    lines += ["", "## Confusion matrices (rows: gold, columns: predicted)", ""]
+    for name in COLUMNS:
+        if name in summary["results"]:
+            lines.append(f"{TITLES[name]}: `{summary['results'][name]['confusion_matrix']}`  ")
+    lines += ["", "Training curves: see report.html (data in metrics.jsonl).", ""]
+    return "\n".join(lines)
+
+
+def _curve_svg(history: list[dict], key: str, title: str, width: int = 560, height: int = 220) -> str:
+    """A line chart of `key` against step for each run, as inline SVG (no plotting library needed)."""
+    colours = {"student": "#1f77b4", "baseline": "#ff7f0e", "teacher": "#2ca02c"}
+    series: dict[str, list[tuple[float, float]]] = {}
+    for e in history:
+        if key in e:
+            series.setdefault(e["run"], []).append((e["step"], e[key]))
+    if not series:
+        return ""
+    xs = [x for pts in series.values() for x, _ in pts]
+    ys = [y for pts in series.values() for _, y in pts]
+    x0, x1 = min(xs), max(xs) or 1
+    y0, y1 = min(ys), max(ys)
+    if y1 == y0:
+        y1 = y0 + 1
+    pad = 40
+
+    def px(x, y):
+        sx = pad + (x - x0) / max(x1 - x0, 1) * (width - 2 * pad)
+        sy = height - pad - (y - y0) / (y1 - y0) * (height - 2 * pad)
+        return f"{sx:.1f},{sy:.1f}"
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">',
+             f'<text x="{width / 2}" y="16" text-anchor="middle" font-size="13">{html.escape(title)}</text>',
+             f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#888"/>',
+             f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#888"/>',
+             f'<text x="{pad - 4}" y="{pad + 4}" text-anchor="end" font-size="10">{y1:.3g}</text>',
+             f'<text x="{pad - 4}" y="{height - pad}" text-anchor="end" font-size="10">{y0:.3g}</text>',
+             f'<text x="{width - pad}" y="{height - pad + 14}" text-anchor="end" font-size="10">step {x1}</text>']
+    for i, (run, pts) in enumerate(sorted(series.items())):
+        colour = colours.get(run, "#555")
+        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{" ".join(px(x, y) for x, y in pts)}"/>')
+        parts.append(f'<text x="{width - pad}" y="{pad + 14 * i}" text-anchor="end" font-size="11" fill="{colour}">{html.escape(run)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def html_report(summary: dict, history: list[dict]) -> str:
+    rows = _rows(summary)
+    header, body = rows[0], rows[1:]
+    table = ["<table><tr><th></th>" + "".join(f"<th>{html.escape(h)}</th>" for h in header[1]) + "</tr>"]
+    table += ["<tr><td>" + html.escape(n) + "</td>" + "".join(f"<td>{html.escape(v)}</td>" for v in vals) + "</tr>"
+              for n, vals in body]
+    table.append("</table>")
+    notes = "".join(f"<p><b>Note.</b> {html.escape(n)}</p>" for n in guidance(summary))
+    charts = _curve_svg(history, "loss", "training loss") + _curve_svg(history, "accuracy", "validation accuracy")
+    style = ("body{font-family:sans-serif;max-width:900px;margin:2em auto;color:#222}"
+             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}"
+             "td:first-child{text-align:left}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>textdistill report</title>"
+            f"<style>{style}</style></head><body><h1>textdistill report: {html.escape(str(summary['dataset']))}</h1>"
+            + "".join(table) + notes + "<h2>Training curves</h2>" + charts + "</body></html>")
+
+
+def read_history(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def write_report(run_dir: Path, summary: dict) -> None:
+    md = markdown_report(summary)
+    page = html_report(summary, read_history(run_dir))
+    atomic_write(run_dir / "report.md", lambda tmp: tmp.write_text(md, encoding="utf-8"))
+    atomic_write(run_dir / "report.html", lambda tmp: tmp.write_text(page, encoding="utf-8"))
+
+
+def summary_table(summary: dict) -> str:
+    """The headline table as aligned plain text, for the terminal."""
+    rows = _rows(summary)
+    widths = [max(len(r[0]) for r in rows)] + [max(len(r[1][i]) for r in rows) for i in range(len(rows[0][1]))]
+    out = []
+    for name, vals in rows:
+        out.append("  ".join([name.ljust(widths[0])] + [v.rjust(widths[i + 1]) for i, v in enumerate(vals)]))
+    return "\n".join(out)
