@@ -37,7 +37,7 @@ def _no_dropout(model):
 def test_gradient_accumulation_matches_one_big_batch(tmp_path):
     tok, enc = _encoded(tmp_path)
     teacher = tiny_bert(len(tok.get_vocab()), layers=4, seed=1).eval()
-    enc.teacher_logits = predict_logits(teacher, enc, tok.pad_token_id)
+    enc.teacher_logits = predict_logits(teacher, enc)
     assert len(set(enc.lengths)) > 1, "the test needs ragged lengths"
     objective = classification_objective(LossConfig(alpha=0.5, beta=0.5, temperature=2.0))
     start = _no_dropout(tiny_bert(len(tok.get_vocab()), layers=2, seed=2))
@@ -46,7 +46,7 @@ def test_gradient_accumulation_matches_one_big_batch(tmp_path):
     grads, losses = [], []
     for group in ([by_length], [by_length[:3], by_length[3:]], [[i] for i in by_length]):
         model = copy.deepcopy(start)
-        loss, _ = accumulate_gradients(model, enc, group, objective, tok.pad_token_id, accelerator)
+        loss, _ = accumulate_gradients(model, [enc.collate(index) for index in group], objective, accelerator)
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
         losses.append(loss)
     for other, other_loss in zip(grads[1:], losses[1:]):

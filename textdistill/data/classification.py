@@ -174,9 +174,29 @@ class Encoded:
     labels: torch.Tensor  # [N] long, IGNORE_INDEX where unlabelled
     teacher_logits: torch.Tensor | None = None  # [N, C] float32
     lengths: list[int] = field(default_factory=list)
+    pad_id: int = 0
 
     def __len__(self) -> int:
         return len(self.input_ids)
+
+    def collate(self, index: list[int]) -> dict[str, torch.Tensor]:
+        """Pad the examples `index` to their longest member (dynamic padding)."""
+        width = max(self.lengths[i] for i in index)
+        input_ids = torch.full((len(index), width), self.pad_id, dtype=torch.long)  # [B, L]
+        attention_mask = torch.zeros((len(index), width), dtype=torch.long)  # [B, L]
+        token_type_ids = torch.zeros((len(index), width), dtype=torch.long) if self.token_type_ids else None
+        for row, i in enumerate(index):
+            n = self.lengths[i]
+            input_ids[row, :n] = torch.tensor(self.input_ids[i])
+            attention_mask[row, :n] = 1
+            if token_type_ids is not None:
+                token_type_ids[row, :n] = torch.tensor(self.token_type_ids[i])
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": self.labels[index]}
+        if token_type_ids is not None:
+            batch["token_type_ids"] = token_type_ids
+        if self.teacher_logits is not None:
+            batch["teacher_logits"] = self.teacher_logits[index]
+        return batch
 
 
 def encode(tokenizer, split: TextSplit, label_ids: list[int], max_length: int, role: str) -> Encoded:
@@ -194,27 +214,8 @@ def encode(tokenizer, split: TextSplit, label_ids: list[int], max_length: int, r
         token_type_ids=out.get("token_type_ids"),
         labels=torch.tensor(label_ids, dtype=torch.long),
         lengths=[len(x) for x in ids],
+        pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
     )
-
-
-def collate(data: Encoded, index: list[int], pad_id: int) -> dict[str, torch.Tensor]:
-    """Pad the examples `index` to their longest member (dynamic padding)."""
-    width = max(data.lengths[i] for i in index)
-    input_ids = torch.full((len(index), width), pad_id, dtype=torch.long)  # [B, L]
-    attention_mask = torch.zeros((len(index), width), dtype=torch.long)  # [B, L]
-    token_type_ids = torch.zeros((len(index), width), dtype=torch.long) if data.token_type_ids else None
-    for row, i in enumerate(index):
-        n = data.lengths[i]
-        input_ids[row, :n] = torch.tensor(data.input_ids[i])
-        attention_mask[row, :n] = 1
-        if token_type_ids is not None:
-            token_type_ids[row, :n] = torch.tensor(data.token_type_ids[i])
-    batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": data.labels[index]}
-    if token_type_ids is not None:
-        batch["token_type_ids"] = token_type_ids
-    if data.teacher_logits is not None:
-        batch["teacher_logits"] = data.teacher_logits[index]
-    return batch
 
 
 def bucketed_batches(lengths: list[int], batch_size: int, seed: int, epoch: int, bucket: int = 50) -> list[list[int]]:

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import torch
 
-from textdistill.data.classification import Encoded, collate, sequential_batches
+from textdistill.data.classification import Encoded, sequential_batches
 from textdistill.training.loop import model_inputs
 
 
 @torch.inference_mode()
-def predict_logits(model: torch.nn.Module, data: Encoded, pad_id: int, batch_size: int = 128,
-                   progress=None) -> torch.Tensor:
+def predict_logits(model: torch.nn.Module, data: Encoded, batch_size: int = 128, progress=None) -> torch.Tensor:
     """[N, C] float32 logits in the split's order; batches are sorted by length to avoid padding."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     out: torch.Tensor | None = None
     for index in sequential_batches(data.lengths, batch_size):
-        batch = collate(data, index, pad_id)
+        batch = data.collate(index)
         logits = model(**{k: v.to(device) for k, v in model_inputs(batch).items()}).logits.float().cpu()  # [B, C]
         if out is None:
             out = torch.empty(len(data), logits.shape[-1])

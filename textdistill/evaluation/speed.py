@@ -13,21 +13,21 @@ import time
 import numpy as np
 import torch
 
-from textdistill.data.classification import Encoded, collate
+from textdistill.data.classification import Encoded
 from textdistill.training.loop import model_inputs
 
 
 @torch.inference_mode()
-def measure_speed(models: dict[str, torch.nn.Module], data: Encoded, pad_id: int, latency_examples: int = 200,
+def measure_speed(models: dict[str, torch.nn.Module], data: Encoded, latency_examples: int = 200,
                   throughput_batches: int = 10, batch_size: int = 32, seed: int = 0) -> dict[str, dict]:
     """{name: {latency_p50_ms, latency_p95_ms, throughput_per_s}} at batch 1 and batch `batch_size`."""
     for m in models.values():
         m.eval()
     rng = np.random.default_rng(seed)
-    singles = [model_inputs(collate(data, [int(i)], pad_id))
+    singles = [model_inputs(data.collate([int(i)]))
                for i in rng.choice(len(data), size=min(latency_examples, len(data)), replace=False)]
-    batches = [model_inputs(collate(data, rng.choice(len(data), size=min(batch_size, len(data)), replace=False).tolist(),
-                                    pad_id)) for _ in range(throughput_batches)]
+    batches = [model_inputs(data.collate(rng.choice(len(data), size=min(batch_size, len(data)), replace=False).tolist()))
+               for _ in range(throughput_batches)]
     names = list(models)
     for name in names:  # warm-up: first calls allocate and pick kernels
         for x in singles[:5] + batches[:1]:

@@ -50,25 +50,24 @@ def run_distill(cfg: RunConfig, overwrite: bool = False) -> dict:
     check_same_vocabulary(tokenizer, student_tokenizer, student.get_input_embeddings().num_embeddings)
     model_max = min(getattr(m.config, "max_position_embeddings", 10**9) for m in (teacher, student))
     splits = encode_splits(tokenizer, data, cfg.data.max_length, model_max)
-    pad_id = tokenizer.pad_token_id or 0
 
     # The teacher is frozen and in eval mode, so its logits are a pure function of the input: scoring
     # each training example once gives exactly what a call at every step would, at a fraction of the cost.
     scoring_start = time.perf_counter()
     for part in (splits.train, splits.unlabeled):
         if part is not None:
-            part.teacher_logits = predict_logits(teacher, part, pad_id, cfg.teacher.batch_size)[:, order]
+            part.teacher_logits = predict_logits(teacher, part, cfg.teacher.batch_size)[:, order]
     scoring_seconds = time.perf_counter() - scoring_start
     train_set = concat(splits.train, splits.unlabeled)
 
     def evaluate(m):
-        logits = predict_logits(m, splits.validation, pad_id, cfg.teacher.batch_size)
+        logits = predict_logits(m, splits.validation, cfg.teacher.batch_size)
         return classification_metrics(logits.argmax(-1), splits.validation.labels, data.label_names)
 
     models: dict[str, torch.nn.Module] = {"teacher": teacher}
     runs: dict[str, dict] = {}
     student_result = train(student, train_set, classification_objective(cfg.loss), cfg.train, name="student",
-                           run_dir=run_dir, pad_id=pad_id, evaluate=evaluate)
+                           run_dir=run_dir, evaluate=evaluate)
     save_model(student, student_tokenizer, run_dir / "student")
     models["student"] = student
     runs["student"] = dataclasses.asdict(student_result) | {"teacher_scoring_seconds": scoring_seconds}
@@ -76,19 +75,19 @@ def run_distill(cfg: RunConfig, overwrite: bool = False) -> dict:
         # same architecture, same initial weights, same budget; gold labels only
         baseline = build_student(cfg.student, teacher, data.label_names, cfg.train.seed)
         baseline_result = train(baseline, splits.train, label_objective(), cfg.train, name="baseline",
-                                run_dir=run_dir, pad_id=pad_id, evaluate=evaluate)
+                                run_dir=run_dir, evaluate=evaluate)
         save_model(baseline, student_tokenizer, run_dir / "baseline")
         models["baseline"] = baseline
         runs["baseline"] = dataclasses.asdict(baseline_result)
 
-    test_logits = {name: predict_logits(m, splits.test, pad_id, cfg.teacher.batch_size) for name, m in models.items()}
+    test_logits = {name: predict_logits(m, splits.test, cfg.teacher.batch_size) for name, m in models.items()}
     test_logits["teacher"] = test_logits["teacher"][:, order]
     teacher_pred = test_logits["teacher"].argmax(-1)
     results = {}
     for name, logits in test_logits.items():
         results[name] = classification_metrics(logits.argmax(-1), splits.test.labels, data.label_names,
                                                None if name == "teacher" else teacher_pred)
-    speed = measure_speed(models, splits.test, pad_id, cfg.report.latency_examples, cfg.report.throughput_batches)
+    speed = measure_speed(models, splits.test, cfg.report.latency_examples, cfg.report.throughput_batches)
     folders = {"teacher": teacher_dir, "student": run_dir / "student", "baseline": run_dir / "baseline"}
     for name, m in models.items():
         results[name].update(speed[name])

@@ -27,13 +27,12 @@ def run_eval(cfg: RunConfig, model: str | Path, split: str = "test", teacher: st
     order = teacher_label_order(clf, data.label_names)
     splits = encode_splits(tokenizer, data, cfg.data.max_length, getattr(clf.config, "max_position_embeddings", None))
     encoded = getattr(splits, split)
-    pad_id = tokenizer.pad_token_id or 0
-    pred = predict_logits(clf, encoded, pad_id)[:, order].argmax(-1)
+    pred = predict_logits(clf, encoded)[:, order].argmax(-1)
     teacher_pred = None
     if teacher is not None:
         t_folder = resolve_model_dir(str(teacher), "--teacher")
         t_model = load_classifier(t_folder, "--teacher")
         t_order = teacher_label_order(t_model, data.label_names)
-        teacher_pred = predict_logits(t_model, encoded, pad_id)[:, t_order].argmax(-1)
+        teacher_pred = predict_logits(t_model, encoded)[:, t_order].argmax(-1)
     metrics = classification_metrics(pred, encoded.labels, data.label_names, teacher_pred)
     return {"model": str(folder), "split": split, **metrics}

@@ -72,18 +72,17 @@ def fine_tune_teacher(cfg: RunConfig, data: ClassificationData, out_dir: Path) -
     model = load_classifier(base, "teacher.base", data.label_names)
     model_max = getattr(model.config, "max_position_embeddings", None)
     splits = encode_splits(tokenizer, data, cfg.data.max_length, model_max)
-    pad_id = tokenizer.pad_token_id or 0
     work = out_dir.with_name(out_dir.name + ".work")
     work.mkdir(parents=True, exist_ok=True)
     (work / "checkpoints").mkdir(exist_ok=True)
 
     def evaluate(m):
-        logits = predict_logits(m, splits.validation, pad_id, cfg.teacher.batch_size)
+        logits = predict_logits(m, splits.validation, cfg.teacher.batch_size)
         return classification_metrics(logits.argmax(-1), splits.validation.labels, data.label_names)
 
     result = train(model, splits.train, label_objective(), cfg.teacher.finetune, name="teacher", run_dir=work,
-                   pad_id=pad_id, evaluate=evaluate)
-    test_logits = predict_logits(model, splits.test, pad_id, cfg.teacher.batch_size)
+                   evaluate=evaluate)
+    test_logits = predict_logits(model, splits.test, cfg.teacher.batch_size)
     test = classification_metrics(test_logits.argmax(-1), splits.test.labels, data.label_names)
     save_model(model, tokenizer, out_dir)
     info = {

@@ -1,9 +1,15 @@
 """The training loop: plain PyTorch, `accelerate` for device placement and mixed precision.
 
 One loop serves teacher fine-tuning, distillation and the no-teacher baseline; what differs is the
-`objective`, a function `(student_logits, batch) -> {term name: summed loss}`. Each term is a sum over
-the examples of a micro-batch; the loop divides by the number of examples in the whole optimizer step,
-counted before the micro-batch loop, so accumulation gives the same update as one big batch.
+`objective`, a function `(model, batch, progress) -> {term name: summed loss}` that runs the forward
+pass itself (so it can ask for hidden states, sample, or score with a teacher); `progress` is the share
+of training done, in [0, 1], for schedules. Each term is a sum over the units
+of a micro-batch (examples, or target tokens for generation, as `count` says); the loop divides by the
+units of the whole optimizer step, counted before the micro-batch loop, so accumulation gives the same
+update as one big batch.
+
+The data is any object with `__len__`, `lengths` (one int per example, for length bucketing) and
+`collate(index) -> dict of tensors`.
 """
 
 from __future__ import annotations
@@ -21,10 +27,11 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from textdistill.config import TrainConfig
-from textdistill.data.classification import Encoded, bucketed_batches, collate
+from textdistill.data.classification import bucketed_batches
 from textdistill.training.checkpoint import load_weights, save_weights
 
-Objective = Callable[[torch.Tensor, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+Batch = dict[str, torch.Tensor]
+Objective = Callable[[torch.nn.Module, Batch, float], dict[str, torch.Tensor]]
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 LOG_EVERY = 10
 
@@ -42,8 +49,13 @@ def make_accelerator(cfg: TrainConfig) -> Accelerator:
     return Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
 
 
-def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def model_inputs(batch: Batch) -> Batch:
     return {k: batch[k] for k in MODEL_INPUTS if k in batch}
+
+
+def count_examples(batch: Batch) -> int:
+    """The unit of normalisation for classification: one per example."""
+    return batch["input_ids"].shape[0]
 
 
 def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -63,7 +75,7 @@ def total_steps(n_examples: int, cfg: TrainConfig) -> int:
     return min(steps, cfg.max_steps) if cfg.max_steps else steps
 
 
-def _step_groups(data: Encoded, cfg: TrainConfig, steps: int):
+def _step_groups(data, cfg: TrainConfig, steps: int):
     """Yield (epoch, [micro-batch indices, ...]) for each optimizer step, epoch after epoch."""
     done, epoch = 0, 0
     while done < steps:
@@ -76,40 +88,40 @@ def _step_groups(data: Encoded, cfg: TrainConfig, steps: int):
         epoch += 1
 
 
-def accumulate_gradients(model: torch.nn.Module, data: Encoded, group: list[list[int]], objective: Objective,
-                         pad_id: int, accelerator: Accelerator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def accumulate_gradients(model: torch.nn.Module, batches: list[Batch], objective: Objective,
+                         accelerator: Accelerator, count: Callable[[Batch], int] = count_examples,
+                         progress: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Backward over the micro-batches of one optimizer step; returns the step's loss and terms (detached).
 
-    The step's example count is taken before the micro-batch loop and every micro-batch is divided by
-    it, so the summed gradient equals that of one batch holding all the examples.
+    The step's unit count is taken before the micro-batch loop and every micro-batch is divided by it,
+    so the summed gradient equals that of one batch holding all the examples.
     """
-    count = sum(len(index) for index in group)
+    total_units = max(sum(count(b) for b in batches), 1)  # an all-masked step gives 0, not NaN
     total = torch.zeros((), device=accelerator.device)
     totals: dict[str, torch.Tensor] = {}
-    for index in group:
-        batch = {k: v.to(accelerator.device) for k, v in collate(data, index, pad_id).items()}
+    for batch in batches:
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         with accelerator.autocast():
-            logits = model(**model_inputs(batch)).logits  # [B, C]
-        terms = objective(logits, batch)
-        loss = sum(terms.values()) / count
+            terms = objective(model, batch, progress)
+        loss = sum(terms.values()) / total_units
         accelerator.backward(loss)
         total += loss.detach()
         for k, v in terms.items():
-            totals[k] = totals.get(k, 0) + v.detach() / count
+            totals[k] = totals.get(k, 0) + v.detach() / total_units
     return total, totals
 
 
 def train(
     model: torch.nn.Module,
-    data: Encoded,
+    data,
     objective: Objective,
     cfg: TrainConfig,
     *,
     name: str,
     run_dir: Path,
-    pad_id: int,
     evaluate: Callable[[torch.nn.Module], dict] | None = None,
     metric: str = "accuracy",
+    count: Callable[[Batch], int] = count_examples,
 ) -> TrainResult:
     """Train `model` in place; with `evaluate`, keep the best state by `metric` and restore it at the end."""
     torch.manual_seed(cfg.seed)
@@ -139,7 +151,8 @@ def train(
             log_file.flush()
 
         for step, (epoch, group) in enumerate(_step_groups(data, cfg, steps), start=1):
-            loss, terms = accumulate_gradients(model, data, group, objective, pad_id, accelerator)
+            loss, terms = accumulate_gradients(model, [data.collate(index) for index in group], objective,
+                                               accelerator, count, progress=(step - 1) / steps)
             running += loss
             for k, v in terms.items():
                 running_terms[k] = running_terms.get(k, 0) + v

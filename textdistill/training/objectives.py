@@ -6,6 +6,7 @@ import torch
 
 from textdistill.config import LossConfig
 from textdistill.losses import IGNORE_INDEX, SOFT_LOSSES, cross_entropy, masked_sum
+from textdistill.training.loop import Batch, model_inputs
 
 
 def classification_objective(cfg: LossConfig):
@@ -18,7 +19,8 @@ def classification_objective(cfg: LossConfig):
     soft_loss = SOFT_LOSSES[cfg.soft]
     scale = cfg.temperature**2 if cfg.soft == "kl" else 1.0
 
-    def objective(student_logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def objective(student: torch.nn.Module, batch: Batch, progress: float = 0.0) -> dict[str, torch.Tensor]:
+        student_logits = student(**model_inputs(batch)).logits  # [B, C]
         labels = batch["labels"]  # [B], IGNORE_INDEX where unlabelled
         terms = {}
         if cfg.alpha > 0:
@@ -35,8 +37,9 @@ def classification_objective(cfg: LossConfig):
 def label_objective():
     """Plain cross-entropy on gold labels: fine-tuning a teacher, or the no-teacher baseline."""
 
-    def objective(student_logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def objective(model: torch.nn.Module, batch: Batch, progress: float = 0.0) -> dict[str, torch.Tensor]:
+        logits = model(**model_inputs(batch)).logits  # [B, C]
         labels = batch["labels"]
-        return {"ce": masked_sum(cross_entropy(student_logits, labels), labels != IGNORE_INDEX)}
+        return {"ce": masked_sum(cross_entropy(logits, labels), labels != IGNORE_INDEX)}
 
     return objective
