@@ -77,3 +77,14 @@ def test_cli_flags_cover_every_field_with_help():
     flags = {a.dest: a.help for a in distill._actions}
     for dotted, _, _ in iter_fields():
         assert dotted in flags and flags[dotted], dotted
+
+
+def test_cli_flag_values_are_typed_by_field():
+    from textdistill.cli import _overrides
+
+    args = build_parser().parse_args(["distill", "--data.train", "2024", "--train.epochs", "2",
+                                      "--student.layers", "[0, 2]", "--data.text_pair_column", "null",
+                                      "--train.freeze_embeddings", "true"])
+    got = _overrides(args)
+    assert got == {"data.train": "2024", "train.epochs": 2, "student.layers": [0, 2],
+                   "data.text_pair_column": None, "train.freeze_embeddings": True}

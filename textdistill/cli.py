@@ -17,9 +17,6 @@ import yaml
 from textdistill.config import RunConfig, iter_fields, load_config
 from textdistill.errors import TextDistillError
 
-DEMO_DEFAULTS = {"data.dataset": "rotten_tomatoes", "output_dir": "runs/demo"}
-
-
 def _add_config_flags(parser: argparse.ArgumentParser, defaults: RunConfig) -> None:
     parser.add_argument("--config", metavar="FILE", help="YAML run configuration; flags below override it.")
     groups: dict[str, argparse._ArgumentGroup] = {}
@@ -35,17 +32,26 @@ def _add_config_flags(parser: argparse.ArgumentParser, defaults: RunConfig) -> N
                            + (f" {{{', '.join(choices)}}}" if choices else ""))
 
 
+def _is_text(tp) -> bool:
+    """True for `str` and `str | None` fields: their flag values are taken literally (a file named 2024)."""
+    args = typing.get_args(tp) or (tp,)
+    return str in args and all(a in (str, type(None)) for a in args)
+
+
 def _overrides(args: argparse.Namespace) -> dict:
+    """Flags given on the command line, as {dotted name: value}; values read as YAML scalars."""
     out = {}
-    for dotted, _, _ in iter_fields():
-        if hasattr(args, dotted):
-            raw = getattr(args, dotted)
-            try:
-                out[dotted] = yaml.safe_load(raw)
-            except yaml.YAMLError:
-                out[dotted] = raw
-            if isinstance(out[dotted], (int, float)) and dotted.endswith(("path", "train", "test", "validation", "unlabeled", "output_dir")):
-                out[dotted] = raw  # a file named "2024" stays a string
+    for dotted, tp, _ in iter_fields():
+        if not hasattr(args, dotted):
+            continue
+        raw = getattr(args, dotted)
+        if _is_text(tp):
+            out[dotted] = None if raw.lower() in ("null", "none", "~") else raw
+            continue
+        try:
+            out[dotted] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            out[dotted] = raw  # the config check reports the type error with the field's name
     return out
 
 
@@ -133,7 +139,7 @@ def run(argv: list[str] | None = None) -> int:
     elif args.command == "export":
         out = commands.export(args.source, args.output, overwrite=args.overwrite)
     else:  # demo
-        cfg = _config(args, DEMO_DEFAULTS)
+        cfg = _config(args, commands.DEMO_DEFAULTS)
         out = commands.distill(cfg, overwrite=True)
         print(commands.summary_text(out, cfg.output_dir))
         return 0

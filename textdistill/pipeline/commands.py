@@ -13,12 +13,15 @@ from textdistill.pipeline.export import run_export as export
 from textdistill.pipeline.teacher import run_teacher as teacher
 from textdistill.report.render import summary_table, write_report
 
-__all__ = ["demo", "distill", "evaluate", "export", "report", "summary_text", "teacher"]
+__all__ = ["DEMO_DEFAULTS", "demo", "distill", "evaluate", "export", "report", "summary_text", "teacher"]
+
+# The embedded default: the built-in data; every other setting is the config's default recipe.
+DEMO_DEFAULTS = {"data.dataset": "rotten_tomatoes", "output_dir": "runs/demo"}
 
 
-def demo(output_dir: str = "runs/demo", overrides: dict | None = None) -> dict:
+def demo(overrides: dict | None = None) -> dict:
     """The built-in default: MiniLM teacher fine-tuned on Rotten Tomatoes (cached), distilled, reported."""
-    cfg: RunConfig = load_config(None, {"data.dataset": "rotten_tomatoes", "output_dir": output_dir, **(overrides or {})})
+    cfg: RunConfig = load_config(None, {**DEMO_DEFAULTS, **(overrides or {})})
     return distill(cfg, overwrite=True)
 
 

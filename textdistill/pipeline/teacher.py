@@ -11,7 +11,7 @@ import shutil
 import time
 from pathlib import Path
 
-from textdistill.config import RunConfig
+from textdistill.config import RunConfig, TrainConfig
 from textdistill.data.classification import ClassificationData, load_classification_data
 from textdistill.evaluation.metrics import classification_metrics
 from textdistill.evaluation.predict import predict_logits
@@ -45,9 +45,12 @@ def _file_digest(path: Path) -> str:
 def teacher_cache_key(cfg: RunConfig, data: ClassificationData) -> str:
     """Hash of everything that determines the fine-tuned weights: base model, data, settings, recipe."""
     base = resolve_model_dir(cfg.teacher.base, "teacher.base")
-    finetune = dataclasses.asdict(cfg.teacher.finetune)
-    for cosmetic in ("progress", "threads"):
-        finetune.pop(cosmetic)
+    # Only settings that differ from the defaults enter the key, so adding a new option (at its
+    # default) to TrainConfig does not invalidate every cached teacher; RECIPE_VERSION covers changes
+    # of the defaults themselves. Display and thread settings do not change the weights.
+    defaults = dataclasses.asdict(TrainConfig())
+    finetune = {k: v for k, v in dataclasses.asdict(cfg.teacher.finetune).items()
+                if v != defaults[k] and k not in ("progress", "threads")}
     h = hashlib.sha256()
     for f in sorted(base.iterdir()):
         if f.is_file() and (f.suffix in (".json", ".txt", ".safetensors", ".bin", ".model")):
