@@ -52,6 +52,8 @@ def test_invalid_choice_lists_choices(tmp_path):
     ("loss:\n  temperature: 0\n", "temperature must be positive"),
     ("loss:\n  alpha: 0\n  beta: 0\n", "both 0"),
     ("train:\n  batch_size: 0\n", "batch_size must be at least 1"),
+    ("student:\n  ffn_keep: 1.5\n", "ffn_keep must be in (0, 1]"),
+    ("student:\n  layers: []\n", "empty list"),
 ])
 def test_out_of_range_values(tmp_path, text, needle):
     assert needle in _error(tmp_path, "data:\n  dataset: rotten_tomatoes\n" + text)
@@ -66,7 +68,7 @@ def test_precedence_defaults_file_flags(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("data:\n  dataset: rotten_tomatoes\ntrain:\n  epochs: 5\n  batch_size: 8\n")
     cfg = load_config(path, {"train.batch_size": 64})
-    assert cfg.train.epochs == 5.0 and cfg.train.batch_size == 64 and cfg.train.learning_rate == 1e-4
+    assert cfg.train.epochs == 5.0 and cfg.train.batch_size == 64 and cfg.train.learning_rate == 3e-4
     # a section keeps its own defaults for keys the file leaves out
     assert cfg.teacher.finetune.epochs == 1.0
 

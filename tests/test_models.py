@@ -8,7 +8,7 @@ from conftest import FILLER, NEGATIVE, POSITIVE, tiny_bert, write_tokenizer
 from textdistill.config import StudentConfig
 from textdistill.errors import TextDistillError
 from textdistill.models.loading import check_same_vocabulary, teacher_label_order
-from textdistill.models.students import build_student, count_parameters
+from textdistill.models.students import build_student, count_parameters, default_layers
 
 
 @pytest.fixture()
@@ -17,7 +17,7 @@ def teacher(teacher_dir):
 
 
 def test_teacher_layers_copies_chosen_layers(teacher):
-    student = build_student(StudentConfig(init="teacher_layers", layers=[0, 3]), teacher, ["neg", "pos"], 0)
+    student = build_student(StudentConfig(init="teacher_layers", layers=[0, 3], ffn_keep=1.0), teacher, ["neg", "pos"], 0)
     t, s = teacher.state_dict(), student.state_dict()
     assert student.config.num_hidden_layers == 2
     assert torch.equal(s["bert.encoder.layer.1.attention.self.query.weight"], t["bert.encoder.layer.3.attention.self.query.weight"])
@@ -26,7 +26,7 @@ def test_teacher_layers_copies_chosen_layers(teacher):
 
 
 def test_narrow_feed_forward_keeps_whole_neurons(teacher):
-    student = build_student(StudentConfig(init="teacher_layers", layers=[1], intermediate_size=16), teacher,
+    student = build_student(StudentConfig(init="teacher_layers", layers=[1], ffn_keep=0.25), teacher,
                             ["neg", "pos"], 0)
     s = student.state_dict()
     w_in = s["bert.encoder.layer.0.intermediate.dense.weight"]  # [16, 32]
@@ -41,6 +41,13 @@ def test_narrow_feed_forward_keeps_whole_neurons(teacher):
     assert count_parameters(student) < count_parameters(teacher)
 
 
+def test_default_layers_take_every_third_ending_with_the_last(teacher):
+    assert default_layers(6) == [2, 5] and default_layers(12) == [2, 5, 8, 11] and default_layers(1) == [0]
+    student = build_student(StudentConfig(), teacher, ["neg", "pos"], 0)
+    assert student.config.num_hidden_layers == 2  # the tiny teacher has 4 layers: [0, 3]
+    assert student.config.intermediate_size == 32  # half of the teacher's 64 by default
+
+
 def test_shrink_and_same_seed_same_init(teacher):
     cfg = StudentConfig(init="shrink", num_layers=1, hidden_size=16, num_heads=2)
     a = build_student(cfg, teacher, ["neg", "pos"], 7).state_dict()
@@ -52,7 +59,6 @@ def test_shrink_and_same_seed_same_init(teacher):
 @pytest.mark.parametrize("cfg,needle", [
     (StudentConfig(init="teacher_layers", layers=[0, 9]), "out of range"),
     (StudentConfig(init="shrink", hidden_size=30, num_heads=4), "not divisible"),
-    (StudentConfig(init="teacher_layers", layers=[0], intermediate_size=999), "exceeds"),
 ])
 def test_bad_student_configs(teacher, cfg, needle):
     with pytest.raises(TextDistillError, match=needle):

@@ -31,6 +31,11 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def default_layers(n_teacher: int) -> list[int]:
+    """Every third teacher layer, ending with the last: 6 -> [2, 5], 12 -> [2, 5, 8, 11], 4 -> [0, 3]."""
+    return list(range((n_teacher - 1) % 3, n_teacher, 3))
+
+
 def build_student(cfg: StudentConfig, teacher: torch.nn.Module, label_names: list[str], seed: int) -> torch.nn.Module:
     """The student described by `cfg`; the same `seed` gives the same initial weights."""
     torch.manual_seed(seed)
@@ -41,24 +46,22 @@ def build_student(cfg: StudentConfig, teacher: torch.nn.Module, label_names: lis
     config = copy.deepcopy(t_config)
     _label_config(config, label_names)
     if cfg.init == "teacher_layers":
-        bad = [i for i in cfg.layers if not 0 <= i < n_teacher]
+        layers = cfg.layers if cfg.layers is not None else default_layers(n_teacher)
+        bad = [i for i in layers if not 0 <= i < n_teacher]
         if bad:
             raise TextDistillError(
                 f"student.layers {bad} out of range: the teacher has {n_teacher} layers (0 to {n_teacher - 1})"
             )
-        config.num_hidden_layers = len(cfg.layers)
-        inter = cfg.intermediate_size
+        config.num_hidden_layers = len(layers)
         t_inter = getattr(t_config, "intermediate_size", None)
-        if inter is not None:
+        inter = t_inter
+        if cfg.ffn_keep < 1.0:
             if t_inter is None:
-                raise TextDistillError("student.intermediate_size: this teacher architecture has no intermediate_size")
-            if inter > t_inter:
-                raise TextDistillError(
-                    f"student.intermediate_size {inter} exceeds the teacher's {t_inter}; copied layers can only shrink"
-                )
+                raise TextDistillError("student.ffn_keep: this teacher architecture has no intermediate_size; set it to 1.0")
+            inter = max(1, round(cfg.ffn_keep * t_inter))
             config.intermediate_size = inter
         student = AutoModelForSequenceClassification.from_config(config)
-        student.load_state_dict(_copied_state(teacher.state_dict(), student.state_dict(), cfg.layers, t_inter, inter))
+        student.load_state_dict(_copied_state(teacher.state_dict(), student.state_dict(), layers, t_inter, inter))
         return student
     # shrink: the teacher's architecture, smaller, randomly initialised
     config.num_hidden_layers = cfg.num_layers
