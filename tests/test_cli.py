@@ -126,3 +126,13 @@ def test_different_vocabularies_refused_at_start_up(tmp_path, tiny_overrides, ca
     msg = _fail(["distill", "--config", str(config)], capsys)
     assert "tokenizers differ" in msg
     assert not (Path(tiny_overrides["output_dir"]) / "metrics.jsonl").exists()
+
+
+def test_resume_guards(tmp_path, tiny_overrides, capsys):
+    config = _write_config(tmp_path, tiny_overrides)
+    msg = _fail(["distill", "--config", str(config), "--resume"], capsys)
+    assert "nothing to resume" in msg
+    msg = _fail(["distill", "--resume", "--output_dir", str(tmp_path / "no_such_run")], capsys)
+    assert "nothing to resume" in msg and "--output_dir" in msg
+    msg = _fail(["distill", "--config", str(config), "--resume", "--overwrite"], capsys)
+    assert "contradict" in msg
