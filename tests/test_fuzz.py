@@ -23,6 +23,7 @@ from textdistill.errors import TextDistillError
 EXAMPLES = int(os.environ.get("TEXTDISTILL_FUZZ_EXAMPLES", "40"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 TRIED: Counter = Counter()  # inputs tried per target (read by benchmarks/fuzz.py)
+OUTCOMES: Counter = Counter()  # (target, "ok" or "error")
 SUFFIXES = [".csv", ".tsv", ".jsonl", ".parquet"]
 FIELDS = [dotted for dotted, _, _ in iter_fields()]
 
@@ -30,24 +31,35 @@ FIELDS = [dotted for dotted, _, _ in iter_fields()]
 def outcome(target: str, call) -> str:
     """Run `call`; a TextDistillError must be one line. Any other exception fails the test."""
     TRIED[target] += 1
+    result = "ok"
     try:
         call()
     except TextDistillError as e:
         assert "\n" not in str(e), str(e)
-        return "error"
-    return "ok"
+        result = "error"
+    OUTCOMES[target, result] += 1
+    return result
 
 
-cells = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(), st.text(max_size=12),
-                  st.sampled_from(["pos", "neg", "", " ", "nan", "NaN", "null", "0", "1", "a,b", '"', "\t"]))
-column_names = st.sampled_from(["text", "label", "txt", "Label", "y", "", "text ", "0", "premise"])
+labels = st.sampled_from(["pos", "neg", "neutral", 0, 1, 2, 1.0, "", " ", None, float("nan"), "nan", True])
+texts = st.one_of(st.text(max_size=30), st.sampled_from(["good film", "bad plot", "", " ", "a,b", '"', "\t", "\n"]))
+cells = st.one_of(labels, texts, st.floats(), st.integers())
+# mostly the expected names, sometimes a near miss, so that both the success path and the errors are reached
+column_names = st.sampled_from(["text", "text", "text", "label", "label", "label", "txt", "Label", "y", "",
+                                "premise"])
 
 
 @st.composite
 def tables(draw) -> pd.DataFrame:
-    names = draw(st.lists(column_names, max_size=4, unique=True))
-    rows = draw(st.integers(0, 12))
-    return pd.DataFrame({name: [draw(cells) for _ in range(rows)] for name in names})
+    """Half the time a plausible file (text, label, a few odd values); otherwise any columns and values."""
+    rows = draw(st.integers(0, 40))
+    if draw(st.booleans()):
+        names = ["text", "label"] + draw(st.lists(column_names, max_size=1))
+        kind = {"text": st.text(min_size=1, max_size=30), "label": st.sampled_from(["pos", "neg", "neutral", 0, 1])}
+    else:
+        names = draw(st.lists(column_names, min_size=1, max_size=4, unique=True))
+        kind = {name: draw(st.sampled_from([labels, texts, cells])) for name in names}
+    return pd.DataFrame({name: [draw(kind.get(name, cells)) for _ in range(rows)] for name in dict.fromkeys(names)})
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> None:
@@ -63,12 +75,12 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
 
 
 data_options = st.fixed_dictionaries({
-    "data.text_column": column_names,
-    "data.label_column": column_names,
-    "data.text_pair_column": st.one_of(st.none(), column_names),
-    "data.validation_fraction": st.sampled_from([0.0, 0.1, 0.5, 0.85]),
-    "data.test_fraction": st.sampled_from([0.0, 0.1, 0.3]),
-    "data.max_train_examples": st.sampled_from([None, 0, 1, 3]),
+    "data.text_column": st.sampled_from(["text", "text", "text", "label", "txt"]),
+    "data.label_column": st.sampled_from(["label", "label", "label", "text", "y"]),
+    "data.text_pair_column": st.sampled_from([None, None, None, "text", "premise"]),
+    "data.validation_fraction": st.sampled_from([0.1, 0.2, 0.5, 0.0]),
+    "data.test_fraction": st.sampled_from([0.1, 0.3, 0.0]),
+    "data.max_train_examples": st.sampled_from([None, None, None, 2, 5]),
 })
 
 
@@ -100,14 +112,16 @@ def test_data_files_of_random_bytes(content, suffix):
         outcome("data bytes", lambda: _load_data({"train": path}, {}))
 
 
+VALID = "data:\n  dataset: rotten_tomatoes\n"
+
+
 @FUZZ
-@given(text=st.text(max_size=300))
-def test_config_files_of_random_text(text):
+@given(text=st.text(max_size=300), valid_start=st.booleans())
+def test_config_files_of_random_text(text, valid_start):
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "c.yaml"
-        path.write_text(text, encoding="utf-8", errors="surrogatepass") if "\ud800" not in text else None
-        if path.exists():
-            outcome("config text", lambda: load_config(path))
+        path.write_bytes(((VALID if valid_start else "") + text).encode("utf-8", errors="surrogatepass"))
+        outcome("config text", lambda: load_config(path))
 
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=10))
@@ -115,11 +129,21 @@ keys = st.one_of(st.sampled_from(sorted({f.split(".")[0] for f in FIELDS} | {f.s
                  st.text(max_size=8))
 trees = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
                                                       st.dictionaries(keys, inner, max_size=4)), max_leaves=12)
+# a field's own section and name with a random value: often valid, so range checks are reached too
+known = st.sampled_from(FIELDS).flatmap(lambda f: st.tuples(st.just(f), st.one_of(scalars, trees)))
 
 
 @FUZZ
-@given(tree=st.dictionaries(keys, trees, max_size=5))
-def test_config_files_of_random_structure(tree):
+@given(tree=st.dictionaries(keys, trees, max_size=5), fields=st.lists(known, max_size=4), valid=st.booleans())
+def test_config_files_of_random_structure(tree, fields, valid):
+    if valid:
+        tree = {"data": {"dataset": "rotten_tomatoes"}}
+    for dotted, value in fields:
+        node = tree
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {}) if isinstance(node.get(part, {}), dict) else {}
+        node[leaf] = value
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "c.yaml"
         path.write_text(yaml.safe_dump(tree), encoding="utf-8")

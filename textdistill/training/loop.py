@@ -19,6 +19,7 @@ import itertools
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -166,6 +167,7 @@ def train(
     """
     torch.manual_seed(cfg.seed)
     if cfg.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
         torch.use_deterministic_algorithms(True)
     accelerator = make_accelerator(cfg)
     check_data_parallel(accelerator)
@@ -230,8 +232,6 @@ def train(
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            if extra is not None:
-                extra.zero_grad(set_to_none=True)
             progress.step = step
             bar.update(1)
 
@@ -262,8 +262,9 @@ def train(
                 else:
                     progress.since_best += 1
                     if cfg.early_stopping_patience is not None and progress.since_best >= cfg.early_stopping_patience:
-                        bar.write(f"{name}: early stop at step {step}, best {metric} {progress.best_score:.4f} "
-                                  f"at step {progress.best_step}")
+                        if main:
+                            bar.write(f"{name}: early stop at step {step}, best {metric} "
+                                      f"{progress.best_score:.4f} at step {progress.best_step}")
                         progress.finished = True
 
             progress.finished = progress.finished or step == steps
