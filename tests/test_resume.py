@@ -200,6 +200,57 @@ def test_non_finite_loss_names_term_step_examples_and_keeps_last_good_checkpoint
     assert all(torch.isfinite(w).all() for w in weights.values())
 
 
+def test_sigterm_stops_at_a_step_boundary_with_a_checkpoint(tmp_path, encoded, uninterrupted):
+    """What a cluster scheduler sends before it takes the machine back; handled like Ctrl-C."""
+    from textdistill.training.stopping import Interrupted
+
+    kd, calls = classification_objective(LossConfig()), {"n": 0}
+
+    def objective(m, batch, progress):
+        calls["n"] += 1
+        if calls["n"] == 5:  # during step 3 (two micro-batches per step)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return kd(m, batch, progress)
+
+    with pytest.raises(Interrupted) as e:
+        _train(tmp_path, encoded, objective=objective)
+    assert e.value.code == 128 + signal.SIGTERM and "stopped at step 3" in str(e.value)
+    assert [s for s, _ in list_checkpoints(tmp_path / "checkpoints", "student")] == [2, 3]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone after training
+    model, extra, _ = _train(tmp_path, encoded, resume=True)
+    assert _same(model, uninterrupted[1]) and _same(extra, uninterrupted[2])
+
+
+def test_deferred_finite_check_finds_the_first_bad_step_without_a_sync_per_step():
+    """The GPU / multi-process path: steps are only recorded on the device; check() reads them later."""
+    from types import SimpleNamespace
+
+    from textdistill.training.stopping import FiniteWatch
+
+    accelerator = SimpleNamespace(num_processes=2, device=torch.device("cpu"), gather=lambda t: t)
+    watch = FiniteWatch("student", accelerator)
+    assert not watch.every_step
+    for step in range(1, 10):
+        bad = step in (7, 8)
+        terms = {"ce": torch.tensor(0.5), "soft": torch.tensor(float("inf") if bad else 0.1)}
+        watch.record(step, sum(terms.values()), terms, [[step * 10, step * 10 + 1]], "the last good checkpoint is X")
+        if step == 5:
+            watch.check(accelerator, "the last good checkpoint is X")  # nothing wrong yet
+    with pytest.raises(TextDistillError) as e:
+        watch.check(accelerator, "the last good checkpoint is X")
+    assert "at step 7 " in str(e.value) and "soft=inf" in str(e.value) and "70, 71" in str(e.value)
+
+
+def test_deterministic_mode_trains_to_the_same_weights_on_cpu(tmp_path, encoded, uninterrupted):
+    cfg = TrainConfig(epochs=3, batch_size=8, grad_accum_steps=2, checkpoint_every=2, progress=False,
+                      deterministic=True)
+    try:
+        model, _, _ = _train(tmp_path, encoded, cfg=cfg)
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert _same(model, uninterrupted[1])
+
+
 def test_changed_settings_are_refused_on_resume(tmp_path, encoded):
     with pytest.raises(Crash):
         _train(tmp_path, encoded, crash_at=9)

@@ -15,6 +15,7 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -34,6 +35,7 @@ from textdistill.report.render import write_report
 from textdistill.training.checkpoint import atomic_write
 from textdistill.training.distributed import is_main, share_from_main, wait_for_everyone
 from textdistill.training.loop import TrainResult, train
+from textdistill.training.resume import remove_checkpoints
 from textdistill.training.objectives import classification_objective, label_objective
 
 log = logging.getLogger("textdistill")
@@ -76,7 +78,9 @@ def run_distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False) -
     if splits.unlabeled is not None:
         splits.unlabeled.teacher_logits = scores["unlabeled"]
     train_set = concat(splits.train, splits.unlabeled)
-    identity = {"teacher_scores": _digest(scores)}  # a checkpoint only continues on the same teacher outputs
+    # a checkpoint only continues on the data and teacher outputs it was trained on
+    data_identity = {"train": _digest_encoded(splits.train)}
+    identity = {**data_identity, "unlabeled": _digest_encoded(splits.unlabeled), "teacher_scores": _digest(scores)}
 
     def evaluate(m):
         logits = predict_logits(m, splits.validation, cfg.teacher.batch_size)
@@ -96,7 +100,7 @@ def run_distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False) -
         models["baseline"], runs["baseline"] = trained_phase(
             run_dir, "baseline", baseline, student_tokenizer, resume, cfg,
             lambda: train(baseline, splits.train, label_objective(), cfg.train, name="baseline", run_dir=run_dir,
-                          evaluate=evaluate, resume=resume, identity=identity))
+                          evaluate=evaluate, resume=resume, identity=data_identity))
     if not is_main():
         return None
 
@@ -174,8 +178,20 @@ def trained_phase(run_dir: Path, name: str, model: torch.nn.Module, tokenizer, r
     if is_main():
         save_model(model, tokenizer, run_dir / name)
         mark_finished(run_dir, name, [f"{name}/model.safetensors"], info)
+        remove_checkpoints(run_dir / "checkpoints", name)  # the saved model replaces them
     wait_for_everyone()
     return model, info
+
+
+def _digest_encoded(data: Encoded | None) -> str | None:
+    """sha256 of a tokenised split's token ids and labels."""
+    if data is None:
+        return None
+    h = hashlib.sha256()
+    h.update(np.asarray(data.lengths, dtype=np.int64).tobytes())
+    h.update(np.asarray([i for ids in data.input_ids for i in ids], dtype=np.int64).tobytes())
+    h.update(data.labels.numpy().tobytes())
+    return h.hexdigest()
 
 
 def _digest(tensors: dict[str, torch.Tensor]) -> str:

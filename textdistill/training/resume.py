@@ -211,6 +211,13 @@ def restore_checkpoint(folder: Path, *, accelerator, model, extra, optimizer, sc
     return Progress(**state["progress"])
 
 
+def remove_checkpoints(root: Path, name: str) -> None:
+    """Delete the checkpoints of a training whose result is saved: a finished phase is never resumed."""
+    for _, folder in list_checkpoints(root, name):
+        shutil.rmtree(folder, ignore_errors=True)
+    (root / f"{check_name(name)}-best.safetensors").unlink(missing_ok=True)
+
+
 def _check_same_settings(folder: Path, saved: dict, now: dict) -> None:
     changed = [k for k in saved if k not in COSMETIC and saved[k] != now.get(k)]
     if changed:
