@@ -123,7 +123,8 @@ def main() -> int:
     if process.returncode != 0:
         print(err)
         return 1
-    print(f"uninterrupted run: {total:.1f} s ({startup:.1f} s start-up); kills uniform in [{startup:.1f}, {total:.1f}] s")
+    print(f"uninterrupted run: {total:.1f} s ({startup:.1f} s start-up); "
+          f"kills uniform in [{startup:.1f}, {total:.1f}] s")
 
     identical = 0
     for run in range(args.runs):
@@ -145,7 +146,8 @@ def main() -> int:
             process = start(["--resume", "--output_dir", str(run_dir)])
             _, err = process.communicate()
             if process.returncode != 0:
-                print(f"run {run}: resume failed: {err.strip().splitlines()[-1] if err.strip() else process.returncode}")
+                last = err.strip().splitlines()[-1] if err.strip() else process.returncode
+                print(f"run {run}: resume failed: {last}")
                 continue
         same = all(same_weights(reference / m / "model.safetensors", run_dir / m / "model.safetensors")
                    for m in ("student", "baseline"))

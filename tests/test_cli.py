@@ -136,3 +136,11 @@ def test_resume_guards(tmp_path, tiny_overrides, capsys):
     assert "nothing to resume" in msg and "--output_dir" in msg
     msg = _fail(["distill", "--config", str(config), "--resume", "--overwrite"], capsys)
     assert "contradict" in msg
+
+
+def test_run_folder_that_cannot_be_created_is_one_line(tmp_path, tiny_overrides, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    config = _write_config(tmp_path, {**tiny_overrides, "output_dir": str(blocker / "run")})
+    msg = _fail(["distill", "--config", str(config)], capsys)
+    assert "could not write" in msg and "a_file" in msg

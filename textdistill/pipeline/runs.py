@@ -53,9 +53,12 @@ def prepare_run_dir(cfg: RunConfig, overwrite: bool, resume: bool = False) -> Pa
             )
     wait_for_everyone()  # every process has looked before the main one changes anything
     if is_main():
-        if exists and not resume:
-            shutil.rmtree(run_dir)
-        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        try:
+            if exists and not resume:
+                shutil.rmtree(run_dir)
+            (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise write_failed(run_dir, e) from None
         if not resume:
             atomic_write(run_dir / MARKER, lambda tmp: save_config(cfg, tmp))
     wait_for_everyone()
@@ -75,7 +78,8 @@ def _check_same_config(run_dir: Path, cfg: RunConfig) -> None:
     """A resumed run must be the run that was started: same settings except cosmetic ones."""
     saved = _flat(to_dict(load_config(run_dir / MARKER)))
     now = _flat(to_dict(cfg))
-    changed = [k for k in now if saved.get(k) != now[k] and k != "output_dir" and k.rsplit(".", 1)[-1] not in COSMETIC]
+    changed = [k for k in now
+               if saved.get(k) != now[k] and k != "output_dir" and k.rsplit(".", 1)[-1] not in COSMETIC]
     if changed:
         k = changed[0]
         raise TextDistillError(

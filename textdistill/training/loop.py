@@ -32,7 +32,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from textdistill.config import TrainConfig
 from textdistill.data.classification import bucketed_batches
-from textdistill.training.checkpoint import load_weights, save_weights
+from textdistill.training.checkpoint import load_weights, save_weights, write_failed
 from textdistill.training.distributed import check_data_parallel, process_share
 from textdistill.training.resume import (Progress, check_name, keep_metrics_until, newest_checkpoint,
                                         restore_checkpoint, save_checkpoint)
@@ -212,8 +212,11 @@ def train(
     def record(entry: dict) -> None:
         result.history.append(entry)
         if main:
-            log_file.write(json.dumps(entry) + "\n")
-            log_file.flush()
+            try:
+                log_file.write(json.dumps(entry) + "\n")
+                log_file.flush()
+            except OSError as e:
+                raise write_failed(metrics_path, e) from None
 
     # Resuming skips the steps already done: the data order is a pure function of (seed, epoch).
     todo = [] if progress.finished else itertools.islice(enumerate(_step_groups(data, cfg, steps), 1),

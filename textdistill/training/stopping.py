@@ -6,6 +6,7 @@ checkpoint the run continues from with `--resume`.
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 
@@ -103,7 +104,7 @@ class FiniteWatch:
 
     def _error(self, step: int, values: torch.Tensor, last_good: str) -> TextDistillError:
         names = self.term_names or ["loss"]
-        terms = ", ".join(f"{n}={v}" for n, v in zip(names, values.tolist()) if not torch.isfinite(torch.tensor(v)))
+        terms = ", ".join(f"{n}={v}" for n, v in zip(names, values.tolist()) if not math.isfinite(v))
         examples = [i for index in self.groups.get(step, []) for i in index]
         shown = ", ".join(map(str, examples[:8])) + (f" ... ({len(examples)} in all)" if len(examples) > 8 else "")
         return TextDistillError(
