@@ -82,3 +82,13 @@ def tiny_overrides(teacher_dir, data_files, tmp_path) -> dict:
         "report.latency_examples": 5,
         "report.throughput_batches": 2,
     }
+
+
+@pytest.fixture(autouse=True)
+def textdistill_logs_reach_caplog(monkeypatch):
+    """The CLI stops its logger propagating (it prints one clean line); tests read warnings with caplog."""
+    import logging
+
+    logger = logging.getLogger("textdistill")
+    monkeypatch.setattr(logger, "propagate", True)
+    monkeypatch.setattr(logger, "level", logging.INFO)

@@ -126,3 +126,21 @@ def test_different_vocabularies_refused_at_start_up(tmp_path, tiny_overrides, ca
     msg = _fail(["distill", "--config", str(config)], capsys)
     assert "tokenizers differ" in msg
     assert not (Path(tiny_overrides["output_dir"]) / "metrics.jsonl").exists()
+
+
+def test_resume_guards(tmp_path, tiny_overrides, capsys):
+    config = _write_config(tmp_path, tiny_overrides)
+    msg = _fail(["distill", "--config", str(config), "--resume"], capsys)
+    assert "nothing to resume" in msg
+    msg = _fail(["distill", "--resume", "--output_dir", str(tmp_path / "no_such_run")], capsys)
+    assert "nothing to resume" in msg and "--output_dir" in msg
+    msg = _fail(["distill", "--config", str(config), "--resume", "--overwrite"], capsys)
+    assert "contradict" in msg
+
+
+def test_run_folder_that_cannot_be_created_is_one_line(tmp_path, tiny_overrides, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    config = _write_config(tmp_path, {**tiny_overrides, "output_dir": str(blocker / "run")})
+    msg = _fail(["distill", "--config", str(config)], capsys)
+    assert "could not write" in msg and "a_file" in msg

@@ -12,11 +12,24 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
 def test_every_shipped_config_loads():
-    files = sorted(CONFIG_DIR.rglob("*.yaml"))
+    # configs/accelerate/ holds launcher settings (accelerate's format), checked below
+    files = sorted(p for p in CONFIG_DIR.rglob("*.yaml") if "accelerate" not in p.relative_to(CONFIG_DIR).parts)
     assert files, "no config files found"
     for path in files:
         cfg = load_config(path)
         assert isinstance(cfg, RunConfig), path
+
+
+def test_every_shipped_accelerate_config_is_valid_for_accelerate():
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    files = sorted((CONFIG_DIR / "accelerate").rglob("*.yaml"))
+    assert files, "no accelerate configs found"
+    for path in files:
+        cluster = ClusterConfig.from_yaml_file(str(path))  # refuses unknown keys
+        # the loop refuses sharded engines (FSDP, DeepSpeed): no shipped config may select one
+        assert cluster.distributed_type.value in ("NO", "MULTI_GPU", "MULTI_CPU"), path
+        assert cluster.num_processes >= 1, path
 
 
 def _error(tmp_path, text: str, overrides=None) -> str:
@@ -54,6 +67,11 @@ def test_invalid_choice_lists_choices(tmp_path):
     ("train:\n  batch_size: 0\n", "batch_size must be at least 1"),
     ("student:\n  ffn_keep: 1.5\n", "ffn_keep must be in (0, 1]"),
     ("student:\n  layers: []\n", "empty list"),
+    ("train:\n  checkpoint_every: -1\n", "checkpoint_every must be 0 or positive"),
+    ("train:\n  keep_checkpoints: 0\n", "keep_checkpoints must be at least 1"),
+    ("loss:\n  temperature: .nan\n", "expected a finite number"),
+    ("train:\n  learning_rate: .inf\n", "expected a finite number"),
+    ("train:\n  epochs: 1" + "0" * 400 + "\n", "expected a finite number"),
 ])
 def test_out_of_range_values(tmp_path, text, needle):
     assert needle in _error(tmp_path, "data:\n  dataset: rotten_tomatoes\n" + text)

@@ -146,3 +146,59 @@ def test_bad_jsonl_line(tmp_path):
 def test_unknown_builtin_dataset():
     msg = _error(DataConfig(dataset="imdb"))
     assert "rotten_tomatoes" in msg
+
+
+def test_unreadable_file(tmp_path, monkeypatch):
+    path = _write(synthetic_frame(20), tmp_path / "d.csv")
+
+    def denied(self):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(type(path), "read_bytes", denied)  # tests may run as root, which chmod cannot stop
+    msg = _error(_cfg(path))
+    assert "no permission" in msg and "permissions" in msg
+
+
+def test_folder_instead_of_file(tmp_path):
+    (tmp_path / "d.csv").mkdir()
+    assert "is not a file" in _error(_cfg(tmp_path / "d.csv"))
+
+
+def test_garbage_parquet(tmp_path):
+    path = tmp_path / "d.parquet"
+    path.write_bytes(b"PAR1 this is not parquet at all")
+    msg = _error(_cfg(path))
+    assert "could not parse" in msg and "parquet" in msg
+
+
+def test_test_label_unseen_in_training(tmp_path):
+    train = _write(synthetic_frame(40), tmp_path / "train.csv")
+    test = _write(synthetic_frame(10).assign(label=["mixed"] + ["neg"] * 9), tmp_path / "test.csv")
+    msg = _error(_cfg(train, test=str(test)))
+    assert "data.test" in msg and "'mixed'" in msg
+
+
+def test_examples_shared_by_train_and_test_warn_with_count(tmp_path, caplog):
+    train = synthetic_frame(40).assign(text=lambda f: f["text"] + [f" n{i}" for i in range(40)])
+    test = train.iloc[:3].copy()  # three test examples copied from train
+    data = load_classification_data(_cfg(_write(train, tmp_path / "train.csv"),
+                                         test=str(_write(test, tmp_path / "test.csv"))))
+    assert len(data.test) == 3
+    assert any("3 test examples also occur in train" in r.getMessage() for r in caplog.records)
+
+
+def test_long_texts_warn_with_count_and_model_limit_is_an_error(tmp_path, caplog, teacher_dir):
+    from transformers import AutoTokenizer
+
+    from textdistill.data.classification import TextSplit, encode
+    from textdistill.pipeline.runs import encode_splits
+
+    tok = AutoTokenizer.from_pretrained(str(teacher_dir))
+    split = TextSplit(texts=["good film"] * 3 + ["the plot was very dull and the actors were weak"] * 2,
+                      labels=["pos"] * 5)
+    enc = encode(tok, split, [1] * 5, 8, "data.train")
+    assert max(enc.lengths) == 8
+    assert any("2 of 5 examples are longer than data.max_length=8" in r.getMessage() for r in caplog.records)
+    path = _write(synthetic_frame(40), tmp_path / "d.csv")
+    with pytest.raises(TextDistillError, match="exceeds the model's 64 positions"):
+        encode_splits(tok, load_classification_data(_cfg(path)), 128, 64)

@@ -82,3 +82,49 @@ def test_teacher_label_order():
         teacher_label_order(teacher, ["bad", "good"])
     with pytest.raises(TextDistillError, match="teacher has 2 labels"):
         teacher_label_order(teacher, ["a", "b", "c"])
+
+
+def test_vocabulary_padding_only_is_accepted_with_shared_ids(teacher_dir, tmp_path):
+    teacher_tok = AutoTokenizer.from_pretrained(str(teacher_dir))
+    n = len(teacher_tok)
+    # the student's tokenizer adds tokens after the teacher's last id (a vocabulary padded to a round size)
+    padded = write_tokenizer(tmp_path / "padded", POSITIVE + NEGATIVE + FILLER + ["[unused0]", "[unused1]"])
+    assert check_same_vocabulary(teacher_tok, padded, n + 2) == n
+    assert check_same_vocabulary(padded, teacher_tok, n + 2) == n  # teacher padded, student embedding covers it
+    # equal tokenizers, embedding matrix padded with spare rows
+    assert check_same_vocabulary(teacher_tok, teacher_tok, n + 30) == n
+
+
+def test_vocabulary_with_swapped_ids_is_refused(teacher_dir, tmp_path):
+    teacher_tok = AutoTokenizer.from_pretrained(str(teacher_dir))
+    words = POSITIVE + NEGATIVE + FILLER
+    swapped = write_tokenizer(tmp_path / "swapped", [words[1], words[0]] + words[2:])  # same tokens, two ids swapped
+    with pytest.raises(TextDistillError, match="2 of the .* shared ids disagree") as e:
+        check_same_vocabulary(teacher_tok, swapped, len(teacher_tok))
+    assert "'good'" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_custom_model_code_is_not_run_unless_trusted(tmp_path, monkeypatch):
+    from textdistill.models import loading
+
+    folder = tmp_path / "custom"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "evil", "auto_map": {"AutoConfig": "evil.Config"}}')
+    (folder / "evil.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w').write('code ran')\n")
+    with pytest.raises(TextDistillError, match="trust_remote_code: true") as e:
+        loading.load_classifier(folder, "teacher.path")
+    assert "\n" not in str(e.value)
+    with pytest.raises(TextDistillError, match="trust_remote_code"):
+        loading.load_tokenizer(folder, "teacher")
+    assert not (tmp_path / "ran").exists()
+    # turned on, the setting reaches from_pretrained (which then may run the folder's code)
+    seen = {}
+
+    def fake(path, **kwargs):
+        seen.update(kwargs)
+        raise OSError("stop here")
+
+    monkeypatch.setattr(loading.AutoConfig, "from_pretrained", fake)
+    with pytest.raises(TextDistillError):
+        loading.load_classifier(folder, "teacher.path", trust_remote_code=True)
+    assert seen["trust_remote_code"] is True

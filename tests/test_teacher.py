@@ -16,7 +16,7 @@ def test_builtin_teacher_is_cached_and_keyed(tiny_overrides, teacher_dir, tmp_pa
     data = load_classification_data(cfg.data)
     calls = []
     real = teacher_mod.fine_tune_teacher
-    monkeypatch.setattr(teacher_mod, "fine_tune_teacher", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(teacher_mod, "fine_tune_teacher", lambda *a, **k: calls.append(1) or real(*a, **k))
 
     folder, info = teacher_mod.builtin_teacher(cfg, data)
     assert not info["cached"] and (folder / "model.safetensors").is_file()

@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import typing
+from pathlib import Path
 
 import yaml
 
@@ -59,6 +61,15 @@ def _config(args: argparse.Namespace, extra: dict | None = None) -> RunConfig:
     return load_config(args.config, {**(extra or {}), **_overrides(args)})
 
 
+def _run_config_path(args: argparse.Namespace) -> str:
+    """The config.yaml of the run folder named by --output_dir: what `--resume` alone continues."""
+    output_dir = getattr(args, "output_dir", None) or RunConfig().output_dir
+    path = Path(output_dir).expanduser() / "config.yaml"
+    if not path.is_file():
+        raise TextDistillError(f"nothing to resume: {str(path)!r} does not exist; give the run's --output_dir")
+    return str(path)
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     parser = argparse.ArgumentParser(prog="textdistill", description="Knowledge distillation for NLP: train a "
@@ -75,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("distill", help="Train a student from a teacher, with a no-teacher baseline and a report.",
                        formatter_class=fmt)
     p.add_argument("--overwrite", action="store_true", help="Replace an existing run folder.")
+    p.add_argument("--resume", action="store_true",
+                   help="Continue the interrupted run in --output_dir from its last checkpoint; without --config "
+                   "the run's own config.yaml is used.")
     _add_config_flags(p, defaults)
 
     p = sub.add_parser("eval", help="Evaluate a classifier folder on a split of the configured data.", formatter_class=fmt)
@@ -113,7 +127,9 @@ def _setup_logging(quiet: bool) -> None:
     handler.setFormatter(Format())
     log = logging.getLogger("textdistill")
     log.handlers[:] = [handler]
-    log.setLevel(logging.WARNING if quiet else logging.INFO)
+    # with several processes, only the main one (rank 0) reports progress
+    other_process = os.environ.get("RANK", "0") != "0"
+    log.setLevel(logging.WARNING if quiet or other_process else logging.INFO)
     log.propagate = False
 
 
@@ -125,11 +141,14 @@ def run(argv: list[str] | None = None) -> int:
     if args.command == "teacher":
         out = commands.teacher(_config(args), output=args.output)
     elif args.command == "distill":
+        if args.resume and args.config is None:
+            args.config = _run_config_path(args)
         cfg = _config(args)
         if args.quiet:
             cfg.train.progress = cfg.teacher.finetune.progress = False
-        out = commands.distill(cfg, overwrite=args.overwrite)
-        print(commands.summary_text(out, cfg.output_dir))
+        out = commands.distill(cfg, overwrite=args.overwrite, resume=args.resume)
+        if out is not None:  # None on the other processes of a multi-process run
+            print(commands.summary_text(out, cfg.output_dir))
         return 0
     elif args.command == "eval":
         out = commands.evaluate(_config(args), args.model, split=args.split, teacher=args.teacher)
@@ -153,9 +172,10 @@ def main(argv: list[str] | None = None) -> None:
     except TextDistillError as e:
         print(f"textdistill: error: {e}", file=sys.stderr)
         code = 2
-    except KeyboardInterrupt:
-        print("textdistill: interrupted", file=sys.stderr)
-        code = 130
+    except KeyboardInterrupt as e:
+        # training stops at a step boundary and says where its checkpoint is; elsewhere nothing is lost
+        print(f"textdistill: {e or 'interrupted'}", file=sys.stderr)
+        code = getattr(e, "code", 130)
     sys.exit(code)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -91,6 +92,17 @@ class TrainConfig:
     )
     threads: int | None = doc(None, "CPU threads for torch; empty keeps torch's default.")
     progress: bool = doc(True, "Show a progress bar with loss, rate and ETA.")
+    checkpoint_every: int = doc(
+        500,
+        "Write a resumable training checkpoint every N optimizer steps (also at the end and on Ctrl-C); "
+        "0 writes only those two. `distill --resume` continues from the newest one.",
+    )
+    keep_checkpoints: int = doc(2, "Keep the newest N training checkpoints; older ones are deleted.")
+    deterministic: bool = doc(
+        False,
+        "Use only deterministic kernels (torch.use_deterministic_algorithms), so a resumed GPU run repeats an "
+        "uninterrupted one bit for bit; slower on GPU. CPU runs are deterministic without it.",
+    )
 
 
 @dataclass
@@ -164,6 +176,11 @@ class RunConfig:
     loss: LossConfig = section(LossConfig, "The distillation objective.")
     train: TrainConfig = section(TrainConfig, "Student training settings.")
     report: ReportConfig = section(ReportConfig, "What the final report measures.")
+    trust_remote_code: bool = doc(
+        False,
+        "Let model folders run their own Python code (an `auto_map` in config.json). Off: such folders are "
+        "refused. Turn on only for folders you trust.",
+    )
 
 
 def _type_name(tp: Any) -> str:
@@ -212,6 +229,9 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
             return value
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            # .nan and .inf are valid YAML but no setting means anything with them
+            if abs(value) > 1e300 or not math.isfinite(value):
+                raise TextDistillError(f"{where}: expected a finite number, got {value!r}")
             return float(value)
     elif tp is str:
         if isinstance(value, str):
@@ -269,12 +289,16 @@ def _check_ranges(cfg: RunConfig) -> None:
         need(t.eval_every >= 0, f"{name}.eval_every must be 0 (per epoch) or positive, got {t.eval_every}")
         need(t.max_grad_norm is None or t.max_grad_norm > 0, f"{name}.max_grad_norm must be positive or empty")
         need(t.threads is None or t.threads >= 1, f"{name}.threads must be at least 1 or empty")
+        need(t.checkpoint_every >= 0, f"{name}.checkpoint_every must be 0 or positive, got {t.checkpoint_every}")
+        need(t.keep_checkpoints >= 1, f"{name}.keep_checkpoints must be at least 1, got {t.keep_checkpoints}")
     loss = cfg.loss
     need(loss.temperature > 0, f"loss.temperature must be positive, got {loss.temperature}")
     need(loss.alpha >= 0 and loss.beta >= 0, "loss.alpha and loss.beta must be non-negative")
     need(loss.alpha + loss.beta > 0, "loss.alpha and loss.beta are both 0: nothing to train on; set one above 0")
     d = cfg.data
     need(d.max_length >= 8, f"data.max_length must be at least 8 tokens, got {d.max_length}")
+    need(d.max_train_examples is None or d.max_train_examples >= 2,
+         f"data.max_train_examples must be at least 2 or empty, got {d.max_train_examples}")
     for frac in ("validation_fraction", "test_fraction"):
         v = getattr(d, frac)
         need(0 <= v < 1, f"data.{frac} must be in [0, 1), got {v}")

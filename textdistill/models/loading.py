@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from pathlib import Path
@@ -40,9 +41,26 @@ def resolve_model_dir(name_or_path: str, role: str) -> Path:
     return path
 
 
-def load_tokenizer(path: Path, role: str) -> PreTrainedTokenizerBase:
+def refuse_custom_code(path: Path, role: str, trust_remote_code: bool) -> None:
+    """A folder whose config names its own Python code (`auto_map`) is only loaded with trust_remote_code."""
+    if trust_remote_code:
+        return
+    for name in ("config.json", "tokenizer_config.json"):
+        try:
+            settings = json.loads((path / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(settings, dict) and settings.get("auto_map"):
+            raise TextDistillError(
+                f"{role}: {str(path)!r} ships its own Python code ({name} has an auto_map), which is not run "
+                "by default; set trust_remote_code: true only if you trust that folder"
+            )
+
+
+def load_tokenizer(path: Path, role: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    refuse_custom_code(path, role, trust_remote_code)
     try:
-        return AutoTokenizer.from_pretrained(str(path))
+        return AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     except (OSError, ValueError, TypeError) as e:
         raise TextDistillError(
             f"{role}: could not load a tokenizer from {str(path)!r} ({str(e).splitlines()[0]}); "
@@ -53,6 +71,7 @@ def load_tokenizer(path: Path, role: str) -> PreTrainedTokenizerBase:
 def load_classifier(path: Path, role: str, label_names: list[str] | None = None,
                     trust_remote_code: bool = False) -> torch.nn.Module:
     """Load a sequence classifier; with `label_names`, a new head of that size is made if needed."""
+    refuse_custom_code(path, role, trust_remote_code)
     kwargs: dict = {"trust_remote_code": trust_remote_code}
     if label_names is not None:
         kwargs.update(
@@ -103,19 +122,33 @@ def teacher_label_order(teacher: torch.nn.Module, label_names: list[str]) -> lis
 
 
 def check_same_vocabulary(teacher_tok: PreTrainedTokenizerBase, student_tok: PreTrainedTokenizerBase,
-                          student_vocab_size: int) -> None:
-    """Teacher and student must read token ids the same way; checked at start-up, not on the first batch."""
+                          student_vocab_size: int) -> int:
+    """Teacher and student must read token ids the same way; checked at start-up, not on the first batch.
+
+    Returns the number of shared token ids. Accepted: equal tokenizers, and tokenizers where one only
+    adds tokens after the other's last id (padding the vocabulary, e.g. to a multiple of 64); the shared
+    ids are then the smaller vocabulary. Embedding matrices may have spare rows beyond the tokenizer.
+    Refused: any id that the two tokenizers map to different tokens. The data is tokenised with the
+    teacher's tokenizer, so the student's embedding must have a row for each of its ids.
+    """
     t_vocab, s_vocab = teacher_tok.get_vocab(), student_tok.get_vocab()
-    if t_vocab != s_vocab:
-        differ = sorted(set(t_vocab.items()) ^ set(s_vocab.items()), key=lambda kv: kv[1])
-        example = ", ".join(repr(k) for k, _ in differ[:3])
+    shared = min(len(t_vocab), len(s_vocab))
+    t_ids = {i: tok for tok, i in t_vocab.items()}
+    s_ids = {i: tok for tok, i in s_vocab.items()}
+    differ = [i for i in range(shared) if t_ids.get(i) != s_ids.get(i)]
+    if differ:
+        example = ", ".join(f"id {i}: {t_ids.get(i)!r} vs {s_ids.get(i)!r}" for i in differ[:3])
         raise TextDistillError(
             f"teacher and student tokenizers differ ({len(t_vocab)} vs {len(s_vocab)} tokens, "
-            f"{len(differ)} entries disagree, e.g. {example}); use a student that shares the teacher's "
-            "tokenizer (student.init 'teacher_layers' or 'shrink')"
+            f"{len(differ)} of the {shared} shared ids disagree, e.g. {example}); use a student that shares the "
+            "teacher's tokenizer (student.init 'teacher_layers' or 'shrink')"
         )
+    if len(t_vocab) != len(s_vocab):
+        log.info("tokenizers differ only by %d tokens added after id %d; using the %d shared ids",
+                 abs(len(t_vocab) - len(s_vocab)), shared - 1, shared)
     if student_vocab_size < len(t_vocab):
         raise TextDistillError(
-            f"student embedding has {student_vocab_size} rows but the tokenizer has {len(t_vocab)} tokens; "
+            f"student embedding has {student_vocab_size} rows but the teacher's tokenizer has {len(t_vocab)} tokens; "
             "the student cannot read every token id: use a student built for this tokenizer"
         )
+    return shared

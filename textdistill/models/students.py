@@ -36,11 +36,12 @@ def default_layers(n_teacher: int) -> list[int]:
     return list(range((n_teacher - 1) % 3, n_teacher, 3))
 
 
-def build_student(cfg: StudentConfig, teacher: torch.nn.Module, label_names: list[str], seed: int) -> torch.nn.Module:
+def build_student(cfg: StudentConfig, teacher: torch.nn.Module, label_names: list[str], seed: int,
+                  trust_remote_code: bool = False) -> torch.nn.Module:
     """The student described by `cfg`; the same `seed` gives the same initial weights."""
     torch.manual_seed(seed)
     if cfg.init == "pretrained":
-        return load_classifier(Path(cfg.path), "student.path", label_names)
+        return load_classifier(Path(cfg.path), "student.path", label_names, trust_remote_code)
     t_config = teacher.config
     n_teacher = t_config.num_hidden_layers
     config = copy.deepcopy(t_config)

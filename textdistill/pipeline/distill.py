@@ -1,85 +1,110 @@
-"""`distill`: train a student from a teacher, a no-teacher baseline beside it, evaluate all three, report."""
+"""`distill`: train a student from a teacher, a no-teacher baseline beside it, evaluate all three, report.
+
+The run has four phases: teacher scoring, student, baseline, evaluation and report. Each finished
+phase leaves its outputs and a marker, so `resume` skips it; the phase in progress continues from its
+last training checkpoint. With several processes (`accelerate launch`, `torchrun`) every process
+trains; the main process alone scores with the teacher (shared with the others) and writes files.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
 from textdistill.config import RunConfig
-from textdistill.data.classification import load_classification_data
+from textdistill.data.classification import Encoded, load_classification_data
 from textdistill.evaluation.metrics import classification_metrics
 from textdistill.evaluation.predict import predict_logits
 from textdistill.evaluation.speed import measure_speed
 from textdistill.models.loading import (check_same_vocabulary, load_classifier, load_tokenizer,
                                         resolve_model_dir, teacher_label_order)
 from textdistill.models.students import build_student, count_parameters
+from textdistill.pipeline.phases import finished_phase, mark_finished
 from textdistill.pipeline.runs import (apply_threads, concat, encode_splits, folder_weights_bytes, prepare_run_dir,
                                        save_model, write_json)
 from textdistill.pipeline.teacher import builtin_teacher
 from textdistill.report.render import write_report
-from textdistill.training.loop import train
+from textdistill.training.checkpoint import atomic_write
+from textdistill.training.distributed import is_main, share_from_main, wait_for_everyone
+from textdistill.training.loop import TrainResult, train
+from textdistill.training.resume import remove_checkpoints
 from textdistill.training.objectives import classification_objective, label_objective
 
 log = logging.getLogger("textdistill")
+SCORES = "teacher_scores.safetensors"
 
 
-def run_distill(cfg: RunConfig, overwrite: bool = False) -> dict:
-    """Run the whole recipe and return the summary that `report.md` is made from."""
+def run_distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False) -> dict | None:
+    """Run the whole recipe and return the summary that `report.md` is made from (None on processes other
+    than the main one). With `resume`, continue the interrupted run in `cfg.output_dir`."""
     started = time.perf_counter()
     apply_threads(cfg.train.threads)
-    run_dir = prepare_run_dir(cfg, overwrite)
+    run_dir = prepare_run_dir(cfg, overwrite, resume)
+    if resume and finished_phase(run_dir, "report") is not None:
+        log.info("%s: the run had already finished", run_dir)
+        return json.loads((run_dir / "summary.json").read_text(encoding="utf-8")) if is_main() else None
     data = load_classification_data(cfg.data)
 
     if cfg.teacher.path == "builtin":
-        teacher_dir, teacher_info = builtin_teacher(cfg, data)
+        teacher_dir, teacher_info = builtin_teacher(cfg, data, resume=resume)
     else:
         teacher_dir, teacher_info = resolve_model_dir(cfg.teacher.path, "teacher.path"), {}
-    tokenizer = load_tokenizer(teacher_dir, "teacher")
-    teacher = load_classifier(teacher_dir, "teacher.path")
+    tokenizer = load_tokenizer(teacher_dir, "teacher", cfg.trust_remote_code)
+    teacher = load_classifier(teacher_dir, "teacher.path", trust_remote_code=cfg.trust_remote_code)
     teacher.eval().requires_grad_(False)  # frozen: scored without gradients, never updated
     order = teacher_label_order(teacher, data.label_names)
 
-    student = build_student(cfg.student, teacher, data.label_names, cfg.train.seed)
+    student = build_student(cfg.student, teacher, data.label_names, cfg.train.seed, cfg.trust_remote_code)
     student_tokenizer = tokenizer
     if cfg.student.init == "pretrained":
-        student_tokenizer = load_tokenizer(Path(cfg.student.path), "student.path")
+        student_tokenizer = load_tokenizer(Path(cfg.student.path), "student.path", cfg.trust_remote_code)
     check_same_vocabulary(tokenizer, student_tokenizer, student.get_input_embeddings().num_embeddings)
     model_max = min(getattr(m.config, "max_position_embeddings", 10**9) for m in (teacher, student))
     splits = encode_splits(tokenizer, data, cfg.data.max_length, model_max)
 
-    # The teacher is frozen and in eval mode, so its logits are a pure function of the input: scoring
-    # each training example once gives exactly what a call at every step would, at a fraction of the cost.
-    scoring_start = time.perf_counter()
-    for part in (splits.train, splits.unlabeled):
-        if part is not None:
-            part.teacher_logits = predict_logits(teacher, part, cfg.teacher.batch_size)[:, order]
-    scoring_seconds = time.perf_counter() - scoring_start
+    # Phase 1. The teacher is frozen and in eval mode, so its logits are a pure function of the input:
+    # scoring each training example once gives exactly what a call at every step would, at a fraction of the cost.
+    scores, scoring_seconds = teacher_scores(run_dir, teacher, {"train": splits.train, "unlabeled": splits.unlabeled},
+                                             order, cfg.teacher.batch_size, resume)
+    splits.train.teacher_logits = scores["train"]
+    if splits.unlabeled is not None:
+        splits.unlabeled.teacher_logits = scores["unlabeled"]
     train_set = concat(splits.train, splits.unlabeled)
+    # a checkpoint only continues on the data and teacher outputs it was trained on
+    data_identity = {"train": _digest_encoded(splits.train)}
+    identity = {**data_identity, "unlabeled": _digest_encoded(splits.unlabeled), "teacher_scores": _digest(scores)}
 
     def evaluate(m):
         logits = predict_logits(m, splits.validation, cfg.teacher.batch_size)
         return classification_metrics(logits.argmax(-1), splits.validation.labels, data.label_names)
 
+    # Phases 2 and 3: the student with the teacher, and the same student without one (same initial
+    # weights, same budget, gold labels only).
     models: dict[str, torch.nn.Module] = {"teacher": teacher}
     runs: dict[str, dict] = {}
-    student_result = train(student, train_set, classification_objective(cfg.loss), cfg.train, name="student",
-                           run_dir=run_dir, evaluate=evaluate)
-    save_model(student, student_tokenizer, run_dir / "student")
-    models["student"] = student
-    runs["student"] = dataclasses.asdict(student_result) | {"teacher_scoring_seconds": scoring_seconds}
+    models["student"], runs["student"] = trained_phase(
+        run_dir, "student", student, student_tokenizer, resume, cfg,
+        lambda: train(student, train_set, classification_objective(cfg.loss), cfg.train, name="student",
+                      run_dir=run_dir, evaluate=evaluate, resume=resume, identity=identity))
+    runs["student"]["teacher_scoring_seconds"] = scoring_seconds
     if cfg.report.baseline:
-        # same architecture, same initial weights, same budget; gold labels only
-        baseline = build_student(cfg.student, teacher, data.label_names, cfg.train.seed)
-        baseline_result = train(baseline, splits.train, label_objective(), cfg.train, name="baseline",
-                                run_dir=run_dir, evaluate=evaluate)
-        save_model(baseline, student_tokenizer, run_dir / "baseline")
-        models["baseline"] = baseline
-        runs["baseline"] = dataclasses.asdict(baseline_result)
+        baseline = build_student(cfg.student, teacher, data.label_names, cfg.train.seed, cfg.trust_remote_code)
+        models["baseline"], runs["baseline"] = trained_phase(
+            run_dir, "baseline", baseline, student_tokenizer, resume, cfg,
+            lambda: train(baseline, splits.train, label_objective(), cfg.train, name="baseline", run_dir=run_dir,
+                          evaluate=evaluate, resume=resume, identity=data_identity))
+    if not is_main():
+        return None
 
+    # Phase 4: evaluation and report, on the main process.
     test_logits = {name: predict_logits(m, splits.test, cfg.teacher.batch_size) for name, m in models.items()}
     test_logits["teacher"] = test_logits["teacher"][:, order]
     teacher_pred = test_logits["teacher"].argmax(-1)
@@ -113,4 +138,65 @@ def run_distill(cfg: RunConfig, overwrite: bool = False) -> dict:
     }
     write_json(run_dir / "summary.json", summary)
     write_report(run_dir, summary)
+    mark_finished(run_dir, "report", ["summary.json"], {})
     return summary
+
+
+def teacher_scores(run_dir: Path, teacher: torch.nn.Module, parts: dict[str, Encoded | None], order: list[int],
+                   batch_size: int, resume: bool) -> tuple[dict[str, torch.Tensor], float]:
+    """Phase 1: the teacher's logits ([N, C], in the data's label order) for each part, and the seconds it took.
+
+    The main process scores (or, resuming, reads the saved scores) and shares them with the others.
+    """
+    parts = {k: v for k, v in parts.items() if v is not None}
+    done = finished_phase(run_dir, "teacher_scores") if resume and is_main() else None
+    started = time.perf_counter()
+    if not is_main():
+        scores = {k: torch.empty(len(part), len(order)) for k, part in parts.items()}
+    elif done is not None:
+        scores = load_file(str(run_dir / SCORES))
+    else:
+        scores = {k: predict_logits(teacher, part, batch_size)[:, order].contiguous() for k, part in parts.items()}
+        atomic_write(run_dir / SCORES, lambda tmp: save_file(scores, str(tmp)))
+        mark_finished(run_dir, "teacher_scores", [SCORES], {"seconds": time.perf_counter() - started})
+    seconds = done["seconds"] if done is not None else time.perf_counter() - started
+    return {k: share_from_main(v) for k, v in scores.items()}, seconds
+
+
+def trained_phase(run_dir: Path, name: str, model: torch.nn.Module, tokenizer, resume: bool, cfg: RunConfig,
+                  run_training) -> tuple[torch.nn.Module, dict]:
+    """Phases 2 and 3: `run_training()` trains `model` in place, then it is saved to `run_dir/name`.
+
+    Resuming a run in which this phase had finished loads the saved model and its result instead.
+    """
+    done = finished_phase(run_dir, name) if resume else None
+    if done is not None:
+        log.info("%s: already trained, loading %s", name, run_dir / name)
+        return load_classifier(run_dir / name, name, trust_remote_code=cfg.trust_remote_code), done
+    result: TrainResult = run_training()
+    info = dataclasses.asdict(result)
+    if is_main():
+        save_model(model, tokenizer, run_dir / name)
+        mark_finished(run_dir, name, [f"{name}/model.safetensors"], info)
+        remove_checkpoints(run_dir / "checkpoints", name)  # the saved model replaces them
+    wait_for_everyone()
+    return model, info
+
+
+def _digest_encoded(data: Encoded | None) -> str | None:
+    """sha256 of a tokenised split's token ids and labels."""
+    if data is None:
+        return None
+    h = hashlib.sha256()
+    h.update(np.asarray(data.lengths, dtype=np.int64).tobytes())
+    h.update(np.asarray([i for ids in data.input_ids for i in ids], dtype=np.int64).tobytes())
+    h.update(data.labels.numpy().tobytes())
+    return h.hexdigest()
+
+
+def _digest(tensors: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        h.update(k.encode())
+        h.update(tensors[k].contiguous().numpy().tobytes())
+    return h.hexdigest()

@@ -22,8 +22,8 @@ def run_eval(cfg: RunConfig, model: str | Path, split: str = "test", teacher: st
     apply_threads(cfg.train.threads)
     data = load_classification_data(cfg.data)
     folder = resolve_model_dir(str(model), "--model")
-    tokenizer = load_tokenizer(folder, "--model")
-    clf = load_classifier(folder, "--model")
+    tokenizer = load_tokenizer(folder, "--model", cfg.trust_remote_code)
+    clf = load_classifier(folder, "--model", trust_remote_code=cfg.trust_remote_code)
     order = teacher_label_order(clf, data.label_names)
     splits = encode_splits(tokenizer, data, cfg.data.max_length, getattr(clf.config, "max_position_embeddings", None))
     encoded = getattr(splits, split)
@@ -31,7 +31,7 @@ def run_eval(cfg: RunConfig, model: str | Path, split: str = "test", teacher: st
     teacher_pred = None
     if teacher is not None:
         t_folder = resolve_model_dir(str(teacher), "--teacher")
-        t_model = load_classifier(t_folder, "--teacher")
+        t_model = load_classifier(t_folder, "--teacher", trust_remote_code=cfg.trust_remote_code)
         t_order = teacher_label_order(t_model, data.label_names)
         teacher_pred = predict_logits(t_model, encoded)[:, t_order].argmax(-1)
     metrics = classification_metrics(pred, encoded.labels, data.label_names, teacher_pred)

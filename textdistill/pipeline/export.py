@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, pipeline
 
 from textdistill.errors import TextDistillError
-from textdistill.models.loading import load_tokenizer
+from textdistill.models.loading import load_tokenizer, refuse_custom_code
 from textdistill.pipeline.runs import save_model
 
 PROBES = [
@@ -44,6 +44,7 @@ def run_export(source: str | Path, output: str | Path, overwrite: bool = False) 
         if not overwrite:
             raise TextDistillError(f"export folder {str(out)!r} already exists; pass --overwrite or choose another --output")
         shutil.rmtree(out)
+    refuse_custom_code(src, "export", trust_remote_code=False)
     model = AutoModelForSequenceClassification.from_pretrained(str(src)).eval()
     tokenizer = load_tokenizer(src, "export")
     before = _logits(model, tokenizer, PROBES)

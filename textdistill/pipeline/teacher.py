@@ -17,6 +17,8 @@ from textdistill.evaluation.metrics import classification_metrics
 from textdistill.evaluation.predict import predict_logits
 from textdistill.models.loading import load_classifier, load_tokenizer, resolve_model_dir
 from textdistill.pipeline.runs import encode_splits, save_model, write_json
+from textdistill.training.checkpoint import digest_problem, file_digest
+from textdistill.training.distributed import is_main, wait_for_everyone
 from textdistill.training.loop import train
 from textdistill.training.objectives import label_objective
 
@@ -34,14 +36,6 @@ def cache_root() -> Path:
     return Path(base).expanduser() / "textdistill"
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def teacher_cache_key(cfg: RunConfig, data: ClassificationData) -> str:
     """Hash of everything that determines the fine-tuned weights: base model, data, settings, recipe."""
     base = resolve_model_dir(cfg.teacher.base, "teacher.base")
@@ -55,7 +49,7 @@ def teacher_cache_key(cfg: RunConfig, data: ClassificationData) -> str:
     for f in sorted(base.iterdir()):
         if f.is_file() and (f.suffix in (".json", ".txt", ".safetensors", ".bin", ".model")):
             h.update(f.name.encode())
-            h.update(_file_digest(f).encode())
+            h.update(file_digest(f).encode())
     payload = {
         "recipe": RECIPE_VERSION,
         "finetune": finetune,
@@ -68,26 +62,32 @@ def teacher_cache_key(cfg: RunConfig, data: ClassificationData) -> str:
     return h.hexdigest()[:20]
 
 
-def fine_tune_teacher(cfg: RunConfig, data: ClassificationData, out_dir: Path) -> dict:
-    """Fine-tune `cfg.teacher.base` on the labelled data; save a Hugging Face folder at `out_dir`."""
+def fine_tune_teacher(cfg: RunConfig, data: ClassificationData, out_dir: Path, resume: bool = False) -> dict:
+    """Fine-tune `cfg.teacher.base` on the labelled data; save a Hugging Face folder at `out_dir`.
+
+    Training runs in `<out_dir>.work`; with `resume`, an interrupted fine-tuning continues from its
+    last checkpoint there.
+    """
     base = resolve_model_dir(cfg.teacher.base, "teacher.base")
-    tokenizer = load_tokenizer(base, "teacher.base")
-    model = load_classifier(base, "teacher.base", data.label_names)
+    tokenizer = load_tokenizer(base, "teacher.base", cfg.trust_remote_code)
+    model = load_classifier(base, "teacher.base", data.label_names, cfg.trust_remote_code)
     model_max = getattr(model.config, "max_position_embeddings", None)
     splits = encode_splits(tokenizer, data, cfg.data.max_length, model_max)
     work = out_dir.with_name(out_dir.name + ".work")
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "checkpoints").mkdir(exist_ok=True)
+    if is_main():
+        if not resume:
+            shutil.rmtree(work, ignore_errors=True)
+        (work / "checkpoints").mkdir(parents=True, exist_ok=True)
+    wait_for_everyone()
 
     def evaluate(m):
         logits = predict_logits(m, splits.validation, cfg.teacher.batch_size)
         return classification_metrics(logits.argmax(-1), splits.validation.labels, data.label_names)
 
     result = train(model, splits.train, label_objective(), cfg.teacher.finetune, name="teacher", run_dir=work,
-                   evaluate=evaluate)
+                   evaluate=evaluate, resume=resume)
     test_logits = predict_logits(model, splits.test, cfg.teacher.batch_size)
     test = classification_metrics(test_logits.argmax(-1), splits.test.labels, data.label_names)
-    save_model(model, tokenizer, out_dir)
     info = {
         "base": str(base),
         "train_seconds": result.seconds,
@@ -96,26 +96,60 @@ def fine_tune_teacher(cfg: RunConfig, data: ClassificationData, out_dir: Path) -
         "test_accuracy": test["accuracy"],
         "label_names": data.label_names,
     }
-    write_json(out_dir / TEACHER_INFO, info)
-    shutil.copy(work / "metrics.jsonl", out_dir / "metrics.jsonl")
-    shutil.rmtree(work)
-    log.info("teacher: test accuracy %.4f after %.0f s", test["accuracy"], result.seconds)
+    if is_main():
+        save_model(model, tokenizer, out_dir)
+        info["weights_sha256"] = file_digest(out_dir / "model.safetensors")
+        shutil.copy(work / "metrics.jsonl", out_dir / "metrics.jsonl")
+        write_json(out_dir / TEACHER_INFO, info)  # written last: its presence marks a complete teacher
+        shutil.rmtree(work)
+        log.info("teacher: test accuracy %.4f after %.0f s", test["accuracy"], result.seconds)
+    wait_for_everyone()
     return info
 
 
-def builtin_teacher(cfg: RunConfig, data: ClassificationData) -> tuple[Path, dict]:
-    """The fine-tuned built-in teacher for this data, trained once and cached under a content key."""
+def builtin_teacher(cfg: RunConfig, data: ClassificationData, resume: bool = False) -> tuple[Path, dict]:
+    """The fine-tuned built-in teacher for this data, trained once and cached under a content key.
+
+    A cached teacher whose weights no longer match the checksum recorded with them (a truncated copy,
+    a disk error) is never loaded: it is fine-tuned again.
+    """
     key = teacher_cache_key(cfg, data)
     folder = cache_root() / "teachers" / key
     info_path = folder / TEACHER_INFO
     if info_path.is_file():
-        log.info("teacher: using cached fine-tuned teacher %s", folder)
-        return folder, {**json.loads(info_path.read_text()), "cached": True}
+        info = _cached_info(info_path)
+        problem = digest_problem(folder, {"model.safetensors": info.get("weights_sha256", "")}) if info else \
+            f"{TEACHER_INFO} is unreadable"
+        if problem is None:
+            log.info("teacher: using cached fine-tuned teacher %s", folder)
+            return folder, {**info, "cached": True}
+        log.warning("cached teacher %s is unusable (%s); fine-tuning it again", folder, problem)
+        wait_for_everyone()  # every process has read the info file before it is replaced
+        if is_main():
+            info_path.unlink()
     log.info("teacher: fine-tuning %s on the training data (cached afterwards at %s)", cfg.teacher.base, folder)
     started = time.perf_counter()
-    info = fine_tune_teacher(cfg, data, folder)
+    info = fine_tune_teacher(cfg, data, folder, resume=resume)
     info["wall_seconds"] = time.perf_counter() - started
     return folder, {**info, "cached": False}
+
+
+def _cached_info(info_path: Path) -> dict | None:
+    """The cached teacher's info; one cached by a version that recorded no checksum gets it now."""
+    if is_main():
+        try:
+            info = json.loads(info_path.read_text(encoding="utf-8"))
+            if isinstance(info, dict) and "weights_sha256" not in info:
+                info["weights_sha256"] = file_digest(info_path.parent / "model.safetensors")
+                write_json(info_path, info)
+        except (OSError, ValueError):
+            pass
+    wait_for_everyone()
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
 
 
 def run_teacher(cfg: RunConfig, output: str | Path | None = None) -> dict:

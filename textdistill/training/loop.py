@@ -14,8 +14,12 @@ The data is any object with `__len__`, `lengths` (one int per example, for lengt
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
+import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,12 +32,17 @@ from transformers import get_linear_schedule_with_warmup
 
 from textdistill.config import TrainConfig
 from textdistill.data.classification import bucketed_batches
-from textdistill.training.checkpoint import load_weights, save_weights
+from textdistill.training.checkpoint import load_weights, save_weights, write_failed
+from textdistill.training.distributed import check_data_parallel, process_share
+from textdistill.training.resume import (Progress, check_name, keep_metrics_until, newest_checkpoint,
+                                        restore_checkpoint, save_checkpoint)
+from textdistill.training.stopping import FiniteWatch, Interrupted, StopRequest
 
 Batch = dict[str, torch.Tensor]
 Objective = Callable[[torch.nn.Module, Batch, float], dict[str, torch.Tensor]]
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 LOG_EVERY = 10
+log = logging.getLogger("textdistill")
 
 
 @dataclass
@@ -58,9 +67,9 @@ def count_examples(batch: Batch) -> int:
     return batch["input_ids"].shape[0]
 
 
-def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def _optimizer(modules: list[torch.nn.Module], cfg: TrainConfig) -> torch.optim.Optimizer:
     decay, no_decay = [], []
-    for name, param in model.named_parameters():
+    for param in (p for m in modules for p in m.parameters()):
         if not param.requires_grad:
             continue
         # biases and LayerNorm gains are not weight-decayed (BERT's recipe)
@@ -90,25 +99,48 @@ def _step_groups(data, cfg: TrainConfig, steps: int):
 
 def accumulate_gradients(model: torch.nn.Module, batches: list[Batch], objective: Objective,
                          accelerator: Accelerator, count: Callable[[Batch], int] = count_examples,
-                         progress: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Backward over the micro-batches of one optimizer step; returns the step's loss and terms (detached).
+                         progress: float = 0.0, idle: bool = False,
+                         extra: torch.nn.Module | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Backward over this process's micro-batches of one optimizer step; returns its loss and terms (detached).
 
-    The step's unit count is taken before the micro-batch loop and every micro-batch is divided by it,
-    so the summed gradient equals that of one batch holding all the examples.
+    The step's unit count (over every process) is taken before the micro-batch loop and every micro-batch
+    is divided by it, so the summed gradient equals that of one batch holding all the examples. With
+    `idle`, this process has no example in the step: its batch is weighted 0 and only joins the
+    gradient all-reduce, which every process must reach.
     """
-    total_units = max(sum(count(b) for b in batches), 1)  # an all-masked step gives 0, not NaN
+    units = 0.0 if idle else float(sum(count(b) for b in batches))
+    total_units = torch.tensor(units, device=accelerator.device)
+    if accelerator.num_processes > 1:
+        total_units = accelerator.reduce(total_units, "sum")
+    total_units = total_units.clamp(min=1)  # an all-masked step gives 0, not NaN
     total = torch.zeros((), device=accelerator.device)
     totals: dict[str, torch.Tensor] = {}
-    for batch in batches:
+    for i, batch in enumerate(batches):
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-        with accelerator.autocast():
-            terms = objective(model, batch, progress)
-        loss = sum(terms.values()) / total_units
-        accelerator.backward(loss)
+        # processes all-reduce their gradients once per step, in the last micro-batch's backward
+        sync = contextlib.nullcontext() if i == len(batches) - 1 else accelerator.no_sync(model)
+        with sync:
+            with accelerator.autocast():
+                terms = objective(model, batch, progress)
+            if idle:
+                terms = {k: v * 0.0 for k, v in terms.items()}
+            loss = sum(terms.values()) / total_units
+            # data parallelism averages gradients over processes; each process holds a share of the sum
+            accelerator.backward(loss * accelerator.num_processes)
         total += loss.detach()
         for k, v in terms.items():
             totals[k] = totals.get(k, 0) + v.detach() / total_units
+    if extra is not None and accelerator.num_processes > 1:
+        _average_gradients(extra, accelerator)
     return total, totals
+
+
+def _average_gradients(module: torch.nn.Module, accelerator: Accelerator) -> None:
+    """What data parallelism does for the model, done by hand for extra modules (small: projections)."""
+    for param in module.parameters():
+        if param.requires_grad:
+            grad = param.grad if param.grad is not None else torch.zeros_like(param)
+            param.grad = accelerator.reduce(grad, "mean")
 
 
 def train(
@@ -122,80 +154,146 @@ def train(
     evaluate: Callable[[torch.nn.Module], dict] | None = None,
     metric: str = "accuracy",
     count: Callable[[Batch], int] = count_examples,
+    extra: torch.nn.Module | None = None,
+    resume: bool = False,
+    identity: dict | None = None,
 ) -> TrainResult:
-    """Train `model` in place; with `evaluate`, keep the best state by `metric` and restore it at the end."""
+    """Train `model` in place; with `evaluate`, keep the best state by `metric` and restore it at the end.
+
+    `extra` holds trained modules that are not part of the model (projection layers): optimised and
+    checkpointed with it, never exported. With `resume`, training continues from the newest checkpoint
+    of `name` in `run_dir/checkpoints` and ends with the weights an uninterrupted run would have;
+    `identity` (e.g. the checksum of the teacher outputs) must then match the checkpoint's.
+    """
     torch.manual_seed(cfg.seed)
+    if cfg.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
+        torch.use_deterministic_algorithms(True)
     accelerator = make_accelerator(cfg)
+    check_data_parallel(accelerator)
+    main = accelerator.is_main_process
     steps = total_steps(len(data), cfg)
     per_epoch = math.ceil(math.ceil(len(data) / cfg.batch_size) / cfg.grad_accum_steps)
     eval_every = cfg.eval_every or per_epoch
     if cfg.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
-    optimizer = _optimizer(model, cfg)
+    if extra is not None:
+        extra.to(accelerator.device).train()
+    optimizer = _optimizer([model] if extra is None else [model, extra], cfg)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * steps), steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
 
+    checkpoints = run_dir / "checkpoints"
+    best_path = checkpoints / f"{check_name(name)}-best.safetensors"
     metrics_path = run_dir / "metrics.jsonl"
-    best_path = run_dir / "checkpoints" / f"{name}-best.safetensors"
-    result = TrainResult(steps=0, seconds=0.0, best_step=0, best_score=None)
-    since_best = 0
-    running = torch.zeros((), device=accelerator.device)
-    running_terms: dict[str, torch.Tensor] = {}
-    start = time.perf_counter()
-    bar = tqdm(total=steps, desc=name, disable=not cfg.progress, dynamic_ncols=True, mininterval=1.0)
-    with metrics_path.open("a", encoding="utf-8") as log_file:
-        def record(entry: dict) -> None:
-            result.history.append(entry)
-            log_file.write(json.dumps(entry) + "\n")
-            log_file.flush()
+    objects = dict(accelerator=accelerator, model=model, extra=extra, optimizer=optimizer, scheduler=scheduler,
+                   best_path=best_path, cfg=cfg)
+    identity = identity or {}
+    progress = Progress()
+    found = newest_checkpoint(checkpoints, name) if resume else None
+    if found is not None:
+        progress = restore_checkpoint(found, identity=identity, **objects)
+        log.info("%s: resuming from %s (step %d of %d)", name, found.name, progress.step, steps)
+    elif main and best_path.exists():
+        best_path.unlink()  # left by an attempt that never reached a checkpoint
+    last_good = f"the last good checkpoint is {found}" if found else "no checkpoint was written yet"
+    history = keep_metrics_until(metrics_path, name, progress.step) if main else []
+    result = TrainResult(steps=progress.step, seconds=progress.seconds, best_step=progress.best_step,
+                         best_score=progress.best_score, history=history)
 
-        for step, (epoch, group) in enumerate(_step_groups(data, cfg, steps), start=1):
-            loss, terms = accumulate_gradients(model, [data.collate(index) for index in group], objective,
-                                               accelerator, count, progress=(step - 1) / steps)
-            running += loss
-            for k, v in terms.items():
-                running_terms[k] = running_terms.get(k, 0) + v
+    running = {k: torch.tensor(v, device=accelerator.device) for k, v in progress.running.items()}
+    watch = FiniteWatch(name, accelerator)
+    start = time.perf_counter() - progress.seconds
+    bar = tqdm(total=steps, initial=progress.step, desc=name, disable=not (cfg.progress and main),
+               dynamic_ncols=True, mininterval=1.0)
+    log_file = metrics_path.open("a", encoding="utf-8") if main else contextlib.nullcontext()
+
+    def record(entry: dict) -> None:
+        result.history.append(entry)
+        if main:
+            try:
+                log_file.write(json.dumps(entry) + "\n")
+                log_file.flush()
+            except OSError as e:
+                raise write_failed(metrics_path, e) from None
+
+    # Resuming skips the steps already done: the data order is a pure function of (seed, epoch).
+    todo = [] if progress.finished else itertools.islice(enumerate(_step_groups(data, cfg, steps), 1),
+                                                          progress.step, None)
+    with StopRequest() as stop, log_file:
+        for step, (epoch, group) in todo:
+            share = process_share(group, accelerator.process_index, accelerator.num_processes)
+            batches = [data.collate(index) for index in share] or [data.collate(group[0][:1])]
+            loss, terms = accumulate_gradients(model, batches, objective, accelerator, count,
+                                               progress=(step - 1) / steps, idle=not share, extra=extra)
+            watch.record(step, loss, terms, group, last_good)
+            for k, v in {"loss": loss, **terms}.items():
+                running[k] = running.get(k, 0) + v
             if cfg.max_grad_norm is not None:
-                accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                accelerator.clip_grad_norm_(_trained_parameters(model, extra), cfg.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            progress.step = step
             bar.update(1)
 
             if step % LOG_EVERY == 0 or step == steps:
+                watch.check(accelerator, last_good)
                 n = step % LOG_EVERY or LOG_EVERY
+                sums = dict(zip(running, accelerator.reduce(torch.stack(list(running.values())), "sum").tolist()))
                 entry = {"run": name, "step": step, "epoch": round(step / per_epoch, 3),
-                         "loss": running.item() / n, "lr": scheduler.get_last_lr()[0],
+                         "loss": sums.pop("loss") / n, "lr": scheduler.get_last_lr()[0],
                          "elapsed_s": round(time.perf_counter() - start, 2)}
-                entry.update({f"loss_{k}": float(v) / n for k, v in running_terms.items()})
+                entry.update({f"loss_{k}": v / n for k, v in sums.items()})
                 record(entry)
                 bar.set_postfix(loss=f"{entry['loss']:.4f}")
-                running.zero_()
-                running_terms.clear()
+                running.clear()
 
             if evaluate is not None and (step % eval_every == 0 or step == steps):
+                watch.check(accelerator, last_good)
                 model.eval()
                 scores = evaluate(accelerator.unwrap_model(model))
                 model.train()
                 score = scores[metric]
                 record({"run": name, "step": step, "epoch": round(step / per_epoch, 3), "split": "validation",
                         **{k: v for k, v in scores.items() if isinstance(v, (int, float))}})
-                if result.best_score is None or score > result.best_score:
-                    result.best_score, result.best_step, since_best = score, step, 0
-                    save_weights(accelerator.unwrap_model(model), best_path)
+                if progress.best_score is None or score > progress.best_score:
+                    progress.best_score, progress.best_step, progress.since_best = score, step, 0
+                    if main:
+                        save_weights(accelerator.unwrap_model(model), best_path)
                 else:
-                    since_best += 1
-                    if cfg.early_stopping_patience is not None and since_best >= cfg.early_stopping_patience:
-                        bar.write(f"{name}: early stop at step {step}, best {metric} {result.best_score:.4f} "
-                                  f"at step {result.best_step}")
-                        result.steps = step
-                        break
-            result.steps = step
+                    progress.since_best += 1
+                    if cfg.early_stopping_patience is not None and progress.since_best >= cfg.early_stopping_patience:
+                        if main:
+                            bar.write(f"{name}: early stop at step {step}, best {metric} "
+                                      f"{progress.best_score:.4f} at step {progress.best_step}")
+                        progress.finished = True
+
+            progress.finished = progress.finished or step == steps
+            # with several processes, agreeing on a stop is a collective: ask only at log steps
+            signum = stop.agreed(accelerator) if accelerator.num_processes == 1 or step % LOG_EVERY == 0 else None
+            if progress.finished or signum or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
+                watch.check(accelerator, last_good)
+                progress.seconds = time.perf_counter() - start
+                progress.running = {k: float(v) for k, v in running.items()}
+                found = save_checkpoint(checkpoints, name, progress, identity=identity, keep=cfg.keep_checkpoints,
+                                        run_config=run_dir / "config.yaml", **objects)
+                last_good = f"the last good checkpoint is {found}"
+            if signum:
+                raise Interrupted(f"{name}: stopped at step {step} by signal {signum}; checkpoint saved in "
+                                  f"{found}; continue with --resume", signum)
+            if progress.finished:
+                break
     bar.close()
-    result.seconds = time.perf_counter() - start
+    result.steps, result.seconds = progress.step, time.perf_counter() - start
+    result.best_step, result.best_score = progress.best_step, progress.best_score
     model = accelerator.unwrap_model(model)
     if evaluate is not None and best_path.exists():
         load_weights(model, best_path)
     model.eval()
     return result
+
+
+def _trained_parameters(model: torch.nn.Module, extra: torch.nn.Module | None) -> list[torch.nn.Parameter]:
+    return list(model.parameters()) + (list(extra.parameters()) if extra is not None else [])

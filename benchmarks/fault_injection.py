@@ -1,0 +1,164 @@
+"""Kill distillation runs at random moments (SIGKILL), resume them, and compare the final weights.
+
+    python benchmarks/fault_injection.py --runs 10 --kills 2 --seed 0
+
+Builds a small setting in a temporary folder (a random 4-layer BERT teacher, 3,000 synthetic labelled
+examples, a 2-layer student copied from it, the no-teacher baseline, 375 steps each with a checkpoint
+every 10 steps and an evaluation every 50), runs
+it once uninterrupted, then `--runs` times: started, killed with SIGKILL at a random moment after
+start-up, resumed with `distill --resume` (and killed again, `--kills` times in all), then resumed to
+the end. Reports how many runs end with student and baseline weights bit-identical to the
+uninterrupted run (target: all), and where each kill landed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+import transformers
+import yaml
+from safetensors.torch import load_file
+from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+ROOT = Path(__file__).resolve().parents[1]
+WORDS = ["good", "great", "fine", "superb", "bad", "awful", "dull", "weak", "the", "film", "plot", "was", "very",
+         "actors", "and", "story", "really", "a", "it", "music"]
+
+
+def build_setting(folder: Path) -> Path:
+    """A tiny teacher folder, three CSV files and a run config; returns the config path."""
+    teacher = folder / "teacher"
+    teacher.mkdir(parents=True)
+    tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS)})
+    tok.save_pretrained(str(teacher))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, num_labels=2,
+                        id2label={0: "neg", 1: "pos"}, label2id={"neg": 0, "pos": 1})
+    BertForSequenceClassification(config).save_pretrained(str(teacher))
+    rng = random.Random(0)
+    for name, n in (("train", 3000), ("validation", 200), ("test", 200)):
+        rows = []
+        for _ in range(n):
+            label = rng.choice(["neg", "pos"])
+            cue = rng.choice(WORDS[:4] if label == "pos" else WORDS[4:8])
+            rows.append({"text": " ".join(rng.sample(WORDS[8:], 5) + [cue]), "label": label})
+        pd.DataFrame(rows).to_csv(folder / f"{name}.csv", index=False)
+    run = {
+        "data": {"train": str(folder / "train.csv"), "validation": str(folder / "validation.csv"),
+                 "test": str(folder / "test.csv"), "max_length": 16},
+        "teacher": {"path": str(teacher)},
+        "student": {"layers": [0, 3]},
+        "train": {"epochs": 2, "batch_size": 16, "eval_every": 50, "checkpoint_every": 10, "threads": 1,
+                  "progress": False},
+        "report": {"latency_examples": 10, "throughput_batches": 2},
+    }
+    path = folder / "run.yaml"
+    path.write_text(yaml.safe_dump(run))
+    return path
+
+
+def start(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "textdistill", "-q", "distill", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def where(run_dir: Path) -> str:
+    """Which phase the run was in, from the files it had written."""
+    done = {p.stem for p in (run_dir / "phases").glob("*.json")}
+    if "report" in done:
+        return "finished"
+    steps = {}
+    for folder in (run_dir / "checkpoints").glob("*-step*"):
+        name, step = folder.name.split("-step")
+        steps[name] = max(steps.get(name, 0), int(step))
+    for phase in ("baseline", "student"):
+        if phase in done:
+            return "evaluation/report" if phase == "baseline" else "baseline, before its first checkpoint"
+        if phase in steps:
+            return f"{phase}, after checkpoint {steps[phase]}"
+    return "teacher scoring" if (run_dir / "config.yaml").exists() else "start-up"
+
+
+def metrics(path: Path) -> list[dict]:
+    return [{k: v for k, v in json.loads(line).items() if k != "elapsed_s"} for line in path.read_text().splitlines()]
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    x, y = load_file(str(a)), load_file(str(b))
+    return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--kills", type=int, default=2, help="SIGKILLs per run before it may finish")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    transformers.utils.logging.disable_progress_bar()
+    rng = random.Random(args.seed)
+    folder = Path(tempfile.mkdtemp(prefix="fault-injection-"))
+    config = build_setting(folder)
+
+    reference = folder / "reference"
+    t0 = time.perf_counter()
+    process = start(["--config", str(config), "--output_dir", str(reference)])
+    while not (reference / "config.yaml").exists() and process.poll() is None:
+        time.sleep(0.01)
+    startup = time.perf_counter() - t0
+    _, err = process.communicate()
+    total = time.perf_counter() - t0
+    if process.returncode != 0:
+        print(err)
+        return 1
+    print(f"uninterrupted run: {total:.1f} s ({startup:.1f} s start-up); "
+          f"kills uniform in [{startup:.1f}, {total:.1f}] s")
+
+    identical = 0
+    for run in range(args.runs):
+        run_dir = folder / f"run{run}"
+        landed = []
+        for kill in range(args.kills):
+            process = start(["--config", str(config), "--output_dir", str(run_dir)] if kill == 0 else
+                            ["--resume", "--output_dir", str(run_dir)])
+            delay = rng.uniform(startup, total)
+            try:
+                process.wait(timeout=delay)
+                landed.append(f"finished before the kill at {delay:.1f} s")
+                break
+            except subprocess.TimeoutExpired:
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+                landed.append(f"{delay:.1f} s: {where(run_dir)}")
+        if where(run_dir) != "finished":
+            process = start(["--resume", "--output_dir", str(run_dir)])
+            _, err = process.communicate()
+            if process.returncode != 0:
+                last = err.strip().splitlines()[-1] if err.strip() else process.returncode
+                print(f"run {run}: resume failed: {last}")
+                continue
+        same = all(same_weights(reference / m / "model.safetensors", run_dir / m / "model.safetensors")
+                   for m in ("student", "baseline"))
+        same_log = metrics(reference / "metrics.jsonl") == metrics(run_dir / "metrics.jsonl")
+        identical += same and same_log
+        print(f"run {run}: {'identical' if same else 'DIFFERENT'} weights, metrics.jsonl "
+              f"{'identical' if same_log else 'DIFFERENT'}; kills: {'; '.join(landed)}")
+    print(f"\n{identical}/{args.runs} runs killed {args.kills}x at random and resumed ended with weights (student and "
+          "baseline) and metrics bit-identical to the uninterrupted run")
+    return 0 if identical == args.runs else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Data parallelism: two processes (gloo on CPU) train to the weights one process reaches on the same global batch."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from conftest import FILLER, NEGATIVE, POSITIVE, synthetic_frame, tiny_bert, write_tokenizer
+from textdistill.config import load_config
+from textdistill.pipeline.distill import run_distill
+from textdistill.training.distributed import process_share
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_process_share_splits_every_micro_batch_between_processes():
+    group = [[4, 9, 1, 7, 3], [8], [2, 6]]
+    shares = [process_share(group, rank, 2) for rank in range(2)]
+    assert shares == [[[4, 1, 3], [8], [2]], [[9, 7], [6]]]
+    assert sorted(i for share in shares for index in share for i in index) == sorted(i for g in group for i in g)
+    assert process_share(group, 0, 1) == group
+    assert process_share([[5]], 1, 2) == []  # this process sits the step out (weighted 0)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_match_one_process(tmp_path, data_files):
+    # dropout off: each process draws its own masks, so with dropout the runs differ by design
+    teacher = tmp_path / "teacher"
+    tok = write_tokenizer(teacher, POSITIVE + NEGATIVE + FILLER)
+    model = tiny_bert(len(tok.get_vocab()))
+    model.config.hidden_dropout_prob = model.config.attention_probs_dropout_prob = 0.0
+    model.save_pretrained(str(teacher))
+    # 161 examples in micro-batches of 8: the last step holds one example, so one process sits it out
+    train_file = tmp_path / "train.csv"
+    synthetic_frame(161, seed=5).to_csv(train_file, index=False)
+    overrides = {
+        "data": {"train": str(train_file), "validation": str(data_files["validation"]),
+                 "test": str(data_files["test"]), "max_length": 16},
+        "teacher": {"path": str(teacher)}, "student": {"layers": [0, 3]},
+        "train": {"epochs": 1, "batch_size": 8, "grad_accum_steps": 2, "learning_rate": 5e-4, "threads": 1,
+                  "progress": False, "checkpoint_every": 4},
+        "report": {"baseline": False, "latency_examples": 3, "throughput_batches": 1},
+    }
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(overrides))
+    before = torch.get_num_threads()
+    try:
+        run_distill(load_config(config, {"output_dir": str(tmp_path / "one")}))
+    finally:
+        torch.set_num_threads(before)
+
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+              "--main_process_port", str(_free_port()), "-m", "textdistill", "distill", "--config", str(config),
+              "--output_dir", str(tmp_path / "two")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    one = load_file(str(tmp_path / "one" / "student" / "model.safetensors"))
+    two = load_file(str(tmp_path / "two" / "student" / "model.safetensors"))
+    # the same update up to float32 summation order (gradients summed across processes)
+    assert max(float((one[k] - two[k]).abs().max()) for k in one) < 1e-6
+    lines_one = [json.loads(line) for line in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
+    lines_two = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    assert len(lines_one) == len(lines_two)  # only the main process writes
+    for a, b in zip(lines_one, lines_two):
+        assert a["step"] == b["step"] and abs(a.get("loss", 0) - b.get("loss", 0)) < 1e-6
+    # the teacher scored once, on the main process; only it reports
+    assert done.stderr.count("teacher_scores") == 0 and done.stdout.count("report:") == 1
+
+
+def test_sharded_engines_are_refused_with_a_pointer_to_ddp():
+    from types import SimpleNamespace
+
+    import pytest
+    from accelerate.utils import DistributedType
+
+    from textdistill.errors import TextDistillError
+    from textdistill.training.distributed import check_data_parallel
+
+    for kind in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        with pytest.raises(TextDistillError, match="configs/accelerate/multi_gpu.yaml"):
+            check_data_parallel(SimpleNamespace(distributed_type=kind))
+    check_data_parallel(SimpleNamespace(distributed_type=DistributedType.MULTI_GPU))

@@ -1,0 +1,157 @@
+"""Fuzzing the data loaders and the config parser: any input gives data, a config, or one clear error.
+
+No input may end in a traceback from deep inside pandas, pyarrow or yaml. The number of inputs tried
+per target is TEXTDISTILL_FUZZ_EXAMPLES (40 by default, to keep the suite fast);
+`benchmarks/fuzz.py` runs thousands and reports the count.
+"""
+
+import json
+import os
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from textdistill.config import iter_fields, load_config
+from textdistill.data.classification import load_classification_data
+from textdistill.errors import TextDistillError
+
+EXAMPLES = int(os.environ.get("TEXTDISTILL_FUZZ_EXAMPLES", "40"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+TRIED: Counter = Counter()  # inputs tried per target (read by benchmarks/fuzz.py)
+OUTCOMES: Counter = Counter()  # (target, "ok" or "error")
+SUFFIXES = [".csv", ".tsv", ".jsonl", ".parquet"]
+FIELDS = [dotted for dotted, _, _ in iter_fields()]
+
+
+def outcome(target: str, call) -> str:
+    """Run `call`; a TextDistillError must be one line. Any other exception fails the test."""
+    TRIED[target] += 1
+    result = "ok"
+    try:
+        call()
+    except TextDistillError as e:
+        assert "\n" not in str(e), str(e)
+        result = "error"
+    OUTCOMES[target, result] += 1
+    return result
+
+
+labels = st.sampled_from(["pos", "neg", "neutral", 0, 1, 2, 1.0, "", " ", None, float("nan"), "nan", True])
+texts = st.one_of(st.text(max_size=30), st.sampled_from(["good film", "bad plot", "", " ", "a,b", '"', "\t", "\n"]))
+cells = st.one_of(labels, texts, st.floats(), st.integers())
+# mostly the expected names, sometimes a near miss, so that both the success path and the errors are reached
+column_names = st.sampled_from(["text", "text", "text", "label", "label", "label", "txt", "Label", "y", "",
+                                "premise"])
+
+
+@st.composite
+def tables(draw) -> pd.DataFrame:
+    """Half the time a plausible file (text, label, a few odd values); otherwise any columns and values."""
+    rows = draw(st.integers(0, 40))
+    if draw(st.booleans()):
+        names = ["text", "label"] + draw(st.lists(column_names, max_size=1))
+        kind = {"text": st.text(min_size=1, max_size=30), "label": st.sampled_from(["pos", "neg", "neutral", 0, 1])}
+    else:
+        names = draw(st.lists(column_names, min_size=1, max_size=4, unique=True))
+        kind = {name: draw(st.sampled_from([labels, texts, cells])) for name in names}
+    return pd.DataFrame({name: [draw(kind.get(name, cells)) for _ in range(rows)] for name in dict.fromkeys(names)})
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> None:
+    if path.suffix == ".jsonl":
+        path.write_text("\n".join(json.dumps(r, default=str) for r in frame.to_dict("records")), encoding="utf-8")
+    elif path.suffix == ".parquet":
+        try:
+            frame.to_parquet(path)
+        except Exception:  # pyarrow refuses columns of mixed types: store them as text
+            frame.astype(str).to_parquet(path)
+    else:
+        frame.to_csv(path, index=False, sep="\t" if path.suffix == ".tsv" else ",")
+
+
+data_options = st.fixed_dictionaries({
+    "data.text_column": st.sampled_from(["text", "text", "text", "label", "txt"]),
+    "data.label_column": st.sampled_from(["label", "label", "label", "text", "y"]),
+    "data.text_pair_column": st.sampled_from([None, None, None, "text", "premise"]),
+    "data.validation_fraction": st.sampled_from([0.1, 0.2, 0.5, 0.0]),
+    "data.test_fraction": st.sampled_from([0.1, 0.3, 0.0]),
+    "data.max_train_examples": st.sampled_from([None, None, None, 2, 5]),
+})
+
+
+def _load_data(files: dict[str, Path], options: dict) -> None:
+    cfg = load_config(None, {**{f"data.{k}": str(v) for k, v in files.items()}, **options})
+    load_classification_data(cfg.data)
+
+
+@FUZZ
+@given(frame=tables(), suffix=st.sampled_from(SUFFIXES), options=data_options, separate_test=st.booleans())
+def test_data_files_with_random_columns_and_labels(frame, suffix, options, separate_test):
+    with tempfile.TemporaryDirectory() as folder:
+        files = {"train": Path(folder) / f"train{suffix}"}
+        write_table(frame, files["train"])
+        if separate_test:
+            files["test"] = Path(folder) / f"test{suffix}"
+            write_table(frame.iloc[::-1], files["test"])
+        outcome("data files", lambda: _load_data(files, options))
+
+
+@FUZZ
+@given(content=st.one_of(st.binary(max_size=400), st.text(alphabet=st.sampled_from('ab,"\t\n\r{}:[]\\ ?\x00é'),
+                                                          max_size=200).map(lambda t: t.encode("utf-8"))),
+       suffix=st.sampled_from(SUFFIXES + [".txt", ""]))
+def test_data_files_of_random_bytes(content, suffix):
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"train{suffix}"
+        path.write_bytes(content)
+        outcome("data bytes", lambda: _load_data({"train": path}, {}))
+
+
+VALID = "data:\n  dataset: rotten_tomatoes\n"
+
+
+@FUZZ
+@given(text=st.text(max_size=300), valid_start=st.booleans())
+def test_config_files_of_random_text(text, valid_start):
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "c.yaml"
+        path.write_bytes(((VALID if valid_start else "") + text).encode("utf-8", errors="surrogatepass"))
+        outcome("config text", lambda: load_config(path))
+
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=10))
+keys = st.one_of(st.sampled_from(sorted({f.split(".")[0] for f in FIELDS} | {f.split(".")[-1] for f in FIELDS})),
+                 st.text(max_size=8))
+trees = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                      st.dictionaries(keys, inner, max_size=4)), max_leaves=12)
+# a field's own section and name with a random value: often valid, so range checks are reached too
+known = st.sampled_from(FIELDS).flatmap(lambda f: st.tuples(st.just(f), st.one_of(scalars, trees)))
+
+
+@FUZZ
+@given(tree=st.dictionaries(keys, trees, max_size=5), fields=st.lists(known, max_size=4), valid=st.booleans())
+def test_config_files_of_random_structure(tree, fields, valid):
+    if valid:
+        tree = {"data": {"dataset": "rotten_tomatoes"}}
+    for dotted, value in fields:
+        node = tree
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {}) if isinstance(node.get(part, {}), dict) else {}
+        node[leaf] = value
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "c.yaml"
+        path.write_text(yaml.safe_dump(tree), encoding="utf-8")
+        outcome("config structure", lambda: load_config(path))
+
+
+@FUZZ
+@given(overrides=st.dictionaries(st.sampled_from(FIELDS), st.one_of(scalars, st.lists(scalars, max_size=3)),
+                                 max_size=6))
+def test_config_flags_of_random_values(overrides):
+    outcome("config flags", lambda: load_config(None, {"data.dataset": "rotten_tomatoes", **overrides}))

@@ -1,0 +1,73 @@
+"""Nothing textdistill reads can run code, and no setting makes it write outside the run folder."""
+
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from textdistill.errors import TextDistillError
+from textdistill.pipeline.runs import inside_run, is_run_folder
+from textdistill.training.resume import check_name, checkpoint_name
+
+
+def test_paths_cannot_leave_the_run_folder(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    assert inside_run(run, "phases/student.json", "phase") == (run / "phases" / "student.json").resolve()
+    (run / "link").symlink_to(tmp_path)
+    for bad in ("../outside.json", "/etc/passwd", "link/outside.json", "phases/../../x", "."):
+        with pytest.raises(TextDistillError, match="leads outside the run folder"):
+            inside_run(run, bad, "phase")
+
+
+@pytest.mark.parametrize("name", ["../evil", "a/b", "", "-x", "x.y", "student\n"])
+def test_training_names_are_plain_words(name):
+    with pytest.raises(TextDistillError, match="letters, digits"):
+        checkpoint_name(name, 3)
+    assert check_name("baseline_2") == "baseline_2"
+
+
+def test_only_textdistill_run_folders_are_overwritten(tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "config.yaml").write_text("name: my project\nversion: 2\n")  # somebody else's config.yaml
+    assert not is_run_folder(project)
+    (project / "config.yaml").write_text("output_dir: runs/x\nstudent: {}\ntrain: {}\n")
+    assert is_run_folder(project)
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path, monkeypatch):
+    """optimizer.pt is the one torch-pickled file; it is loaded with weights_only=True."""
+    from safetensors.torch import save_file
+
+    from textdistill.config import TrainConfig
+    from textdistill.training.resume import restore_checkpoint
+
+    folder = tmp_path / "student-step00000001"
+    folder.mkdir()
+    (folder / "state.json").write_text('{"format": 1, "train_config": {}, "identity": {}}')
+    save_file({"w": torch.zeros(1)}, str(folder / "model.safetensors"))
+    with open(folder / "optimizer.pt", "wb") as f:
+        pickle.dump({"optimizer": _RunsCode()}, f, protocol=2)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(TextDistillError, match="could run code"):
+        # every file is read before any object is touched, so none is needed here
+        restore_checkpoint(folder, accelerator=None, model=None, extra=None, optimizer=None, scheduler=None,
+                           best_path=tmp_path / "best", cfg=TrainConfig(), identity={})
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_torch_weights_only_load_is_what_refuses_it(tmp_path):
+    path = tmp_path / "x.pt"
+    with open(path, "wb") as f:
+        pickle.dump(_RunsCode(), f, protocol=2)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path, weights_only=True)
+    assert not (Path.cwd() / "PWNED").exists()
