@@ -3,10 +3,12 @@
     python benchmarks/fault_injection.py --runs 10 --kills 2 --seed 0
 
 Builds a small setting in a temporary folder (a random 4-layer BERT teacher, 3,000 synthetic labelled
-examples, a 2-layer student copied from it, the no-teacher baseline, 375 steps each with a checkpoint
+examples, a 2-layer student copied from it, the no-teacher baseline, 376 steps each with a checkpoint
 every 10 steps and an evaluation every 50), runs
-it once uninterrupted, then `--runs` times: started, killed with SIGKILL at a random moment after
-start-up, resumed with `distill --resume` (and killed again, `--kills` times in all), then resumed to
+it once uninterrupted, then `--runs` times: started, killed with SIGKILL a random 0-1 s after a random
+checkpoint of the student or the baseline has appeared (so the kill lands mid-training whatever the
+machine's load; when that checkpoint is already behind, the kill lands during start-up or in the first
+steps), resumed with `distill --resume` (and killed again, `--kills` times in all), then resumed to
 the end. Reports how many runs end with student and baseline weights bit-identical to the
 uninterrupted run (target: all), and where each kill landed.
 """
@@ -32,6 +34,7 @@ from safetensors.torch import load_file
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
 ROOT = Path(__file__).resolve().parents[1]
+STEPS = 2 * -(-3000 // 16)  # optimizer steps of each training (2 epochs of 3,000 examples, batch 16)
 WORDS = ["good", "great", "fine", "superb", "bad", "awful", "dull", "weak", "the", "film", "plot", "was", "very",
          "actors", "and", "story", "really", "a", "it", "music"]
 
@@ -82,6 +85,8 @@ def where(run_dir: Path) -> str:
         return "finished"
     steps = {}
     for folder in (run_dir / "checkpoints").glob("*-step*"):
+        if folder.name.startswith(".") or folder.name.endswith(".partial"):
+            continue  # a checkpoint being written when the kill landed: not a checkpoint yet
         name, step = folder.name.split("-step")
         steps[name] = max(steps.get(name, 0), int(step))
     for phase in ("baseline", "student"):
@@ -90,6 +95,18 @@ def where(run_dir: Path) -> str:
         if phase in steps:
             return f"{phase}, after checkpoint {steps[phase]}"
     return "teacher scoring" if (run_dir / "config.yaml").exists() else "start-up"
+
+
+def wait_for(run_dir: Path, phase: str, step: int, process: subprocess.Popen) -> bool:
+    """Wait until `phase` has a checkpoint at `step` or later (or has finished); False if the run ended first."""
+    while process.poll() is None:
+        if (run_dir / "phases" / f"{phase}.json").exists():
+            return True
+        for folder in (run_dir / "checkpoints").glob(f"{phase}-step*"):
+            if not folder.name.endswith(".partial") and int(folder.name.split("-step")[1]) >= step:
+                return True
+        time.sleep(0.02)
+    return False
 
 
 def metrics(path: Path) -> list[dict]:
@@ -123,8 +140,8 @@ def main() -> int:
     if process.returncode != 0:
         print(err)
         return 1
-    print(f"uninterrupted run: {total:.1f} s ({startup:.1f} s start-up); "
-          f"kills uniform in [{startup:.1f}, {total:.1f}] s")
+    print(f"uninterrupted run: {total:.1f} s ({startup:.1f} s start-up); each kill lands a random 0-1 s after "
+          f"a random checkpoint (every 10 of {STEPS} steps) of the student or the baseline")
 
     identical = 0
     for run in range(args.runs):
@@ -133,15 +150,20 @@ def main() -> int:
         for kill in range(args.kills):
             process = start(["--config", str(config), "--output_dir", str(run_dir)] if kill == 0 else
                             ["--resume", "--output_dir", str(run_dir)])
-            delay = rng.uniform(startup, total)
-            try:
-                process.wait(timeout=delay)
-                landed.append(f"finished before the kill at {delay:.1f} s")
+            # The kill is tied to the run's progress, not to a wall-clock guess (a loaded machine would make
+            # the guess land after the end): wait for a random training checkpoint, then a random extra delay.
+            phase, step = rng.choice(["student", "baseline"]), 10 * rng.randint(1, STEPS // 10 - 1)
+            extra = rng.uniform(0.0, 1.0)
+            if not wait_for(run_dir, phase, step, process):
+                landed.append("finished before the kill")
                 break
-            except subprocess.TimeoutExpired:
-                process.send_signal(signal.SIGKILL)
-                process.wait()
-                landed.append(f"{delay:.1f} s: {where(run_dir)}")
+            time.sleep(extra)
+            if process.poll() is not None:
+                landed.append("finished before the kill")
+                break
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            landed.append(f"{phase} step {step} + {extra:.2f} s: {where(run_dir)}")
         if where(run_dir) != "finished":
             process = start(["--resume", "--output_dir", str(run_dir)])
             _, err = process.communicate()
