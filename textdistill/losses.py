@@ -118,10 +118,11 @@ def topk_forward_kl(student_logits: torch.Tensor, teacher_logprobs: torch.Tensor
     `student [..., V], teacher logprobs/ids [..., k], leftover [...] -> [...]` (no T^2 here). Collapsing
     the tail into one bucket is a coarsening of both distributions, so by the data-processing inequality
     the result lies in [0, forward_kl(student, teacher)]; it equals it when the tail is empty. Teacher
-    memory per position is k + 1 numbers; the student's `[..., V]` log-softmax is the only V-sized term.
+    memory per position is k + 1 numbers; the only V-sized terms are the student's logits and one float32 copy.
     """
-    s = _log_probs(student_logits, temperature)  # [..., V]
-    s_top = s.gather(-1, teacher_ids)  # [..., k]
+    # log q at the k ids as gathered logit minus logsumexp: no [..., V] log-softmax is kept for backward
+    scaled = student_logits.float() / temperature  # [..., V]
+    s_top = scaled.gather(-1, teacher_ids) - torch.logsumexp(scaled, dim=-1, keepdim=True)  # [..., k]
     s_left = torch.log((-torch.expm1(torch.logsumexp(s_top, dim=-1).clamp(max=0.0))).clamp(min=1e-30))  # [...]
     t_top = teacher_logprobs.float()
     t_left = teacher_leftover.float()
