@@ -77,6 +77,11 @@ def test_distill_report_eval_export(tmp_path, tiny_overrides, capsys):
     enc = tok(["good film", "the plot was dull and boring"], padding=True, return_tensors="pt")
     with torch.inference_mode():
         assert torch.equal(original(**enc).logits, exported(**enc).logits)
+    assert run(["bench", str(run_dir), "--latency_examples", "5", "--throughput_batches", "1"]) == 0
+    bench = json.loads(capsys.readouterr().out)
+    assert set(bench) == {f"{r} {v}" for r in ("teacher", "student") for v in ("pytorch fp32", "onnx fp32", "onnx int8")}
+    assert bench["student onnx fp32"]["accuracy"] == pytest.approx(summary["results"]["student"]["accuracy"])
+    assert (run_dir / "bench.json").is_file() and "ONNX Runtime" in (run_dir / "report.md").read_text()
     # the ONNX files run in ONNX Runtime at another batch size and length than they were traced with
     import onnxruntime as ort
 
