@@ -45,6 +45,12 @@ def synthetic_frame(n: int, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    """Every test gets its own cache folder: nothing is written to the user's, nothing leaks between tests."""
+    monkeypatch.setenv("TEXTDISTILL_CACHE", str(tmp_path / "textdistill-cache"))
+
+
 @pytest.fixture(scope="session")
 def teacher_dir(tmp_path_factory) -> Path:
     """A tiny 4-layer BERT classifier saved as a Hugging Face folder with its tokenizer."""

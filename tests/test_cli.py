@@ -77,6 +77,21 @@ def test_distill_report_eval_export(tmp_path, tiny_overrides, capsys):
     enc = tok(["good film", "the plot was dull and boring"], padding=True, return_tensors="pt")
     with torch.inference_mode():
         assert torch.equal(original(**enc).logits, exported(**enc).logits)
+    assert run(["bench", str(run_dir), "--latency_examples", "5", "--throughput_batches", "1"]) == 0
+    bench = json.loads(capsys.readouterr().out)
+    assert set(bench) == {f"{r} {v}" for r in ("teacher", "student") for v in ("pytorch fp32", "onnx fp32", "onnx int8")}
+    assert bench["student onnx fp32"]["accuracy"] == pytest.approx(summary["results"]["student"]["accuracy"])
+    assert (run_dir / "bench.json").is_file() and "ONNX Runtime" in (run_dir / "report.md").read_text()
+    # the ONNX files run in ONNX Runtime at another batch size and length than they were traced with
+    import onnxruntime as ort
+
+    assert {"model.onnx", "model.int8.onnx"} <= set(info["files"]) and info["onnx_max_logit_difference"] < 1e-4
+    with torch.inference_mode():
+        reference = original(**enc).logits.numpy()
+    for name, tolerance in (("model.onnx", 1e-4), ("model.int8.onnx", 0.5)):
+        session = ort.InferenceSession(str(out / name), providers=["CPUExecutionProvider"])
+        feed = {i.name: enc[i.name].numpy() for i in session.get_inputs()}
+        assert abs(session.run(None, feed)[0] - reference).max() < tolerance, name
     clf = pipeline("text-classification", model=str(out))
     assert clf("good film")[0]["label"] in ("neg", "pos")
 

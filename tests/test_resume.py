@@ -3,6 +3,7 @@
 import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from textdistill.data.classification import TextSplit, bucketed_batches, encode
 from textdistill.errors import TextDistillError
 from textdistill.evaluation.predict import predict_logits
 from textdistill.pipeline.distill import run_distill
+from textdistill.pipeline.teacher import cache_root
 from textdistill.training import resume as resume_mod
 from textdistill.training.loop import train
 from textdistill.training.objectives import classification_objective
@@ -333,6 +335,7 @@ def test_resume_skips_finished_phases_and_reruns_one_whose_output_changed(tmp_pa
     (run_dir / "baseline" / "model.safetensors").write_bytes(b"truncated")
     scores = run_dir / "teacher_scores.safetensors"
     scores.write_bytes(scores.read_bytes()[:-8])
+    shutil.rmtree(cache_root() / "scores")  # and the cross-run copy is gone, so the teacher must score again
     trained, scored = [], []
     real_train, real_predict = distill_mod.train, distill_mod.predict_logits
     monkeypatch.setattr(distill_mod, "train", lambda *a, **k: trained.append(k["name"]) or real_train(*a, **k))
@@ -342,6 +345,23 @@ def test_resume_skips_finished_phases_and_reruns_one_whose_output_changed(tmp_pa
     assert first["sizes"]["train"] in scored  # the corrupt teacher scores were computed again
     for name in ("student", "baseline"):
         assert second["results"][name]["accuracy"] == first["results"][name]["accuracy"]
+
+
+def test_a_second_run_reads_the_teacher_scores_from_the_cross_run_cache(tmp_path, tiny_overrides, monkeypatch):
+    import textdistill.pipeline.distill as distill_mod
+
+    overrides = {**tiny_overrides, "train.max_steps": 1, "report.baseline": False, "train.threads": 1}
+    first = load_config(None, overrides)
+    first_sizes = run_distill(first)["sizes"]["train"]
+    scored = []
+    real_predict = distill_mod.predict_logits
+    monkeypatch.setattr(distill_mod, "predict_logits", lambda m, d, *a: scored.append(len(d)) or real_predict(m, d, *a))
+    second = load_config(None, {**overrides, "output_dir": str(tmp_path / "second")})
+    run_distill(second)
+    assert first_sizes not in scored  # the teacher did not score the training split again
+    a = load_file(str(Path(first.output_dir) / "teacher_scores.safetensors"))
+    b = load_file(str(Path(second.output_dir) / "teacher_scores.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_resume_refuses_a_changed_config_and_nothing_to_resume(tmp_path, tiny_overrides):

@@ -105,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, metavar="DIR", help="Folder to write.")
     p.add_argument("--overwrite", action="store_true", help="Replace an existing export folder.")
 
+    p = sub.add_parser("bench", help="Latency, throughput, size and accuracy of a run's teacher and student in "
+                       "PyTorch and ONNX Runtime (float32, int8); writes bench.json and updates the report.",
+                       formatter_class=fmt)
+    p.add_argument("run_dir", help="Folder of a finished distill run.")
+    p.add_argument("--latency_examples", type=int, default=100, help="Test examples timed one at a time.")
+    p.add_argument("--throughput_batches", type=int, default=5, help="Batches of 32 timed for throughput.")
     p = sub.add_parser("demo", help="The built-in default end to end: fine-tune the MiniLM teacher on Rotten "
                        "Tomatoes (cached), distil, compare with a no-teacher baseline, print the report.",
                        formatter_class=fmt)
@@ -157,6 +163,8 @@ def run(argv: list[str] | None = None) -> int:
         return 0
     elif args.command == "export":
         out = commands.export(args.source, args.output, overwrite=args.overwrite)
+    elif args.command == "bench":
+        out = commands.bench(args.run_dir, args.latency_examples, args.throughput_batches)
     else:  # demo
         cfg = _config(args, commands.DEMO_DEFAULTS)
         out = commands.distill(cfg, overwrite=True)

@@ -19,8 +19,9 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from textdistill.cache import Field, cache_key, cached_outputs
 from textdistill.config import RunConfig
-from textdistill.data.classification import Encoded, load_classification_data
+from textdistill.data.classification import Encoded, load_classification_data, sequential_batches
 from textdistill.evaluation.metrics import classification_metrics
 from textdistill.evaluation.predict import predict_logits
 from textdistill.evaluation.speed import measure_speed
@@ -30,9 +31,9 @@ from textdistill.models.students import build_student, count_parameters
 from textdistill.pipeline.phases import finished_phase, mark_finished
 from textdistill.pipeline.runs import (apply_threads, concat, encode_splits, folder_weights_bytes, prepare_run_dir,
                                        save_model, write_json)
-from textdistill.pipeline.teacher import builtin_teacher
+from textdistill.pipeline.teacher import builtin_teacher, cache_root
 from textdistill.report.render import write_report
-from textdistill.training.checkpoint import atomic_write
+from textdistill.training.checkpoint import atomic_write, file_digest
 from textdistill.training.distributed import is_main, share_from_main, wait_for_everyone
 from textdistill.training.loop import TrainResult, train
 from textdistill.training.resume import remove_checkpoints
@@ -73,7 +74,8 @@ def run_distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False) -
     # Phase 1. The teacher is frozen and in eval mode, so its logits are a pure function of the input:
     # scoring each training example once gives exactly what a call at every step would, at a fraction of the cost.
     scores, scoring_seconds = teacher_scores(run_dir, teacher, {"train": splits.train, "unlabeled": splits.unlabeled},
-                                             order, cfg.teacher.batch_size, resume)
+                                             order, cfg.teacher.batch_size, resume, teacher_dir=teacher_dir,
+                                             max_length=cfg.data.max_length)
     splits.train.teacher_logits = scores["train"]
     if splits.unlabeled is not None:
         splits.unlabeled.teacher_logits = scores["unlabeled"]
@@ -143,10 +145,13 @@ def run_distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False) -
 
 
 def teacher_scores(run_dir: Path, teacher: torch.nn.Module, parts: dict[str, Encoded | None], order: list[int],
-                   batch_size: int, resume: bool) -> tuple[dict[str, torch.Tensor], float]:
+                   batch_size: int, resume: bool, teacher_dir: Path | None = None,
+                   max_length: int | None = None) -> tuple[dict[str, torch.Tensor], float]:
     """Phase 1: the teacher's logits ([N, C], in the data's label order) for each part, and the seconds it took.
 
     The main process scores (or, resuming, reads the saved scores) and shares them with the others.
+    With `teacher_dir`, scoring goes through the cross-run cache (`textdistill.cache`) under
+    `cache_root()/scores`: a sweep over students, or a rerun, pays for the teacher once.
     """
     parts = {k: v for k, v in parts.items() if v is not None}
     done = finished_phase(run_dir, "teacher_scores") if resume and is_main() else None
@@ -156,11 +161,61 @@ def teacher_scores(run_dir: Path, teacher: torch.nn.Module, parts: dict[str, Enc
     elif done is not None:
         scores = load_file(str(run_dir / SCORES))
     else:
-        scores = {k: predict_logits(teacher, part, batch_size)[:, order].contiguous() for k, part in parts.items()}
+        if teacher_dir is None:
+            scores = {k: predict_logits(teacher, part, batch_size) for k, part in parts.items()}
+        else:
+            weights = teacher_folder_digest(Path(teacher_dir))
+            scores = {k: cached_teacher_logits(teacher, part, batch_size, weights, max_length) for k, part in parts.items()}
+        scores = {k: v[:, order].contiguous() for k, v in scores.items()}
         atomic_write(run_dir / SCORES, lambda tmp: save_file(scores, str(tmp)))
         mark_finished(run_dir, "teacher_scores", [SCORES], {"seconds": time.perf_counter() - started})
     seconds = done["seconds"] if done is not None else time.perf_counter() - started
     return {k: share_from_main(v) for k, v in scores.items()}, seconds
+
+
+def teacher_folder_digest(folder: Path) -> str:
+    """sha256 over the names and contents of a model folder's weight, config and tokenizer files."""
+    h = hashlib.sha256()
+    for f in sorted(folder.iterdir()):
+        if f.is_file() and f.suffix in (".json", ".txt", ".safetensors", ".bin", ".model"):
+            h.update(f.name.encode())
+            h.update(file_digest(f).encode())
+    return h.hexdigest()
+
+
+def cached_teacher_logits(teacher: torch.nn.Module, part: Encoded, batch_size: int, teacher_digest: str,
+                          max_length: int | None) -> torch.Tensor:
+    """[N, C] teacher logits (the teacher's own label order) from the cross-run cache, scoring what is missing.
+
+    Keyed by the teacher folder (weights, config, tokenizer), the token ids and max_length; the build
+    goes in length-sorted chunks of a few batches, each one saved, so an interrupted build resumes.
+    """
+    n_labels = teacher.config.num_labels
+    lengths = np.asarray(part.lengths, dtype=np.int64)
+    key = cache_key("classification-logits", teacher_digest, {"max_length": max_length, "labels": n_labels},
+                    lengths, np.asarray([i for ids in part.input_ids for i in ids], dtype=np.int64),
+                    np.asarray([i for ids in (part.token_type_ids or []) for i in ids], dtype=np.int64))
+    chunks = [sum(c, []) for c in _chunks(sequential_batches(part.lengths, batch_size), 4)]
+
+    def score(index: list[int]) -> dict[str, torch.Tensor]:
+        return {"logits": predict_logits(teacher, subset(part, index), batch_size)}
+
+    arrays, info = cached_outputs(cache_root() / "scores" / key[:32], key, len(part), {"logits": Field((n_labels,))},
+                                  score, chunks)
+    log.info("teacher scores: %s (%d examples scored now)", "from the cache" if info["cached"] else "computed",
+             info["computed"])
+    return torch.from_numpy(np.array(arrays["logits"]))
+
+
+def subset(part: Encoded, index: list[int]) -> Encoded:
+    """The examples `index` of a split, without teacher logits."""
+    return Encoded(input_ids=[part.input_ids[i] for i in index],
+                   token_type_ids=[part.token_type_ids[i] for i in index] if part.token_type_ids else None,
+                   labels=part.labels[index], lengths=[part.lengths[i] for i in index], pad_id=part.pad_id)
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def trained_phase(run_dir: Path, name: str, model: torch.nn.Module, tokenizer, resume: bool, cfg: RunConfig,

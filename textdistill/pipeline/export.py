@@ -1,10 +1,12 @@
-"""`export`: the student as a plain Hugging Face folder, checked to reload with identical outputs."""
+"""`export`: the student as a plain Hugging Face folder, checked to reload with identical outputs, plus
+an ONNX model (`model.onnx`) and its int8 dynamically quantised variant (`model.int8.onnx`) for ONNX Runtime."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, pipeline
 
@@ -28,6 +30,49 @@ def _source_folder(run_or_model: Path) -> Path:
         f"{str(run_or_model)!r} is neither a run folder (with student/) nor a model folder; give the "
         "output_dir of a finished distill run"
     )
+
+
+ONNX_TOLERANCE = 1e-4
+
+
+class _Positional(torch.nn.Module):
+    """The classifier with positional inputs in a fixed order and only its logits out, as ONNX wants it."""
+
+    def __init__(self, model, names: list[str]):
+        super().__init__()
+        self.model, self.names = model, names
+
+    def forward(self, *inputs):
+        return self.model(**dict(zip(self.names, inputs))).logits  # [B, C]
+
+
+def export_onnx(model, tokenizer, out: Path) -> dict:
+    """Write `model.onnx` (float32) and `model.int8.onnx` (dynamic int8 weights) and check them.
+
+    Uses the TorchScript-based exporter (`dynamo=False`), which needs no extra package; batch and
+    sequence length are dynamic axes. The float32 file must reproduce PyTorch's logits on the probes.
+    """
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    enc = tokenizer(PROBES, padding=True, truncation=True, return_tensors="pt")
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in enc]
+    axes = {n: {0: "batch", 1: "sequence"} for n in names}
+    with torch.no_grad():
+        torch.onnx.export(_Positional(model, names).eval(), tuple(enc[n] for n in names), str(out / "model.onnx"),
+                          input_names=names, output_names=["logits"], dynamic_axes={**axes, "logits": {0: "batch"}},
+                          opset_version=17, dynamo=False)
+    quantize_dynamic(str(out / "model.onnx"), str(out / "model.int8.onnx"), weight_type=QuantType.QInt8)
+    feed = {n: enc[n].numpy() for n in names}
+    reference = _logits(model, tokenizer, PROBES).numpy()
+    diffs = {}
+    for name in ("model.onnx", "model.int8.onnx"):
+        session = ort.InferenceSession(str(out / name), providers=["CPUExecutionProvider"])
+        diffs[name] = float(np.abs(session.run(None, feed)[0] - reference).max())
+    if diffs["model.onnx"] > ONNX_TOLERANCE:
+        raise TextDistillError(f"the ONNX model gives different logits (max difference {diffs['model.onnx']:.2e}); "
+                               "please report this")
+    return {"onnx_max_logit_difference": diffs["model.onnx"], "int8_max_logit_difference": diffs["model.int8.onnx"]}
 
 
 @torch.inference_mode()
@@ -55,10 +100,12 @@ def run_export(source: str | Path, output: str | Path, overwrite: bool = False) 
     diff = float((before - after).abs().max())
     if diff > 1e-5:
         raise TextDistillError(f"exported model gives different logits (max difference {diff:.2e}); please report this")
+    onnx = export_onnx(model, tokenizer, out)
     return {
         "output": str(out),
         "files": sorted(p.name for p in out.iterdir()),
         "labels": [clf.model.config.id2label[i] for i in range(clf.model.config.num_labels)],
         "max_logit_difference": diff,
+        **onnx,
         "example": clf(PROBES[0])[0],
     }

@@ -82,8 +82,21 @@ def markdown_report(summary: dict) -> str:
     for name in COLUMNS:
         if name in summary["results"]:
             lines.append(f"{TITLES[name]}: `{summary['results'][name]['confusion_matrix']}`  ")
+    lines += _bench_lines(summary.get("bench"))
     lines += ["", "Training curves: see report.html (data in metrics.jsonl).", ""]
     return "\n".join(lines)
+
+
+def _bench_lines(bench: dict | None) -> list[str]:
+    """The `textdistill bench` table, when the run has been benchmarked."""
+    if not bench:
+        return []
+    lines = ["", "## PyTorch and ONNX Runtime (`textdistill bench`)", "",
+             "| model | accuracy | p50 ms (batch 1) | p95 ms | per s (batch 32) | model MB |", "|---|---|---|---|---|---|"]
+    for name, b in bench.items():
+        lines.append(f"| {name} | {b['accuracy']:.4f} | {b['latency_p50_ms']:.2f} | {b['latency_p95_ms']:.2f} | "
+                     f"{b['throughput_per_s']:.1f} | {b['model_bytes'] / 2**20:.1f} |")
+    return lines
 
 
 def _curve_svg(history: list[dict], key: str, title: str, width: int = 560, height: int = 220) -> str:

@@ -1,0 +1,85 @@
+"""Peak memory and speed of the top-k KD loss against the full-vocabulary KL, at two vocabulary sizes.
+
+The teacher side of the top-k loss is k + 1 numbers per position whatever the vocabulary; the full KL
+needs the teacher's `[N, V]` logits. Also measures the accuracy cost of top-k (top-k KL / full KL) for a
+few k, and tokens per second of the teacher-scoring step (`topk_with_leftover` on the teacher's logits).
+
+    python benchmarks/topk_memory.py            # defaults finish in well under a minute on 2 cores
+    python benchmarks/topk_memory.py --positions 4096 --vocabs 32000 128000
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import tracemalloc
+
+import torch
+
+from textdistill.losses import forward_kl, topk_forward_kl, topk_with_leftover
+
+
+def teacher_bytes(obj) -> int:
+    tensors = obj if isinstance(obj, tuple) else (obj,)
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def peak_step_bytes(fn) -> int:
+    """Peak bytes allocated by torch on CPU during `fn()` (via the CPU allocator's profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    # cumulative allocation trace: peak of running total of allocations minus frees
+    events = sorted((e for e in prof.events() if e.cpu_memory_usage != 0), key=lambda e: e.time_range.start)
+    running = peak = 0
+    for e in events:
+        running += e.cpu_memory_usage
+        peak = max(peak, running)
+    return peak
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--positions", type=int, default=1024, help="tokens per step (batch x sequence)")
+    ap.add_argument("--vocabs", type=int, nargs="+", default=[8000, 64000])
+    ap.add_argument("--ks", type=int, nargs="+", default=[8, 32, 128])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    g = torch.Generator().manual_seed(0)
+    print(f"positions={args.positions} threads={args.threads} (medians of {args.repeats})")
+    print(f"{'V':>7} {'loss':>12} {'teacher MB':>11} {'peak MB':>9} {'ms':>8} {'KL/full':>8}")
+    for vocab in args.vocabs:
+        # a peaked teacher, as a trained LM is; the student a noisy copy
+        teacher = torch.randn(args.positions, vocab, generator=g) * 4
+        student = teacher + torch.randn(args.positions, vocab, generator=g) * 2
+        full_value = forward_kl(student, teacher).mean().item()
+        variants = {"full KL": (lambda: forward_kl(student, teacher), teacher)}
+        for k in args.ks:
+            triple = topk_with_leftover(teacher, k)
+            variants[f"top-{k} KL"] = ((lambda tr=triple: topk_forward_kl(student, *tr)), triple)
+        for name, (fn, target) in variants.items():
+            times = []
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                value = fn().mean().item()
+                times.append(time.perf_counter() - t0)
+            peak = peak_step_bytes(fn)
+            print(f"{vocab:>7} {name:>12} {teacher_bytes(target) / 2**20:>11.2f} {peak / 2**20:>9.1f} "
+                  f"{statistics.median(times) * 1e3:>8.1f} {value / full_value:>8.3f}")
+        for k in args.ks[:1]:
+            times = []
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                topk_with_leftover(teacher, k)
+                times.append(time.perf_counter() - t0)
+            print(f"{vocab:>7} scoring top-{k}: {args.positions / statistics.median(times):,.0f} tokens/s "
+                  "(top-k extraction only, teacher forward not included)")
+        del teacher, student
+
+
+if __name__ == "__main__":
+    main()

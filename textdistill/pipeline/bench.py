@@ -1,0 +1,100 @@
+"""`bench`: teacher and student of a finished run in PyTorch and in ONNX Runtime (float32 and int8).
+
+Latency at batch 1 (p50, p95), throughput at batch 32, the size of each model file, and test accuracy
+(so the cost of int8 quantisation is visible), measured interleaved in one process. Writes `bench.json`
+into the run and adds it to the report.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from textdistill.config import load_config
+from textdistill.data.classification import Encoded, load_classification_data, sequential_batches
+from textdistill.errors import TextDistillError
+from textdistill.evaluation.speed import measure_speed
+from textdistill.models.loading import load_classifier, load_tokenizer, teacher_label_order
+from textdistill.pipeline.export import export_onnx
+from textdistill.pipeline.runs import encode_splits, folder_weights_bytes, write_json
+from textdistill.report.render import write_report
+from textdistill.training.loop import model_inputs
+
+
+class OnnxClassifier:
+    """An ONNX Runtime session called like a Hugging Face classifier: `model(**inputs).logits`."""
+
+    def __init__(self, path: Path, threads: int):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.names = [i.name for i in self.session.get_inputs()]
+
+    def eval(self):
+        return self
+
+    def __call__(self, **inputs):
+        feed = {n: inputs[n].numpy() for n in self.names}
+        return _Out(torch.from_numpy(self.session.run(None, feed)[0]))
+
+
+class _Out:
+    def __init__(self, logits):
+        self.logits = logits
+
+
+@torch.inference_mode()
+def _accuracy(model, data: Encoded, order: list[int] | None, batch_size: int = 64) -> float:
+    correct = 0
+    for index in sequential_batches(data.lengths, batch_size):
+        logits = model(**model_inputs(data.collate(index))).logits  # [B, C], the model's label order
+        if order is not None:
+            logits = logits[:, order]
+        correct += int((logits.argmax(-1) == data.labels[index]).sum())
+    return correct / len(data)
+
+
+def run_bench(run_dir: str | Path, latency_examples: int = 100, throughput_batches: int = 5) -> dict:
+    """Benchmark a finished distill run; returns and writes `bench.json`."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "summary.json").is_file() or not (run_dir / "student" / "config.json").is_file():
+        raise TextDistillError(f"{str(run_dir)!r} is not a finished distill run (no summary.json or student/); "
+                               "give the output_dir of a finished run")
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    cfg = load_config(str(run_dir / "config.yaml"), {})
+    data = load_classification_data(cfg.data)
+    teacher_dir = Path(summary["teacher"]["path"])
+    tokenizer = load_tokenizer(teacher_dir, "teacher", cfg.trust_remote_code)
+    torch_models = {"teacher": load_classifier(teacher_dir, "teacher.path", trust_remote_code=cfg.trust_remote_code),
+                    "student": load_classifier(run_dir / "student", "student", trust_remote_code=cfg.trust_remote_code)}
+    model_max = min(getattr(m.config, "max_position_embeddings", 10**9) for m in torch_models.values())
+    test = encode_splits(tokenizer, data, cfg.data.max_length, model_max).test
+    threads = torch.get_num_threads()
+    models, sizes, orders = {}, {}, {}
+    for role, model in torch_models.items():
+        model.eval()
+        folder = run_dir / "onnx" / role
+        folder.mkdir(parents=True, exist_ok=True)
+        export_onnx(model, tokenizer, folder)
+        order = teacher_label_order(model, data.label_names)
+        models[f"{role} pytorch fp32"] = model
+        sizes[f"{role} pytorch fp32"] = folder_weights_bytes(teacher_dir if role == "teacher" else run_dir / "student")
+        for file, label in (("model.onnx", "onnx fp32"), ("model.int8.onnx", "onnx int8")):
+            models[f"{role} {label}"] = OnnxClassifier(folder / file, threads)
+            sizes[f"{role} {label}"] = (folder / file).stat().st_size
+        for name in models:
+            if name.startswith(role):
+                orders[name] = order
+    speed = measure_speed(models, test, latency_examples, throughput_batches)
+    bench = {name: {**speed[name], "model_bytes": sizes[name], "accuracy": _accuracy(models[name], test, orders[name])}
+             for name in models}
+    write_json(run_dir / "bench.json", bench)
+    summary["bench"] = bench
+    write_json(run_dir / "summary.json", summary)
+    write_report(run_dir, summary)
+    return bench
