@@ -83,6 +83,112 @@ def jsd(
     return beta * kl_tm + (1 - beta) * kl_sm
 
 
+def skew_kl(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, alpha: float = 0.1, temperature: float = 1.0
+) -> torch.Tensor:
+    """Skew forward KL: KL(p || alpha p + (1 - alpha) q), p = teacher, q = student.
+
+    `[..., V], [..., V] -> [...]`. DistiLLM, https://arxiv.org/abs/2402.03898. alpha = 0 is `forward_kl`;
+    alpha = 1 is identically 0. The mixture keeps the loss finite where q vanishes. No T^2 here.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"skew alpha must be in [0, 1], got {alpha}")
+    if alpha == 0.0:
+        return forward_kl(student_logits, teacher_logits, temperature)
+    s = _log_probs(student_logits, temperature)
+    t = _log_probs(teacher_logits, temperature)
+    if alpha == 1.0:
+        return torch.zeros_like(t[..., 0])
+    m = torch.logsumexp(torch.stack([t + math.log(alpha), s + math.log(1 - alpha)]), dim=0)
+    return (t.exp() * (t - m)).sum(-1)
+
+
+def skew_reverse_kl(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, alpha: float = 0.1, temperature: float = 1.0
+) -> torch.Tensor:
+    """Skew reverse KL: KL(q || alpha q + (1 - alpha) p), student q first: mode-seeking.
+
+    `[..., V], [..., V] -> [...]`. DistiLLM, https://arxiv.org/abs/2402.03898. alpha = 0 is `reverse_kl`;
+    alpha = 1 is identically 0. No T^2 here.
+    """
+    return skew_kl(teacher_logits, student_logits, alpha, temperature)
+
+
+def total_variation(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0
+) -> torch.Tensor:
+    """TV(p, q) = 0.5 * sum_v |p_v - q_v|, in [0, 1]; symmetric, so it has no direction. No T^2 here.
+
+    `[..., V], [..., V] -> [...]`. As a distillation loss: DistiLLM-style f-divergence family,
+    https://arxiv.org/abs/2307.15190.
+    """
+    s = _log_probs(student_logits, temperature)
+    t = _log_probs(teacher_logits, temperature)
+    return 0.5 * (t.exp() - s.exp()).abs().sum(-1)
+
+
+def chunked(loss_fn, student_logits: torch.Tensor, teacher_logits: torch.Tensor, chunk_size: int, **kwargs):
+    """`loss_fn` applied to `chunk_size` positions at a time; equal to `loss_fn(student, teacher)`.
+
+    `[..., V], [..., V] -> [...]`. The float32 softmax intermediates exist for one chunk at a time, so
+    their peak memory is `chunk_size * V` instead of `positions * V`; gradients flow through every chunk.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    lead = student_logits.shape[:-1]
+    flat_s = student_logits.reshape(-1, student_logits.shape[-1])  # [N, V]
+    flat_t = teacher_logits.reshape(-1, teacher_logits.shape[-1])  # [N, V]
+    parts = [
+        loss_fn(flat_s[i : i + chunk_size], flat_t[i : i + chunk_size], **kwargs)  # [chunk]
+        for i in range(0, flat_s.shape[0], chunk_size)
+    ]
+    if not parts:
+        return student_logits.new_zeros(lead, dtype=torch.float32)
+    return torch.cat(parts).reshape(lead)
+
+
+def topk_with_leftover(
+    teacher_logits: torch.Tensor, k: int, temperature: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Sparse teacher: its k largest log-probs, their ids and the log of the mass left outside them.
+
+    `[..., V] -> ([..., k] float32, [..., k] long, [...] float32)`. leftover = log(1 - sum top-k p);
+    it is -inf when k = V. Storing these instead of the logits makes memory grow with k, not V.
+    """
+    if not 1 <= k <= teacher_logits.shape[-1]:
+        raise ValueError(f"top-k must be in [1, {teacher_logits.shape[-1]}], got {k}")
+    t = _log_probs(teacher_logits, temperature)
+    top_logprobs, top_ids = t.topk(k, dim=-1)
+    outside = t.scatter(-1, top_ids, float("-inf"))
+    return top_logprobs, top_ids, torch.logsumexp(outside, dim=-1)
+
+
+def forward_kl_topk(
+    student_logits: torch.Tensor,
+    teacher_top_logprobs: torch.Tensor,
+    teacher_top_ids: torch.Tensor,
+    teacher_leftover: torch.Tensor,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """KL(p' || q') over the k teacher ids plus one bucket for everything else (teacher = p, first).
+
+    `[..., V], [..., k], [..., k], [...] -> [...]`; the teacher side comes from `topk_with_leftover`
+    at the same temperature. q' lumps the student's mass outside the k ids into the bucket.
+    Bound: 0 <= forward_kl - forward_kl_topk = r * KL(p_rest / r || q_rest / Q) where r and Q are the
+    teacher's and the student's mass outside the k ids (log-sum inequality); it is 0 when k = V, and
+    small when r is. Never larger than the full KL, so it under-penalises, never over-penalises.
+    """
+    s = _log_probs(student_logits, temperature)
+    s_top = s.gather(-1, teacher_top_ids)  # [..., k]
+    # a huge finite fill, not -inf: with k = V the bucket is empty and logsumexp of all -inf has NaN gradients
+    s_rest = torch.logsumexp(s.scatter(-1, teacher_top_ids, -1e30), dim=-1)  # [...]
+    top_term = (teacher_top_logprobs.exp() * (teacher_top_logprobs - s_top)).sum(-1)
+    has_rest = torch.isfinite(teacher_leftover)
+    r_log = torch.where(has_rest, teacher_leftover, torch.zeros_like(teacher_leftover))
+    rest_term = torch.where(has_rest, r_log.exp() * (r_log - s_rest), torch.zeros_like(r_log))
+    return top_term + rest_term
+
+
 def logit_mse(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """mean_v (z_s - z_t)^2 on raw logits (Ba & Caruana 2014). `[..., V] -> [...]`; temperature unused."""
     return (student_logits.float() - teacher_logits.float()).pow(2).mean(-1)
@@ -135,4 +241,15 @@ def topk_forward_kl(student_logits: torch.Tensor, teacher_logprobs: torch.Tensor
 SOFT_LOSSES = {
     "kl": forward_kl,
     "mse": logit_mse,
+}
+
+# Token-level generation losses by name (`generation.loss`); every entry takes (student, teacher,
+# temperature=...); jsd and the skew losses also take their beta / alpha.
+TOKEN_LOSSES = {
+    "forward_kl": forward_kl,
+    "reverse_kl": reverse_kl,
+    "jsd": jsd,
+    "skew_kl": skew_kl,
+    "skew_reverse_kl": skew_reverse_kl,
+    "total_variation": total_variation,
 }
