@@ -17,7 +17,7 @@ import tracemalloc
 
 import torch
 
-from textdistill.losses import forward_kl, topk_forward_kl, topk_with_leftover
+from textdistill.losses import forward_kl, forward_kl_topk, topk_with_leftover
 
 
 def teacher_bytes(obj) -> int:
@@ -60,7 +60,7 @@ def main() -> None:
         variants = {"full KL": (lambda: forward_kl(student, teacher), teacher)}
         for k in args.ks:
             triple = topk_with_leftover(teacher, k)
-            variants[f"top-{k} KL"] = ((lambda tr=triple: topk_forward_kl(student, *tr)), triple)
+            variants[f"top-{k} KL"] = ((lambda tr=triple: forward_kl_topk(student, *tr)), triple)
         for name, (fn, target) in variants.items():
             times = []
             for _ in range(args.repeats):

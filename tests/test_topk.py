@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from textdistill.losses import forward_kl, topk_forward_kl, topk_with_leftover
+from textdistill.losses import forward_kl, forward_kl_topk, topk_with_leftover
 
 
 @pytest.fixture()
@@ -26,29 +26,29 @@ def test_topk_triple_is_a_distribution(logits):
 def test_topk_kl_is_bounded_by_full_kl(logits, k, temperature):
     s, t = logits
     full = forward_kl(s, t, temperature)
-    approx = topk_forward_kl(s, *topk_with_leftover(t, k, temperature), temperature=temperature)
+    approx = forward_kl_topk(s, *topk_with_leftover(t, k, temperature), temperature=temperature)
     assert (approx >= -1e-6).all()
     assert (approx <= full + 1e-5).all()
 
 
 def test_topk_kl_equals_full_kl_when_k_is_the_vocabulary(logits):
     s, t = logits
-    approx = topk_forward_kl(s, *topk_with_leftover(t, 50))
+    approx = forward_kl_topk(s, *topk_with_leftover(t, 50))
     assert torch.allclose(approx, forward_kl(s, t), atol=1e-5)
 
 
 def test_topk_kl_is_zero_on_identical_logits(logits):
     s, _ = logits
-    assert torch.allclose(topk_forward_kl(s, *topk_with_leftover(s.clone(), 5)), torch.zeros(4, 6), atol=1e-5)
+    assert torch.allclose(forward_kl_topk(s, *topk_with_leftover(s.clone(), 5)), torch.zeros(4, 6), atol=1e-5)
 
 
 def test_topk_kl_gradient_is_finite(logits):
     s, t = logits
     s = s.clone().requires_grad_(True)
-    topk_forward_kl(s, *topk_with_leftover(t, 50)).sum().backward()
+    forward_kl_topk(s, *topk_with_leftover(t, 50)).sum().backward()
     assert torch.isfinite(s.grad).all()
 
 
 def test_bad_k_is_refused(logits):
-    with pytest.raises(ValueError, match="1 <= k"):
+    with pytest.raises(ValueError, match="top-k must be in"):
         topk_with_leftover(logits[1], 0)

@@ -176,17 +176,18 @@ def forward_kl_topk(
     at the same temperature. q' lumps the student's mass outside the k ids into the bucket.
     Bound: 0 <= forward_kl - forward_kl_topk = r * KL(p_rest / r || q_rest / Q) where r and Q are the
     teacher's and the student's mass outside the k ids (log-sum inequality); it is 0 when k = V, and
-    small when r is. Never larger than the full KL, so it under-penalises, never over-penalises.
+    small when r is. Never larger than the full KL, so it under-penalises, never over-penalises. Teacher
+    memory is k + 1 numbers per position; the only V-sized terms are the student's logits and one float32 copy.
     """
-    s = _log_probs(student_logits, temperature)
-    s_top = s.gather(-1, teacher_top_ids)  # [..., k]
-    # a huge finite fill, not -inf: with k = V the bucket is empty and logsumexp of all -inf has NaN gradients
-    s_rest = torch.logsumexp(s.scatter(-1, teacher_top_ids, -1e30), dim=-1)  # [...]
-    top_term = (teacher_top_logprobs.exp() * (teacher_top_logprobs - s_top)).sum(-1)
-    has_rest = torch.isfinite(teacher_leftover)
-    r_log = torch.where(has_rest, teacher_leftover, torch.zeros_like(teacher_leftover))
-    rest_term = torch.where(has_rest, r_log.exp() * (r_log - s_rest), torch.zeros_like(r_log))
-    return top_term + rest_term
+    # log q at the k ids as gathered logit minus logsumexp: no [..., V] log-softmax is kept for backward
+    scaled = student_logits.float() / temperature  # [..., V]
+    s_top = scaled.gather(-1, teacher_top_ids) - torch.logsumexp(scaled, dim=-1, keepdim=True)  # [..., k]
+    s_left = torch.log((-torch.expm1(torch.logsumexp(s_top, dim=-1).clamp(max=0.0))).clamp(min=1e-30))  # [...]
+    t_top = teacher_top_logprobs.float()
+    t_left = teacher_leftover.float()
+    top = (t_top.exp() * (t_top - s_top)).sum(-1)  # [...]
+    left = torch.where(torch.isfinite(t_left), t_left.exp() * (t_left - s_left), torch.zeros_like(t_left))
+    return top + left
 
 
 def logit_mse(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -199,42 +200,6 @@ def masked_sum(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch.
     if mask is None:
         return values.sum()
     return torch.where(mask.bool(), values, torch.zeros_like(values)).sum()
-
-
-def topk_with_leftover(logits: torch.Tensor, k: int, temperature: float = 1.0):
-    """The teacher's k most likely tokens and the probability mass of all the others.
-
-    `[..., V] -> (logprobs [..., k] float32, ids [..., k] long, leftover_logmass [...] float32)`, with
-    log softmax(logits / T) and leftover = log(1 - sum_k p). A cache stores these instead of `[..., V]`
-    logits: k + 1 numbers per position instead of V.
-    """
-    if not 1 <= k <= logits.shape[-1]:
-        raise ValueError(f"top-k needs 1 <= k <= vocabulary size {logits.shape[-1]}, got k={k}")
-    logprobs, ids = _log_probs(logits, temperature).topk(k, dim=-1)  # [..., k], [..., k]
-    kept = torch.logsumexp(logprobs, dim=-1)  # [...]
-    # log(1 - exp(kept)) computed stably; clamp so a distribution fully inside the top-k gives -inf, not NaN
-    leftover = torch.log(-torch.expm1(kept.clamp(max=0.0)))
-    return logprobs, ids, leftover
-
-
-def topk_forward_kl(student_logits: torch.Tensor, teacher_logprobs: torch.Tensor, teacher_ids: torch.Tensor,
-                    teacher_leftover: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """KL(p~ || q~) over k + 1 outcomes: the teacher's top-k tokens and one bucket "every other token".
-
-    `student [..., V], teacher logprobs/ids [..., k], leftover [...] -> [...]` (no T^2 here). Collapsing
-    the tail into one bucket is a coarsening of both distributions, so by the data-processing inequality
-    the result lies in [0, forward_kl(student, teacher)]; it equals it when the tail is empty. Teacher
-    memory per position is k + 1 numbers; the only V-sized terms are the student's logits and one float32 copy.
-    """
-    # log q at the k ids as gathered logit minus logsumexp: no [..., V] log-softmax is kept for backward
-    scaled = student_logits.float() / temperature  # [..., V]
-    s_top = scaled.gather(-1, teacher_ids) - torch.logsumexp(scaled, dim=-1, keepdim=True)  # [..., k]
-    s_left = torch.log((-torch.expm1(torch.logsumexp(s_top, dim=-1).clamp(max=0.0))).clamp(min=1e-30))  # [...]
-    t_top = teacher_logprobs.float()
-    t_left = teacher_leftover.float()
-    top = (t_top.exp() * (t_top - s_top)).sum(-1)  # [...]
-    left = torch.where(torch.isfinite(t_left), t_left.exp() * (t_left - s_left), torch.zeros_like(t_left))
-    return top + left
 
 
 # Soft terms selectable by name in the config (`loss.soft`); the validator checks names against this.
