@@ -41,7 +41,7 @@ class DataConfig:
     dataset: str | None = doc(
         None,
         "Built-in dataset to use instead of files: 'rotten_tomatoes' (movie-review sentiment, "
-        "fresh/rotten, with unlabelled plot synopses). Leave empty to read `train` (and the other files).",
+        "fresh/rotten, with unlabelled plot synopses) or 'bbc_news' (2,225 BBC articles in 5 topics). Leave empty to read `train` (and the other files).",
     )
     train: str | None = doc(None, "Labelled training file (.csv, .tsv, .jsonl or .parquet).")
     validation: str | None = doc(
