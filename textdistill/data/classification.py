@@ -103,6 +103,9 @@ def load_classification_data(cfg: DataConfig) -> ClassificationData:
         builtin = load_builtin(cfg.dataset)
         full = TextSplit(texts=builtin.labelled["text"].tolist(), labels=builtin.labelled["label"].tolist())
         if cfg.use_builtin_unlabeled:
+            if not builtin.unlabeled:
+                raise TextDistillError(f"data.dataset {cfg.dataset!r} has no unlabelled text; set "
+                                       "data.use_builtin_unlabeled to false or give a file in data.unlabeled")
             unlabeled = TextSplit(texts=list(builtin.unlabeled))
         role = f"data.dataset {cfg.dataset!r}"
     else:

@@ -37,6 +37,8 @@ from textdistill.training.checkpoint import atomic_write, file_digest
 from textdistill.training.distributed import is_main, share_from_main, wait_for_everyone
 from textdistill.training.loop import TrainResult, train
 from textdistill.training.resume import remove_checkpoints
+from textdistill.training.intermediate import (build_projections, check_models, resolve_layer_map, use_eager_attention,
+                                              uses_intermediate)
 from textdistill.training.objectives import classification_objective, label_objective
 
 log = logging.getLogger("textdistill")
@@ -92,10 +94,15 @@ def run_distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False) -
     # weights, same budget, gold labels only).
     models: dict[str, torch.nn.Module] = {"teacher": teacher}
     runs: dict[str, dict] = {}
+    attn_impl = {m: m.config._attn_implementation for m in (student, teacher)}
+    objective, projections = student_objective(cfg, student, teacher)
     models["student"], runs["student"] = trained_phase(
         run_dir, "student", student, student_tokenizer, resume, cfg,
-        lambda: train(student, train_set, classification_objective(cfg.loss), cfg.train, name="student",
-                      run_dir=run_dir, evaluate=evaluate, resume=resume, identity=identity))
+        lambda: train(student, train_set, objective, cfg.train, name="student", run_dir=run_dir,
+                      evaluate=evaluate, extra=projections, resume=resume, identity=identity))
+    for m, impl in attn_impl.items():  # attention matching needed eager attention; time and save as loaded
+        if m.config._attn_implementation != impl and hasattr(m, "set_attn_implementation"):
+            m.set_attn_implementation(impl)
     runs["student"]["teacher_scoring_seconds"] = scoring_seconds
     if cfg.report.baseline:
         baseline = build_student(cfg.student, teacher, data.label_names, cfg.train.seed, cfg.trust_remote_code)
@@ -142,6 +149,26 @@ def run_distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False) -
     write_report(run_dir, summary)
     mark_finished(run_dir, "report", ["summary.json"], {})
     return summary
+
+
+def student_objective(cfg: RunConfig, student: torch.nn.Module, teacher: torch.nn.Module):
+    """The distillation objective and its extra trained module (projections; None without matching).
+
+    Intermediate matching is resolved and checked here, at start-up, before any training.
+    """
+    if not uses_intermediate(cfg.loss):
+        return classification_objective(cfg.loss), None
+    matches = resolve_layer_map(cfg.loss, student.config.num_hidden_layers, teacher.config.num_hidden_layers)
+    check_models(cfg.loss, student, teacher)
+    if cfg.loss.attention_weight > 0:
+        use_eager_attention(student)
+        use_eager_attention(teacher)
+    torch.manual_seed(cfg.train.seed)
+    projections = build_projections(cfg.loss, matches, student, teacher)
+    log.info("intermediate matching: layers %s (student, teacher); %d projection(s), outside the student",
+             [(m.student_layer, m.teacher_layer) for m in matches], len(projections.maps))
+    extra = projections if len(projections.maps) else None
+    return classification_objective(cfg.loss, teacher, matches, projections), extra
 
 
 def teacher_scores(run_dir: Path, teacher: torch.nn.Module, parts: dict[str, Encoded | None], order: list[int],
