@@ -62,6 +62,14 @@ class DataConfig:
     test_fraction: float = doc(0.1, "Share of train held out for test when no file is given.")
     split_seed: int = doc(0, "Seed of the deterministic train/validation/test split.")
     max_length: int = doc(64, "Maximum tokens per example; longer texts are truncated (with a warning).")
+    augment_copies: int = doc(
+        1,
+        "Teacher-labelled variants of each training text added to the student's data (tokens deleted, "
+        "masked or replaced; see textdistill/data/augment.py); 0 turns augmentation off. Variants add "
+        "data, not steps: the student trains for as many optimizer steps as without them (the baseline's "
+        "budget), evaluated on the same schedule.",
+    )
+    augment_share: float = doc(0.3, "Share of a variant's tokens that are changed (deleted, masked or replaced).")
     max_train_examples: int | None = doc(
         None, "Use only the first N training examples after the split (quick trials)."
     )
@@ -346,6 +354,8 @@ def _check_ranges(cfg: RunConfig) -> None:
     need(d.max_length >= 8, f"data.max_length must be at least 8 tokens, got {d.max_length}")
     need(d.max_train_examples is None or d.max_train_examples >= 2,
          f"data.max_train_examples must be at least 2 or empty, got {d.max_train_examples}")
+    need(0 <= d.augment_copies <= 20, f"data.augment_copies must be in [0, 20], got {d.augment_copies}")
+    need(0 < d.augment_share < 1, f"data.augment_share must be in (0, 1), got {d.augment_share}")
     for frac in ("validation_fraction", "test_fraction"):
         v = getattr(d, frac)
         need(0 <= v < 1, f"data.{frac} must be in [0, 1), got {v}")

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from textdistill.cache import Field, cache_key, cached_outputs
 from textdistill.config import RunConfig
+from textdistill.data.augment import token_variants
 from textdistill.data.classification import Encoded, load_classification_data, sequential_batches
 from textdistill.evaluation.metrics import classification_metrics
 from textdistill.evaluation.predict import predict_logits
@@ -35,7 +36,7 @@ from textdistill.pipeline.teacher import builtin_teacher, cache_root
 from textdistill.report.render import write_report
 from textdistill.training.checkpoint import atomic_write, file_digest
 from textdistill.training.distributed import is_main, share_from_main, wait_for_everyone
-from textdistill.training.loop import TrainResult, train
+from textdistill.training.loop import TrainResult, total_steps, train
 from textdistill.training.resume import remove_checkpoints
 from textdistill.training.intermediate import (build_projections, check_models, resolve_layer_map, use_eager_attention,
                                               uses_intermediate)
@@ -75,16 +76,31 @@ def run_distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False) -
 
     # Phase 1. The teacher is frozen and in eval mode, so its logits are a pure function of the input:
     # scoring each training example once gives exactly what a call at every step would, at a fraction of the cost.
-    scores, scoring_seconds = teacher_scores(run_dir, teacher, {"train": splits.train, "unlabeled": splits.unlabeled},
+    augmented = None
+    if cfg.data.augment_copies:
+        augmented = token_variants(splits.train, cfg.data.augment_copies, cfg.data.augment_share,
+                                   set(tokenizer.all_special_ids), tokenizer.mask_token_id, cfg.data.split_seed)
+    scores, scoring_seconds = teacher_scores(run_dir, teacher, {"train": splits.train, "unlabeled": splits.unlabeled,
+                                                                "augmented": augmented},
                                              order, cfg.teacher.batch_size, resume, teacher_dir=teacher_dir,
                                              max_length=cfg.data.max_length)
     splits.train.teacher_logits = scores["train"]
     if splits.unlabeled is not None:
         splits.unlabeled.teacher_logits = scores["unlabeled"]
     train_set = concat(splits.train, splits.unlabeled)
+    student_train = cfg.train
+    if augmented is not None:
+        augmented.teacher_logits = scores["augmented"]
+        # Variants add data, not steps: the student keeps the baseline's optimizer steps and evaluation
+        # schedule, so the comparison is at the same training budget.
+        budget = total_steps(len(train_set), cfg.train)
+        per_epoch = total_steps(len(train_set), dataclasses.replace(cfg.train, epochs=1.0, max_steps=None))
+        train_set = concat(train_set, augmented)
+        student_train = dataclasses.replace(cfg.train, max_steps=budget, eval_every=cfg.train.eval_every or per_epoch)
     # a checkpoint only continues on the data and teacher outputs it was trained on
     data_identity = {"train": _digest_encoded(splits.train)}
-    identity = {**data_identity, "unlabeled": _digest_encoded(splits.unlabeled), "teacher_scores": _digest(scores)}
+    identity = {**data_identity, "unlabeled": _digest_encoded(splits.unlabeled),
+                "augmented": _digest_encoded(augmented), "teacher_scores": _digest(scores)}
 
     def evaluate(m):
         logits = predict_logits(m, splits.validation, cfg.teacher.batch_size)
@@ -98,7 +114,7 @@ def run_distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False) -
     objective, projections = student_objective(cfg, student, teacher)
     models["student"], runs["student"] = trained_phase(
         run_dir, "student", student, student_tokenizer, resume, cfg,
-        lambda: train(student, train_set, objective, cfg.train, name="student", run_dir=run_dir,
+        lambda: train(student, train_set, objective, student_train, name="student", run_dir=run_dir,
                       evaluate=evaluate, extra=projections, resume=resume, identity=identity))
     for m, impl in attn_impl.items():  # attention matching needed eager attention; time and save as loaded
         if m.config._attn_implementation != impl and hasattr(m, "set_attn_implementation"):
@@ -137,7 +153,8 @@ def run_distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False) -
         "dataset": cfg.data.dataset or cfg.data.train,
         "label_names": data.label_names,
         "sizes": {"train": len(splits.train), "validation": len(splits.validation), "test": len(splits.test),
-                  "unlabeled": len(splits.unlabeled) if splits.unlabeled else 0},
+                  "unlabeled": len(splits.unlabeled) if splits.unlabeled else 0,
+                  "augmented": len(augmented) if augmented is not None else 0},
         "teacher": {"path": str(teacher_dir), **teacher_info},
         "student_config": dataclasses.asdict(cfg.student),
         "loss": dataclasses.asdict(cfg.loss),

@@ -153,6 +153,7 @@ def concat(a: Encoded, b: Encoded | None) -> Encoded:
         labels=torch.cat([a.labels, b.labels]),
         teacher_logits=torch.cat([a.teacher_logits, b.teacher_logits]),
         lengths=a.lengths + b.lengths,
+        pad_id=a.pad_id,
     )
 
 
