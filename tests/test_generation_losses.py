@@ -125,3 +125,14 @@ def test_topk_bound_against_full_kl(k, seed, temperature):
     gap = outside_kl - lumped  # = r * KL(p_rest / r || q_rest / Q) by the log-sum inequality, >= 0
     assert bool((sparse_kl <= full + 1e-4).all())
     assert torch.allclose(full - sparse_kl, gap, atol=1e-4)
+
+
+def test_topk_kl_is_zero_on_identical_logits(logits):
+    _, t = logits
+    assert torch.allclose(forward_kl_topk(t, *topk_with_leftover(t, 3)), torch.zeros(2, 6), atol=1e-6)
+
+
+@pytest.mark.parametrize("k", [0, 12])
+def test_topk_outside_the_vocabulary_is_refused(logits, k):
+    with pytest.raises(ValueError, match="top-k must be in"):
+        topk_with_leftover(logits[1], k)
