@@ -189,12 +189,12 @@ def student_objective(cfg: RunConfig, student: torch.nn.Module, teacher: torch.n
 
 
 def teacher_scores(run_dir: Path, teacher: torch.nn.Module, parts: dict[str, Encoded | None], order: list[int],
-                   batch_size: int, resume: bool, teacher_dir: Path | None = None,
-                   max_length: int | None = None) -> tuple[dict[str, torch.Tensor], float]:
+                   batch_size: int, resume: bool, teacher_dir: Path,
+                   max_length: int) -> tuple[dict[str, torch.Tensor], float]:
     """Phase 1: the teacher's logits ([N, C], in the data's label order) for each part, and the seconds it took.
 
     The main process scores (or, resuming, reads the saved scores) and shares them with the others.
-    With `teacher_dir`, scoring goes through the cross-run cache (`textdistill.cache`) under
+    Scoring goes through the cross-run cache (`textdistill.cache`) under
     `cache_root()/scores`: a sweep over students, or a rerun, pays for the teacher once.
     """
     parts = {k: v for k, v in parts.items() if v is not None}
@@ -205,11 +205,8 @@ def teacher_scores(run_dir: Path, teacher: torch.nn.Module, parts: dict[str, Enc
     elif done is not None:
         scores = load_file(str(run_dir / SCORES))
     else:
-        if teacher_dir is None:
-            scores = {k: predict_logits(teacher, part, batch_size) for k, part in parts.items()}
-        else:
-            weights = teacher_folder_digest(Path(teacher_dir))
-            scores = {k: cached_teacher_logits(teacher, part, batch_size, weights, max_length) for k, part in parts.items()}
+        weights = teacher_folder_digest(Path(teacher_dir))
+        scores = {k: cached_teacher_logits(teacher, part, batch_size, weights, max_length) for k, part in parts.items()}
         scores = {k: v[:, order].contiguous() for k, v in scores.items()}
         atomic_write(run_dir / SCORES, lambda tmp: save_file(scores, str(tmp)))
         mark_finished(run_dir, "teacher_scores", [SCORES], {"seconds": time.perf_counter() - started})
