@@ -4,6 +4,12 @@ The teacher side of the top-k loss is k + 1 numbers per position whatever the vo
 needs the teacher's `[N, V]` logits. Also measures the accuracy cost of top-k (top-k KL / full KL) for a
 few k, and tokens per second of the teacher-scoring step (`topk_with_leftover` on the teacher's logits).
 
+Second table: forward + backward of the top-k loss from the student's last hidden states, through its
+LM head (`[V, D]`, D = 576 as in SmolLM2), once with the `[N, V]` logits materialised
+(`forward_kl_topk(hidden @ W.T, ...)`) and once vocabulary-chunked (`forward_kl_topk_from_hidden`),
+at each vocabulary size. The head's weight is frozen here so the peak counts the loss's activations,
+not the parameter-sized gradient of the head (which any trained head has).
+
     python benchmarks/topk_memory.py            # defaults finish in well under a minute on 2 cores
     python benchmarks/topk_memory.py --positions 4096 --vocabs 32000 128000
 """
@@ -17,7 +23,7 @@ import tracemalloc
 
 import torch
 
-from textdistill.losses import forward_kl, forward_kl_topk, topk_with_leftover
+from textdistill.losses import forward_kl, forward_kl_topk, forward_kl_topk_from_hidden, topk_with_leftover
 
 
 def teacher_bytes(obj) -> int:
@@ -31,11 +37,12 @@ def peak_step_bytes(fn) -> int:
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
-    # cumulative allocation trace: peak of running total of allocations minus frees
-    events = sorted((e for e in prof.events() if e.cpu_memory_usage != 0), key=lambda e: e.time_range.start)
+    # running total of allocations minus frees, in time order. Each op's *self* bytes only: an op's
+    # `cpu_memory_usage` includes its children's, so summing it counts nested allocations twice.
+    events = sorted((e for e in prof.events() if e.self_cpu_memory_usage != 0), key=lambda e: e.time_range.start)
     running = peak = 0
     for e in events:
-        running += e.cpu_memory_usage
+        running += e.self_cpu_memory_usage
         peak = max(peak, running)
     return peak
 
@@ -47,6 +54,8 @@ def main() -> None:
     ap.add_argument("--ks", type=int, nargs="+", default=[8, 32, 128])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--hidden", type=int, default=576, help="student hidden size for the second table")
+    ap.add_argument("--vocab_chunk", type=int, default=4096)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)
@@ -79,6 +88,26 @@ def main() -> None:
             print(f"{vocab:>7} scoring top-{k}: {args.positions / statistics.median(times):,.0f} tokens/s "
                   "(top-k extraction only, teacher forward not included)")
         del teacher, student
+    print(f"\nforward + backward from hidden states (D={args.hidden}, top-{args.ks[0]}, vocab_chunk={args.vocab_chunk}):")
+    print(f"{'V':>7} {'path':>22} {'peak MB':>9} {'ms':>8}")
+    for vocab in args.vocabs:
+        hidden = torch.randn(args.positions, args.hidden, generator=g, requires_grad=True)
+        weight = torch.randn(vocab, args.hidden, generator=g) / args.hidden**0.5
+        triple = topk_with_leftover(torch.randn(args.positions, vocab, generator=g) * 4, args.ks[0])
+        paths = {
+            "logits materialised": lambda: forward_kl_topk(hidden @ weight.T, *triple).sum().backward(),
+            "vocab-chunked": lambda: forward_kl_topk_from_hidden(hidden, weight, *triple,
+                                                                 vocab_chunk=args.vocab_chunk).sum().backward(),
+        }
+        for name, fn in paths.items():
+            times = []
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t0)
+            peak = peak_step_bytes(fn)
+            print(f"{vocab:>7} {name:>22} {peak / 2**20:>9.1f} {statistics.median(times) * 1e3:>8.1f}")
+        del hidden, weight, triple
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from textdistill.losses import (
     chunked,
     forward_kl,
     forward_kl_topk,
+    forward_kl_topk_from_hidden,
     masked_sum,
     reverse_kl,
     skew_kl,
@@ -136,3 +137,21 @@ def test_topk_kl_is_zero_on_identical_logits(logits):
 def test_topk_outside_the_vocabulary_is_refused(logits, k):
     with pytest.raises(ValueError, match="top-k must be in"):
         topk_with_leftover(logits[1], k)
+
+
+@pytest.mark.parametrize("vocab_chunk", [1, 7, 40, 1000])
+@pytest.mark.parametrize("temperature", [1.0, 2.0])
+def test_topk_from_hidden_equals_topk_on_logits_values_and_gradients(vocab_chunk, temperature):
+    g = torch.Generator().manual_seed(7)
+    hidden = torch.randn(3, 5, 16, generator=g, requires_grad=True)  # [B, L, D]
+    weight = torch.randn(40, 16, generator=g, requires_grad=True)  # [V, D]
+    teacher = torch.randn(3, 5, 40, generator=g) * 3
+    top, ids, left = topk_with_leftover(teacher, 6, temperature)
+    via_logits = forward_kl_topk(hidden @ weight.T, top, ids, left, temperature)
+    via_hidden = forward_kl_topk_from_hidden(hidden, weight, top, ids, left, temperature, vocab_chunk)
+    assert via_hidden.shape == (3, 5)
+    assert torch.allclose(via_hidden, via_logits, atol=1e-5)
+    g1 = torch.autograd.grad(via_logits.sum(), (hidden, weight))
+    g2 = torch.autograd.grad(via_hidden.sum(), (hidden, weight))
+    for a, b in zip(g1, g2):
+        assert torch.allclose(a, b, atol=1e-5)

@@ -339,7 +339,7 @@ def test_resume_skips_finished_phases_and_reruns_one_whose_output_changed(tmp_pa
     trained, scored = [], []
     real_train, real_predict = distill_mod.train, distill_mod.predict_logits
     monkeypatch.setattr(distill_mod, "train", lambda *a, **k: trained.append(k["name"]) or real_train(*a, **k))
-    monkeypatch.setattr(distill_mod, "predict_logits", lambda m, d, *a: scored.append(len(d)) or real_predict(m, d, *a))
+    monkeypatch.setattr(distill_mod, "predict_logits", lambda m, d, *a, **k: scored.append(len(d)) or real_predict(m, d, *a, **k))
     second = run_distill(cfg, resume=True)
     assert trained == ["baseline"]  # the student phase was finished and intact
     assert first["sizes"]["train"] in scored  # the corrupt teacher scores were computed again
@@ -355,7 +355,7 @@ def test_a_second_run_reads_the_teacher_scores_from_the_cross_run_cache(tmp_path
     first_sizes = run_distill(first)["sizes"]["train"]
     scored = []
     real_predict = distill_mod.predict_logits
-    monkeypatch.setattr(distill_mod, "predict_logits", lambda m, d, *a: scored.append(len(d)) or real_predict(m, d, *a))
+    monkeypatch.setattr(distill_mod, "predict_logits", lambda m, d, *a, **k: scored.append(len(d)) or real_predict(m, d, *a, **k))
     second = load_config(None, {**overrides, "output_dir": str(tmp_path / "second")})
     run_distill(second)
     assert first_sizes not in scored  # the teacher did not score the training split again

@@ -95,8 +95,17 @@ class TrainConfig:
         "it makes each step much cheaper; the copied teacher embeddings are already good.",
     )
     seed: int = doc(42, "Seed for initialisation, data order and dropout.")
-    mixed_precision: Literal["no", "bf16", "fp16"] = doc(
-        "no", "Autocast precision: 'no' (float32), 'bf16' or 'fp16' (GPU only)."
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = doc(
+        "auto",
+        "Autocast precision of training and of teacher scoring: 'auto' (bfloat16 where the CPU or GPU "
+        "computes it natively: AVX512-BF16 or AMX CPUs, bf16-capable GPUs; else float32), 'no' (float32), "
+        "'bf16', or 'fp16' (GPU only). Weights and optimizer state stay float32; evaluation runs in float32.",
+    )
+    dropout: float | None = doc(
+        0.0,
+        "Dropout probability while training (every dropout layer of the model); empty keeps the model's "
+        "own (0.1 for BERT). 0 by default for students: the teacher's soft targets regularise, and dropout "
+        "costs about a quarter of a small student's step (docs/speed.md).",
     )
     threads: int | None = doc(None, "CPU threads for torch; empty keeps torch's default.")
     progress: bool = doc(True, "Show a progress bar with loss, rate and ETA.")
@@ -126,7 +135,7 @@ class TeacherConfig:
         "all-MiniLM-L6-v2) or a local Hugging Face folder.",
     )
     finetune: TrainConfig = section(
-        lambda: TrainConfig(epochs=1.0, learning_rate=5e-5, warmup_ratio=0.06, freeze_embeddings=False),
+        lambda: TrainConfig(epochs=1.0, learning_rate=5e-5, warmup_ratio=0.06, freeze_embeddings=False, dropout=None),
         "Training settings for fine-tuning the teacher.",
     )
     batch_size: int = doc(128, "Batch size when the teacher scores data (no gradients).")
@@ -336,6 +345,7 @@ def _check_ranges(cfg: RunConfig) -> None:
         need(t.max_grad_norm is None or t.max_grad_norm > 0, f"{name}.max_grad_norm must be positive or empty")
         need(t.threads is None or t.threads >= 1, f"{name}.threads must be at least 1 or empty")
         need(t.checkpoint_every >= 0, f"{name}.checkpoint_every must be 0 or positive, got {t.checkpoint_every}")
+        need(t.dropout is None or 0 <= t.dropout < 1, f"{name}.dropout must be in [0, 1) or empty, got {t.dropout}")
         need(t.keep_checkpoints >= 1, f"{name}.keep_checkpoints must be at least 1, got {t.keep_checkpoints}")
     loss = cfg.loss
     need(loss.temperature > 0, f"loss.temperature must be positive, got {loss.temperature}")

@@ -182,12 +182,52 @@ def forward_kl_topk(
     # log q at the k ids as gathered logit minus logsumexp: no [..., V] log-softmax is kept for backward
     scaled = student_logits.float() / temperature  # [..., V]
     s_top = scaled.gather(-1, teacher_top_ids) - torch.logsumexp(scaled, dim=-1, keepdim=True)  # [..., k]
-    s_left = torch.log((-torch.expm1(torch.logsumexp(s_top, dim=-1).clamp(max=0.0))).clamp(min=1e-30))  # [...]
-    t_top = teacher_top_logprobs.float()
+    return _topk_kl(s_top, teacher_top_logprobs, teacher_leftover)
+
+
+def _topk_kl(student_top: torch.Tensor, teacher_top: torch.Tensor, teacher_leftover: torch.Tensor) -> torch.Tensor:
+    """KL(p' || q') over k ids + one leftover bucket, from log-probs at the ids. `[..., k] x2, [...] -> [...]`."""
+    s_left = torch.log((-torch.expm1(torch.logsumexp(student_top, dim=-1).clamp(max=0.0))).clamp(min=1e-30))  # [...]
+    t_top = teacher_top.float()
     t_left = teacher_leftover.float()
-    top = (t_top.exp() * (t_top - s_top)).sum(-1)  # [...]
+    top = (t_top.exp() * (t_top - student_top)).sum(-1)  # [...]
     left = torch.where(torch.isfinite(t_left), t_left.exp() * (t_left - s_left), torch.zeros_like(t_left))
     return top + left
+
+
+def _block_logsumexp(hidden: torch.Tensor, weight_block: torch.Tensor, temperature: float) -> torch.Tensor:
+    return torch.logsumexp((hidden @ weight_block.T).float() / temperature, dim=-1)  # [...]
+
+
+def forward_kl_topk_from_hidden(
+    student_hidden: torch.Tensor,
+    lm_head_weight: torch.Tensor,
+    teacher_top_logprobs: torch.Tensor,
+    teacher_top_ids: torch.Tensor,
+    teacher_leftover: torch.Tensor,
+    temperature: float = 1.0,
+    vocab_chunk: int = 4096,
+) -> torch.Tensor:
+    """`forward_kl_topk` computed from the student's last hidden states and its (bias-free) LM head.
+
+    `[..., D], [V, D], [..., k], [..., k], [...] -> [...]`; equal to
+    `forward_kl_topk(student_hidden @ lm_head_weight.T, ...)`. The student's `[..., V]` logits are never
+    held: the log-normaliser is a logsumexp over vocabulary blocks of `vocab_chunk` rows, each block
+    recomputed in the backward pass (activation checkpointing), and the k logits are dot products with
+    the k gathered rows. Peak activation memory is `positions x (vocab_chunk + k x D)`: independent of V
+    (the weight's own gradient is parameter-sized, as for any trained layer).
+    """
+    if vocab_chunk < 1:
+        raise ValueError(f"vocab_chunk must be >= 1, got {vocab_chunk}")
+    from torch.utils.checkpoint import checkpoint
+
+    # split, not slicing: its backward concatenates the block gradients once instead of one [V, D] per block
+    blocks = [checkpoint(_block_logsumexp, student_hidden, block, temperature, use_reentrant=False)
+              for block in lm_head_weight.split(vocab_chunk)]  # each [...]
+    log_norm = torch.logsumexp(torch.stack(blocks, dim=-1), dim=-1)  # [...]
+    rows = lm_head_weight[teacher_top_ids]  # [..., k, D]
+    picked = (student_hidden.unsqueeze(-2) * rows).sum(-1).float() / temperature  # [..., k]
+    return _topk_kl(picked - log_norm.unsqueeze(-1), teacher_top_logprobs, teacher_leftover)
 
 
 def logit_mse(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:

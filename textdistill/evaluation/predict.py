@@ -6,18 +6,25 @@ import torch
 
 from textdistill.data.classification import Encoded, sequential_batches
 from textdistill.training.loop import model_inputs
+from textdistill.training.precision import autocast
 
 
 @torch.inference_mode()
-def predict_logits(model: torch.nn.Module, data: Encoded, batch_size: int = 128, progress=None) -> torch.Tensor:
-    """[N, C] float32 logits in the split's order; batches are sorted by length to avoid padding."""
+def predict_logits(model: torch.nn.Module, data: Encoded, batch_size: int = 128, progress=None,
+                   precision: str = "no") -> torch.Tensor:
+    """[N, C] float32 logits in the split's order; batches are sorted by length to avoid padding.
+
+    `precision` 'bf16' runs the forward under bfloat16 autocast (teacher scoring); evaluation keeps the
+    default float32, the precision the exported model is served in.
+    """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     out: torch.Tensor | None = None
     for index in sequential_batches(data.lengths, batch_size):
         batch = data.collate(index)
-        logits = model(**{k: v.to(device) for k, v in model_inputs(batch).items()}).logits.float().cpu()  # [B, C]
+        with autocast(precision, device):
+            logits = model(**{k: v.to(device) for k, v in model_inputs(batch).items()}).logits.float().cpu()  # [B, C]
         if out is None:
             out = torch.empty(len(data), logits.shape[-1])
         out[index] = logits

@@ -25,7 +25,7 @@ from textdistill.training.objectives import label_objective
 log = logging.getLogger("textdistill")
 TEACHER_INFO = "textdistill_teacher.json"
 # Bump when the fine-tuning recipe changes in a way that changes the weights it produces.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2  # 2: bfloat16 autocast where native ('auto')
 
 
 def cache_root() -> Path:

@@ -34,6 +34,7 @@ from textdistill.config import TrainConfig
 from textdistill.data.classification import bucketed_batches
 from textdistill.training.checkpoint import load_weights, save_weights, write_failed
 from textdistill.training.distributed import check_data_parallel, process_share
+from textdistill.training.precision import autocast, resolve_precision, set_dropout
 from textdistill.training.resume import (Progress, check_name, keep_metrics_until, newest_checkpoint,
                                         restore_checkpoint, save_checkpoint)
 from textdistill.training.stopping import FiniteWatch, Interrupted, StopRequest
@@ -55,7 +56,11 @@ class TrainResult:
 
 
 def make_accelerator(cfg: TrainConfig) -> Accelerator:
-    return Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
+    """The process's Accelerator. bfloat16 autocast is applied by the loop itself (`precision.autocast`):
+    accelerate keeps one mixed-precision setting per process and refuses a second, while a run (or a test
+    session) trains models under different settings. fp16 goes through accelerate for its loss scaling."""
+    fp16 = resolve_precision(cfg.mixed_precision) == "fp16"
+    return Accelerator(mixed_precision="fp16" if fp16 else "no", cpu=not torch.cuda.is_available())
 
 
 def model_inputs(batch: Batch) -> Batch:
@@ -99,8 +104,8 @@ def _step_groups(data, cfg: TrainConfig, steps: int):
 
 def accumulate_gradients(model: torch.nn.Module, batches: list[Batch], objective: Objective,
                          accelerator: Accelerator, count: Callable[[Batch], int] = count_examples,
-                         progress: float = 0.0, idle: bool = False,
-                         extra: torch.nn.Module | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                         progress: float = 0.0, idle: bool = False, extra: torch.nn.Module | None = None,
+                         precision: str = "no") -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Backward over this process's micro-batches of one optimizer step; returns its loss and terms (detached).
 
     The step's unit count (over every process) is taken before the micro-batch loop and every micro-batch
@@ -120,7 +125,7 @@ def accumulate_gradients(model: torch.nn.Module, batches: list[Batch], objective
         # processes all-reduce their gradients once per step, in the last micro-batch's backward
         sync = contextlib.nullcontext() if i == len(batches) - 1 else accelerator.no_sync(model)
         with sync:
-            with accelerator.autocast():
+            with accelerator.autocast(), autocast(precision, accelerator.device):
                 terms = objective(model, batch, progress)
             if idle:
                 terms = {k: v * 0.0 for k, v in terms.items()}
@@ -170,6 +175,8 @@ def train(
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
         torch.use_deterministic_algorithms(True)
     accelerator = make_accelerator(cfg)
+    precision = resolve_precision(cfg.mixed_precision, accelerator.device)
+    precision = "no" if precision == "fp16" else precision  # fp16 autocast comes from the accelerator
     check_data_parallel(accelerator)
     main = accelerator.is_main_process
     steps = total_steps(len(data), cfg)
@@ -181,6 +188,7 @@ def train(
         extra.to(accelerator.device).train()
     optimizer = _optimizer([model] if extra is None else [model, extra], cfg)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * steps), steps)
+    set_dropout(model, cfg.dropout)
     model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
 
@@ -226,7 +234,8 @@ def train(
             share = process_share(group, accelerator.process_index, accelerator.num_processes)
             batches = [data.collate(index) for index in share] or [data.collate(group[0][:1])]
             loss, terms = accumulate_gradients(model, batches, objective, accelerator, count,
-                                               progress=(step - 1) / steps, idle=not share, extra=extra)
+                                               progress=(step - 1) / steps, idle=not share, extra=extra,
+                                               precision=precision)
             watch.record(step, loss, terms, group, last_good)
             for k, v in {"loss": loss, **terms}.items():
                 running[k] = running.get(k, 0) + v

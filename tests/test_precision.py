@@ -1,0 +1,75 @@
+"""Precision and dropout: 'auto' picks bf16 only where native, bf16 scoring stays close to float32."""
+
+import pytest
+import torch
+
+from conftest import FILLER, NEGATIVE, POSITIVE, synthetic_frame, tiny_bert, write_tokenizer
+from textdistill.config import TrainConfig, load_config
+from textdistill.data.classification import TextSplit, encode
+from textdistill.errors import TextDistillError
+from textdistill.evaluation.predict import predict_logits
+from textdistill.pipeline.distill import cached_teacher_logits
+from textdistill.pipeline.teacher import cache_root
+from textdistill.training.loop import make_accelerator, train
+from textdistill.training.objectives import label_objective
+from textdistill.training.precision import native_bf16, resolve_precision, set_dropout
+
+
+def _encoded(tmp_path, n=24):
+    tok = write_tokenizer(tmp_path / "tok", POSITIVE + NEGATIVE + FILLER)
+    frame = synthetic_frame(n, seed=4)
+    labels = [0 if label == "neg" else 1 for label in frame["label"]]
+    return tok, encode(tok, TextSplit(texts=list(frame["text"]), labels=list(frame["label"])), labels, 16, "test")
+
+
+def test_auto_is_bf16_exactly_where_the_hardware_is_native():
+    assert resolve_precision("auto", "cpu") == ("bf16" if native_bf16("cpu") else "no")
+    for explicit in ("no", "bf16", "fp16"):
+        assert resolve_precision(explicit, "cpu") == explicit
+    # bf16 autocast is the loop's own, so float32 and bf16 runs can follow each other in one process
+    assert make_accelerator(TrainConfig(mixed_precision="no")).mixed_precision == "no"
+    assert make_accelerator(TrainConfig(mixed_precision="bf16")).mixed_precision == "no"
+
+
+def test_one_process_trains_in_float32_then_bf16(tmp_path):
+    tok, enc = _encoded(tmp_path)
+    for precision in ("no", "bf16", "auto"):
+        model = tiny_bert(len(tok.get_vocab()))
+        train(model, enc, label_objective(), TrainConfig(max_steps=1, progress=False, mixed_precision=precision),
+              name=precision, run_dir=tmp_path)
+
+
+def test_set_dropout_reaches_every_dropout_layer_and_none_leaves_them():
+    model = tiny_bert(30)
+    set_dropout(model, None)
+    assert {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)} == {0.1}
+    set_dropout(model, 0.0)
+    assert {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)} == {0.0}
+
+
+def test_training_applies_the_configured_dropout(tmp_path):
+    tok, enc = _encoded(tmp_path)
+    model = tiny_bert(len(tok.get_vocab()))
+    train(model, enc, label_objective(), TrainConfig(max_steps=1, progress=False, dropout=0.25), name="d",
+          run_dir=tmp_path)
+    assert {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)} == {0.25}
+
+
+def test_dropout_out_of_range_is_a_config_error():
+    with pytest.raises(TextDistillError, match="train.dropout must be in"):
+        load_config(None, {"data.dataset": "rotten_tomatoes", "train.dropout": 1.5})
+
+
+def test_bf16_scoring_is_close_to_float32_and_cached_under_its_own_key(tmp_path):
+    tok, enc = _encoded(tmp_path)
+    teacher = tiny_bert(len(tok.get_vocab()), seed=3).eval()
+    full = predict_logits(teacher, enc)
+    half = predict_logits(teacher, enc, precision="bf16")
+    assert half.dtype == torch.float32
+    assert not torch.equal(full, half)  # bf16 really ran
+    assert torch.allclose(full, half, atol=0.05)
+    a = cached_teacher_logits(teacher, enc, 8, "digest", 16, "no")
+    b = cached_teacher_logits(teacher, enc, 8, "digest", 16, "bf16")
+    # other batches than above (other padding): equal up to float rounding
+    assert torch.allclose(a, full, atol=1e-5) and torch.allclose(b, half, atol=0.05) and not torch.equal(a, b)
+    assert len(list((cache_root() / "scores").iterdir())) == 2  # one entry per precision
