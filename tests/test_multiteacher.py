@@ -95,6 +95,11 @@ def test_two_teachers_with_intermediate_matching(tiny_overrides, second_teacher)
     assert any("loss_hidden" in h for h in history)
     report = (run_dir / "report.md").read_text()
     assert "## Teachers" in report and str(second_teacher) in report and "combined (weighted)" in report
+    # resuming reads each teacher's saved scores back and combines them again: the same target, the same run
+    (run_dir / "phases" / "report.json").unlink()
+    resumed = run_distill(load_config(run_dir / "config.yaml"), resume=True)
+    assert resumed["teachers"] == info
+    assert resumed["runs"]["student"]["best_score"] == summary["runs"]["student"]["best_score"]
 
 
 def test_extra_teachers_are_checked_at_start_up(tmp_path, tiny_overrides):
@@ -104,7 +109,8 @@ def test_extra_teachers_are_checked_at_start_up(tmp_path, tiny_overrides):
     other_vocab = tmp_path / "other_vocab"
     tok = write_tokenizer(other_vocab, ["completely", "different", "words"])
     tiny_bert(len(tok.get_vocab()), layers=1).save_pretrained(str(other_vocab))
-    for folder, needle in ((other_labels, "differ from the data's labels"), (other_vocab, "does not read the token ids")):
+    cases = ((other_labels, "differ from the data's labels"), (other_vocab, "does not read the token ids"))
+    for folder, needle in cases:
         with pytest.raises(TextDistillError, match=needle) as e:
             run_distill(load_config(None, {**tiny_overrides, "teacher.extra_paths": [str(folder)]}), overwrite=True)
         assert "teacher.extra_paths[0]" in str(e.value)

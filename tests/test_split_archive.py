@@ -134,7 +134,8 @@ def test_an_mpnet_architecture_is_fine_tuned_and_distilled(tmp_path, tiny_overri
     try:
         summary = run_distill(load_config(None, {
             **tiny_overrides, "teacher.path": "builtin", "teacher.base": str(base), "teacher.finetune.max_steps": 3,
-            "teacher.finetune.progress": False, "student.layers": [1, 3], "train.epochs": 1, "loss.hidden_loss": "mse"}))
+            "teacher.finetune.progress": False, "student.layers": [1, 3], "train.epochs": 1,
+            "loss.hidden_loss": "mse"}))
     finally:
         torch.set_num_threads(before)
     assert summary["teacher"]["cached"] is False and summary["teacher"]["steps"] == 3

@@ -10,6 +10,7 @@ import yaml
 from textdistill.cli import main, run
 from textdistill.config import load_config
 from textdistill.errors import TextDistillError
+from textdistill.pipeline.distill import run_distill
 from textdistill.pipeline import sweep as sweep_mod
 from textdistill.pipeline.sweep import Setting, apply_setting, plan_trials, run_sweep, spread_layers, sweep_grid
 
@@ -44,7 +45,8 @@ def test_grid_and_settings(tiny_overrides):
     assert len(grid) == 4  # 'half' of 4 layers is 2: the same size is tried once
     assert grid[0] == Setting(1, 1.0, 0.25) and grid[-1] == Setting(2, 4.0, 0.25)
     out = apply_setting(cfg, grid[-1], 4)
-    assert out.student.layers == [1, 3] and out.loss.temperature == 4.0 and (out.loss.alpha, out.loss.beta) == (0.25, 0.75)
+    assert out.student.layers == [1, 3] and out.loss.temperature == 4.0
+    assert (out.loss.alpha, out.loss.beta) == (0.25, 0.75)
     assert cfg.student.layers == [0, 3]  # the original is untouched
     shrink = load_config(None, {**tiny_overrides, "student.init": "shrink"})
     assert apply_setting(shrink, Setting(3, 2.0, None), 4).student.num_layers == 3
@@ -85,6 +87,11 @@ def test_sweep_from_python_runs_the_best_setting(tiny_overrides):
     assert set(summary["results"]) == {"teacher", "student", "baseline"}
     assert json.loads((run_dir / "summary.json").read_text())["sweep"] == sweep
     assert "## Sweep" in (run_dir / "report.md").read_text() and not (run_dir / "sweep").exists()
+    # the final run resumes like any other (its config.yaml holds the best setting) and keeps the grid
+    (run_dir / "phases" / "report.json").unlink()
+    resumed = run_distill(load_config(run_dir / "config.yaml"), resume=True)
+    assert resumed["sweep"] == sweep and resumed["results"]["student"] == summary["results"]["student"] | {
+        k: resumed["results"]["student"][k] for k in resumed["results"]["student"] if "latency" in k or "throughput" in k}
 
 
 def test_sweep_through_the_cli_lists_skipped_trials(tmp_path, tiny_overrides, monkeypatch, capsys):

@@ -421,8 +421,8 @@ def _check_ranges(cfg: RunConfig) -> None:
         v = getattr(s, name)
         need(v is None or v >= 1, f"student.{name} must be at least 1 or empty, got {v}")
     t = cfg.teacher
-    need("builtin" not in t.extra_paths,
-         "teacher.extra_paths lists 'builtin'; extra teachers are fine-tuned folders (make one with textdistill teacher)")
+    need("builtin" not in t.extra_paths, "teacher.extra_paths lists 'builtin'; extra teachers are fine-tuned "
+         "folders (make one with textdistill teacher)")
     if t.combine == "weighted":
         n = 1 + len(t.extra_paths)
         need(t.weights is not None and len(t.weights) == n,

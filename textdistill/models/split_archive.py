@@ -100,7 +100,8 @@ def join_and_unzip(pieces: list[Path], dest: Path, install: str = "reinstall the
                 for name in z.namelist():
                     parts = PurePosixPath(name).parts
                     if name.startswith(("/", "\\")) or ".." in parts or ":" in name:
-                        raise TextDistillError(f"refusing to unzip {dest.name}: entry {name!r} leads outside its folder")
+                        raise TextDistillError(
+                            f"refusing to unzip {dest.name}: entry {name!r} leads outside its folder")
                 z.extractall(unpacked)  # checks each file's CRC as it goes
         except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError) as e:
             raise TextDistillError(

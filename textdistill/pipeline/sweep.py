@@ -42,7 +42,8 @@ class Setting:
     alpha: float | None
 
     def label(self) -> str:
-        student = "student as configured" if self.layers is None else f"{self.layers} layers"
+        student = "student as configured" if self.layers is None else \
+            f"{self.layers} layer{'s' if self.layers != 1 else ''}"
         alpha = "" if self.alpha is None else f", alpha {self.alpha:g} / beta {1 - self.alpha:g}"
         return f"{student}, T {self.temperature:g}{alpha}"
 
@@ -109,7 +110,8 @@ def plan_trials(n_trials: int, full_steps: int, min_steps: int, budget_s: float,
 
 def teacher_depth(cfg: RunConfig) -> int:
     """Layers of the teacher (of its base, for the built-in teacher: fine-tuning keeps the depth)."""
-    name, role = (cfg.teacher.base, "teacher.base") if cfg.teacher.path == "builtin" else (cfg.teacher.path, "teacher.path")
+    builtin = cfg.teacher.path == "builtin"
+    name, role = (cfg.teacher.base, "teacher.base") if builtin else (cfg.teacher.path, "teacher.path")
     path = resolve_model_dir(name, role)
     refuse_custom_code(path, role, cfg.trust_remote_code)
     return AutoConfig.from_pretrained(str(path), trust_remote_code=cfg.trust_remote_code).num_hidden_layers

@@ -96,8 +96,8 @@ def _extra_tables(summary: dict) -> list[tuple[str, str, list[list[str]]]]:
     ensemble = summary.get("teachers")
     if ensemble:
         rows = [["teacher", "weight", "test accuracy"]]
-        rows += [[f"`{t['path']}`", "-" if t["weight"] is None else f"{t['weight']:g}", f"{100 * t['test_accuracy']:.2f}%"]
-                 for t in ensemble["teachers"]]
+        rows += [[f"`{t['path']}`", "-" if t["weight"] is None else f"{t['weight']:g}",
+                  f"{100 * t['test_accuracy']:.2f}%"] for t in ensemble["teachers"]]
         rows.append([f"combined ({ensemble['combine']})", "", f"{100 * ensemble['combined_test_accuracy']:.2f}%"])
         out.append(("Teachers", "The student learned from the combined target of these teachers; the teacher "
                     "column above is the first one.", rows))

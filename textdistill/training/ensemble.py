@@ -12,7 +12,8 @@ import torch
 COMBINE = ("mean", "weighted", "confidence")
 
 
-def teacher_mixture_weights(teacher_logits: torch.Tensor, kind: str, weights: list[float] | None = None) -> torch.Tensor:
+def teacher_mixture_weights(teacher_logits: torch.Tensor, kind: str,
+                            weights: list[float] | None = None) -> torch.Tensor:
     """Weight of each teacher for each example. `[K, N, C] -> [K, N]`, each column summing to 1.
 
     'mean': 1/K. 'weighted': `weights` (one per teacher) normalised. 'confidence': per example,
