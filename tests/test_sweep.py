@@ -87,6 +87,7 @@ def test_sweep_from_python_runs_the_best_setting(tiny_overrides):
     assert set(summary["results"]) == {"teacher", "student", "baseline"}
     assert json.loads((run_dir / "summary.json").read_text())["sweep"] == sweep
     assert "## Sweep" in (run_dir / "report.md").read_text() and not (run_dir / "sweep").exists()
+    assert "Sweep" in (run_dir / "report.html").read_text()
     # the final run resumes like any other (its config.yaml holds the best setting) and keeps the grid
     (run_dir / "phases" / "report.json").unlink()
     resumed = run_distill(load_config(run_dir / "config.yaml"), resume=True)
