@@ -38,6 +38,14 @@ class Field:
     dtype: str = "float32"
 
 
+def cache_root() -> Path:
+    """$TEXTDISTILL_CACHE, else $XDG_CACHE_HOME/textdistill, else ~/.cache/textdistill."""
+    if os.environ.get("TEXTDISTILL_CACHE"):
+        return Path(os.environ["TEXTDISTILL_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "textdistill"
+
+
 def cache_key(*parts) -> str:
     """sha256 over strings, bytes, numpy arrays, tensors and JSON-able values, in order."""
     h = hashlib.sha256(f"textdistill-cache-v{FORMAT_VERSION}".encode())

@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="Continue the interrupted run in --output_dir from its last checkpoint; without --config "
                    "the run's own config.yaml is used.")
+    p.add_argument("--sweep", action="store_true",
+                   help="First try the sweep.* grid (temperatures, alphas, students) on validation within "
+                   "sweep.time_budget_s, then run the best setting; the report lists the grid.")
     _add_config_flags(p, defaults)
 
     p = sub.add_parser("eval", help="Evaluate a classifier folder on a split of the configured data.", formatter_class=fmt)
@@ -152,7 +155,14 @@ def run(argv: list[str] | None = None) -> int:
         cfg = _config(args)
         if args.quiet:
             cfg.train.progress = cfg.teacher.finetune.progress = False
-        out = commands.distill(cfg, overwrite=args.overwrite, resume=args.resume)
+        if args.sweep and args.resume:
+            raise TextDistillError("--sweep and --resume cannot be combined: a sweep's final run resumes with "
+                                   "--resume alone (its config.yaml holds the best setting); rerun a sweep with "
+                                   "--sweep --overwrite")
+        if args.sweep:
+            out = commands.sweep(cfg, overwrite=args.overwrite)
+        else:
+            out = commands.distill(cfg, overwrite=args.overwrite, resume=args.resume)
         if out is not None:  # None on the other processes of a multi-process run
             print(commands.summary_text(out, cfg.output_dir))
         return 0

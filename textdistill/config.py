@@ -132,7 +132,22 @@ class TeacherConfig:
     base: str = doc(
         "minilm",
         "Pretrained encoder fine-tuned when `path` is 'builtin': 'minilm' (the packaged "
-        "all-MiniLM-L6-v2) or a local Hugging Face folder.",
+        "all-MiniLM-L6-v2), 'mpnet' (all-mpnet-base-v2 from five packaged parts, 12 layers, a GPU-sized "
+        "teacher; see docs/students.md for its install command) or a local Hugging Face folder.",
+    )
+    extra_paths: list[str] = doc(
+        [],
+        "More fine-tuned teacher folders, besides `path`, whose targets are combined with its own "
+        "(multi-teacher distillation). Each must have the data's label set and the same tokenizer.",
+    )
+    combine: Literal["mean", "weighted", "confidence"] = doc(
+        "mean",
+        "How several teachers' targets are combined, on their probabilities at loss.temperature: 'mean' "
+        "(equal weights), 'weighted' (`weights`), 'confidence' (per example, each teacher weighted by its "
+        "top probability). Logits are averaged instead when loss.soft is 'mse'.",
+    )
+    weights: list[float] | None = doc(
+        None, "Weight of each teacher for combine 'weighted': `path` first, then `extra_paths` in order."
     )
     finetune: TrainConfig = section(
         lambda: TrainConfig(epochs=1.0, learning_rate=5e-5, warmup_ratio=0.06, freeze_embeddings=False, dropout=None),
@@ -221,6 +236,36 @@ class ReportConfig:
     throughput_batches: int = doc(10, "Batches of 32 timed for throughput.")
 
 
+# Named student sizes for sweep.students: the share of the teacher's layers kept (at least one).
+STUDENT_SIZES = {"quarter": 0.25, "third": 1 / 3, "half": 0.5}
+
+
+@dataclass
+class SweepConfig:
+    temperatures: list[float] = doc(
+        [1.0, 2.0, 4.0], "Values of loss.temperature tried by `distill --sweep`; empty keeps loss.temperature."
+    )
+    alphas: list[float] = doc(
+        [0.2, 0.5, 0.8],
+        "Values of loss.alpha tried by `distill --sweep`, each with loss.beta = 1 - alpha; empty keeps both.",
+    )
+    students: list[int | str] = doc(
+        [],
+        "Student sizes tried by `distill --sweep`: layer counts (2) or names of a share of the teacher's "
+        "layers ('quarter', 'third', 'half'). Sets student.layers (evenly spread, ending with the last "
+        "teacher layer) or student.num_layers for 'shrink'. Empty keeps the configured student.",
+    )
+    time_budget_s: float = doc(
+        1800.0,
+        "Wall-clock seconds for the sweep's trials. Trials are shortened (fewer steps, the same for all) "
+        "to fit; those that still do not fit are reported as skipped. Fine-tuning and scoring with the "
+        "teacher are one-off costs, cached for the final run, and not counted.",
+    )
+    min_trial_steps: int = doc(
+        20, "Fewest optimizer steps a trial may be shortened to; below that, trials are skipped instead."
+    )
+
+
 @dataclass
 class RunConfig:
     output_dir: str = doc("runs/default", "Run folder: config, metrics, checkpoints, models and report.")
@@ -231,6 +276,7 @@ class RunConfig:
     loss: LossConfig = section(LossConfig, "The distillation objective.")
     train: TrainConfig = section(TrainConfig, "Student training settings.")
     report: ReportConfig = section(ReportConfig, "What the final report measures.")
+    sweep: SweepConfig = section(SweepConfig, "The grid tried by `distill --sweep` on validation.")
     trust_remote_code: bool = doc(
         False,
         "Let model folders run their own Python code (an `auto_map` in config.json). Off: such folders are "
@@ -384,6 +430,29 @@ def _check_ranges(cfg: RunConfig) -> None:
     for name in ("hidden_size", "num_heads", "intermediate_size"):
         v = getattr(s, name)
         need(v is None or v >= 1, f"student.{name} must be at least 1 or empty, got {v}")
+    t = cfg.teacher
+    need("builtin" not in t.extra_paths, "teacher.extra_paths lists 'builtin'; extra teachers are fine-tuned "
+         "folders (make one with textdistill teacher)")
+    if t.combine == "weighted":
+        n = 1 + len(t.extra_paths)
+        need(t.weights is not None and len(t.weights) == n,
+             f"teacher.combine is 'weighted' but teacher.weights has {len(t.weights or [])} values for {n} "
+             "teacher(s); give one per teacher: path first, then extra_paths")
+        need(min(t.weights) >= 0 and sum(t.weights) > 0,
+             f"teacher.weights must be non-negative with a positive sum, got {t.weights}")
+    else:
+        need(t.weights is None, f"teacher.weights is only used with teacher.combine 'weighted' (it is {t.combine!r}); "
+             "remove it or set teacher.combine: weighted")
+    sw = cfg.sweep
+    need(all(v > 0 for v in sw.temperatures), f"sweep.temperatures must all be positive, got {sw.temperatures}")
+    need(all(0 <= v <= 1 for v in sw.alphas), f"sweep.alphas must all be in [0, 1] (beta = 1 - alpha), got {sw.alphas}")
+    for size in sw.students:
+        need(isinstance(size, str) and size in STUDENT_SIZES or isinstance(size, int) and size >= 1,
+             f"sweep.students entry {size!r} must be a layer count (at least 1) or one of {', '.join(STUDENT_SIZES)}")
+    need(not sw.students or s.init != "pretrained",
+         "sweep.students needs student.init 'teacher_layers' or 'shrink' (a pretrained student has a fixed size)")
+    need(sw.time_budget_s > 0, f"sweep.time_budget_s must be positive, got {sw.time_budget_s}")
+    need(sw.min_trial_steps >= 1, f"sweep.min_trial_steps must be at least 1, got {sw.min_trial_steps}")
     need(cfg.report.latency_examples >= 1, "report.latency_examples must be at least 1")
     need(cfg.report.throughput_batches >= 1, "report.throughput_batches must be at least 1")
 

@@ -12,6 +12,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from textdistill.data.builtin import package_dir
 from textdistill.errors import TextDistillError
+from textdistill.models.split_archive import SPLIT_ARCHIVES, unpacked_model_dir
 
 log = logging.getLogger("textdistill")
 
@@ -26,12 +27,14 @@ def resolve_model_dir(name_or_path: str, role: str) -> Path:
     if name_or_path in BUILTIN_ENCODERS:
         package, install, sub = BUILTIN_ENCODERS[name_or_path]
         path = package_dir(package, install) / sub
+    elif name_or_path in SPLIT_ARCHIVES:
+        path = unpacked_model_dir(SPLIT_ARCHIVES[name_or_path])
     else:
         path = Path(name_or_path).expanduser()
     if not path.exists():
         raise TextDistillError(
             f"{role}: model folder {str(path)!r} does not exist; give a local Hugging Face model folder "
-            f"or one of: {', '.join(BUILTIN_ENCODERS)}"
+            f"or one of: {', '.join([*BUILTIN_ENCODERS, *SPLIT_ARCHIVES])}"
         )
     if not (path / "config.json").is_file():
         raise TextDistillError(

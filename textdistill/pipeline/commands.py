@@ -11,10 +11,12 @@ from textdistill.pipeline.bench import run_bench as bench
 from textdistill.pipeline.distill import run_distill as distill
 from textdistill.pipeline.evaluate import run_eval as evaluate
 from textdistill.pipeline.export import run_export as export
+from textdistill.pipeline.sweep import run_sweep as sweep
 from textdistill.pipeline.teacher import run_teacher as teacher
 from textdistill.report.render import summary_table, write_report
 
-__all__ = ["DEMO_DEFAULTS", "bench", "demo", "distill", "evaluate", "export", "report", "summary_text", "teacher"]
+__all__ = ["DEMO_DEFAULTS", "bench", "demo", "distill", "evaluate", "export", "report", "summary_text", "sweep",
+           "teacher"]
 
 # The embedded default: the built-in data; every other setting is the config's default recipe.
 DEMO_DEFAULTS = {"data.dataset": "rotten_tomatoes", "output_dir": "runs/demo"}

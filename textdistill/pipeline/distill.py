@@ -29,6 +29,7 @@ from textdistill.evaluation.speed import measure_speed
 from textdistill.models.loading import (check_same_vocabulary, load_classifier, load_tokenizer,
                                         resolve_model_dir, teacher_label_order)
 from textdistill.models.students import build_student, count_parameters
+from textdistill.pipeline.ensemble import ExtraTeacher, combined_scores, load_extra_teachers, teacher_results
 from textdistill.pipeline.phases import finished_phase, mark_finished
 from textdistill.pipeline.runs import (apply_threads, concat, encode_splits, folder_weights_bytes, prepare_run_dir,
                                        save_model, write_json)
@@ -45,14 +46,25 @@ from textdistill.training.objectives import classification_objective, label_obje
 
 log = logging.getLogger("textdistill")
 SCORES = "teacher_scores.safetensors"
+SWEEP = "sweep.json"
 
 
-def run_distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False) -> dict | None:
+def run_distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False, *, sweep: dict | None = None,
+                trial_steps: int | None = None) -> dict | None:
     """Run the whole recipe and return the summary that `report.md` is made from (None on processes other
-    than the main one). With `resume`, continue the interrupted run in `cfg.output_dir`."""
+    than the main one). With `resume`, continue the interrupted run in `cfg.output_dir`.
+
+    `sweep` (the grid of `distill --sweep`) is kept in the run folder and added to the summary. With
+    `trial_steps` (a sweep's trial) the student trains for at most that many steps and the run stops there,
+    returning its training result, the teacher's info and the steps and evaluation interval of a full run.
+    """
     started = time.perf_counter()
     apply_threads(cfg.train.threads)
     run_dir = prepare_run_dir(cfg, overwrite, resume)
+    if sweep is not None and is_main():
+        write_json(run_dir / SWEEP, sweep)
+    elif resume and (run_dir / SWEEP).is_file():
+        sweep = json.loads((run_dir / SWEEP).read_text(encoding="utf-8"))
     if resume and finished_phase(run_dir, "report") is not None:
         log.info("%s: the run had already finished", run_dir)
         return json.loads((run_dir / "summary.json").read_text(encoding="utf-8")) if is_main() else None
@@ -66,6 +78,7 @@ def run_distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False) -
     teacher = load_classifier(teacher_dir, "teacher.path", trust_remote_code=cfg.trust_remote_code)
     teacher.eval().requires_grad_(False)  # frozen: scored without gradients, never updated
     order = teacher_label_order(teacher, data.label_names)
+    extras = load_extra_teachers(cfg, data.label_names, tokenizer)
 
     student = build_student(cfg.student, teacher, data.label_names, cfg.train.seed, cfg.trust_remote_code)
     student_tokenizer = tokenizer
@@ -84,8 +97,9 @@ def run_distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False) -
     scores, scoring_seconds = teacher_scores(run_dir, teacher, {"train": splits.train, "unlabeled": splits.unlabeled,
                                                                 "augmented": augmented},
                                              order, cfg.teacher.batch_size, resume, teacher_dir=teacher_dir,
-                                             max_length=cfg.data.max_length,
+                                             max_length=cfg.data.max_length, extras=extras,
                                              precision=resolve_precision(cfg.train.mixed_precision))
+    scores = combined_scores(scores, 1 + len(extras), cfg)
     splits.train.teacher_logits = scores["train"]
     if splits.unlabeled is not None:
         splits.unlabeled.teacher_logits = scores["unlabeled"]
@@ -99,6 +113,11 @@ def run_distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False) -
         per_epoch = total_steps(len(train_set), dataclasses.replace(cfg.train, epochs=1.0, max_steps=None))
         train_set = concat(train_set, augmented)
         student_train = dataclasses.replace(cfg.train, max_steps=budget, eval_every=cfg.train.eval_every or per_epoch)
+    if trial_steps is not None:
+        full_steps = total_steps(len(train_set), student_train)
+        eval_every = student_train.eval_every or total_steps(
+            len(train_set), dataclasses.replace(student_train, epochs=1.0, max_steps=None))
+        student_train = dataclasses.replace(student_train, max_steps=min(trial_steps, full_steps), checkpoint_every=0)
     # a checkpoint only continues on the data and teacher outputs it was trained on
     data_identity = {"train": _digest_encoded(splits.train)}
     identity = {**data_identity, "unlabeled": _digest_encoded(splits.unlabeled),
@@ -122,6 +141,8 @@ def run_distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False) -
         if m.config._attn_implementation != impl and hasattr(m, "set_attn_implementation"):
             m.set_attn_implementation(impl)
     runs["student"]["teacher_scoring_seconds"] = scoring_seconds
+    if trial_steps is not None:
+        return {"student": runs["student"], "teacher": teacher_info, "full_steps": full_steps, "eval_every": eval_every}
     if cfg.report.baseline:
         baseline = build_student(cfg.student, teacher, data.label_names, cfg.train.seed, cfg.trust_remote_code)
         models["baseline"], runs["baseline"] = trained_phase(
@@ -149,6 +170,11 @@ def run_distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False) -
             results[name]["train_seconds"] = runs[name]["seconds"]
     if "train_seconds" in teacher_info:
         results["teacher"]["train_seconds"] = teacher_info["train_seconds"]
+    ensemble = {}
+    if extras:
+        extra_logits = [predict_logits(e.model, splits.test, cfg.teacher.batch_size)[:, e.order] for e in extras]
+        ensemble = {"teachers": teacher_results(cfg, str(teacher_dir), [test_logits["teacher"]] + extra_logits,
+                                                splits.test.labels, data.label_names)}
 
     summary = {
         "task": cfg.task,
@@ -163,6 +189,8 @@ def run_distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False) -
         "results": results,
         "runs": {k: {kk: v for kk, v in r.items() if kk != "history"} for k, r in runs.items()},
         "wall_seconds": time.perf_counter() - started,
+        **ensemble,
+        **({"sweep": sweep} if sweep else {}),
     }
     write_json(run_dir / "summary.json", summary)
     write_report(run_dir, summary)
@@ -192,30 +220,35 @@ def student_objective(cfg: RunConfig, student: torch.nn.Module, teacher: torch.n
 
 def teacher_scores(run_dir: Path, teacher: torch.nn.Module, parts: dict[str, Encoded | None], order: list[int],
                    batch_size: int, resume: bool, teacher_dir: Path, max_length: int,
-                   precision: str = "no") -> tuple[dict[str, torch.Tensor], float]:
+                   extras: list[ExtraTeacher] = (), precision: str = "no") -> tuple[dict[str, torch.Tensor], float]:
     """Phase 1: the teacher's logits ([N, C], in the data's label order) for each part, and the seconds it took.
 
-    The main process scores (or, resuming, reads the saved scores) and shares them with the others.
-    Scoring goes through the cross-run cache (`textdistill.cache`) under
-    `cache_root()/scores`: a sweep over students, or a rerun, pays for the teacher once. `precision`
-    'bf16' scores under bfloat16 autocast (about 2.3x faster on a CPU with native bf16; docs/speed.md).
+    Extra teachers' logits come under '<part>@1', '<part>@2', ... The main process scores (or, resuming,
+    reads the saved scores) and shares them with the others. Scoring goes through the cross-run cache
+    (`textdistill.cache`) under `cache_root()/scores`: a sweep over students, or a rerun, pays for each
+    teacher once. `precision` 'bf16' scores under bfloat16 autocast (about 2.3x faster on a CPU with
+    native bf16; docs/speed.md).
     """
     parts = {k: v for k, v in parts.items() if v is not None}
+    teachers = [(teacher, Path(teacher_dir), order)] + [(e.model, e.path, e.order) for e in extras]
+    names = [(i, k, k if i == 0 else f"{k}@{i}") for i in range(len(teachers)) for k in parts]
     done = finished_phase(run_dir, "teacher_scores") if resume and is_main() else None
     started = time.perf_counter()
     if not is_main():
-        scores = {k: torch.empty(len(part), len(order)) for k, part in parts.items()}
+        scores = {name: torch.empty(len(parts[k]), len(order)) for _, k, name in names}
     elif done is not None:
         scores = load_file(str(run_dir / SCORES))
     else:
-        weights = teacher_folder_digest(Path(teacher_dir))
-        scores = {k: cached_teacher_logits(teacher, part, batch_size, weights, max_length, precision)
-                  for k, part in parts.items()}
-        scores = {k: v[:, order].contiguous() for k, v in scores.items()}
+        digests = [teacher_folder_digest(folder) for _, folder, _ in teachers]
+        scores = {}
+        for i, k, name in names:
+            model, _, model_order = teachers[i]
+            logits = cached_teacher_logits(model, parts[k], batch_size, digests[i], max_length, precision)
+            scores[name] = logits[:, model_order].contiguous()
         atomic_write(run_dir / SCORES, lambda tmp: save_file(scores, str(tmp)))
         mark_finished(run_dir, "teacher_scores", [SCORES], {"seconds": time.perf_counter() - started})
     seconds = done["seconds"] if done is not None else time.perf_counter() - started
-    return {k: share_from_main(v) for k, v in scores.items()}, seconds
+    return {name: share_from_main(scores[name]) for _, _, name in names}, seconds  # same order on every process
 
 
 def teacher_folder_digest(folder: Path) -> str:

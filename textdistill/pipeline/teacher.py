@@ -6,11 +6,11 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
 
+from textdistill.cache import cache_root
 from textdistill.config import RunConfig, TrainConfig
 from textdistill.data.classification import ClassificationData, load_classification_data
 from textdistill.evaluation.metrics import classification_metrics
@@ -26,14 +26,6 @@ log = logging.getLogger("textdistill")
 TEACHER_INFO = "textdistill_teacher.json"
 # Bump when the fine-tuning recipe changes in a way that changes the weights it produces.
 RECIPE_VERSION = 2  # 2: bfloat16 autocast where native ('auto')
-
-
-def cache_root() -> Path:
-    """$TEXTDISTILL_CACHE, else $XDG_CACHE_HOME/textdistill, else ~/.cache/textdistill."""
-    if os.environ.get("TEXTDISTILL_CACHE"):
-        return Path(os.environ["TEXTDISTILL_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "textdistill"
 
 
 def teacher_cache_key(cfg: RunConfig, data: ClassificationData) -> str:

@@ -75,6 +75,9 @@ def markdown_report(summary: dict) -> str:
                   + f". Student: `{json.dumps(summary['student_config'])}`."]
     for note in guidance(summary):
         lines += ["", f"**Note.** {note}"]
+    for title, intro, table in _extra_tables(summary):
+        lines += ["", f"## {title}", "", intro, "", "| " + " | ".join(table[0]) + " |", "|---" * len(table[0]) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in table[1:]]
     lines += ["", "## Student per class", "", "| label | precision | recall | F1 | support |", "|---|---|---|---|---|"]
     for label, pc in r["per_class"].items():
         lines.append(f"| {label} | {pc['precision']:.3f} | {pc['recall']:.3f} | {pc['f1']:.3f} | {pc['support']} |")
@@ -85,6 +88,29 @@ def markdown_report(summary: dict) -> str:
     lines += _bench_lines(summary.get("bench"))
     lines += ["", "Training curves: see report.html (data in metrics.jsonl).", ""]
     return "\n".join(lines)
+
+
+def _extra_tables(summary: dict) -> list[tuple[str, str, list[list[str]]]]:
+    """(title, one-line introduction, rows with a header first) for the multi-teacher and sweep sections."""
+    out = []
+    ensemble = summary.get("teachers")
+    if ensemble:
+        rows = [["teacher", "weight", "test accuracy"]]
+        rows += [[f"`{t['path']}`", "-" if t["weight"] is None else f"{t['weight']:g}",
+                  f"{100 * t['test_accuracy']:.2f}%"] for t in ensemble["teachers"]]
+        rows.append([f"combined ({ensemble['combine']})", "", f"{100 * ensemble['combined_test_accuracy']:.2f}%"])
+        out.append(("Teachers", "The student learned from the combined target of these teachers; the teacher "
+                    "column above is the first one.", rows))
+    sweep = summary.get("sweep")
+    if sweep:
+        rows = [["setting", "steps", "validation accuracy", "seconds", "status"]]
+        for i, t in enumerate(sweep["trials"]):
+            acc = "-" if t["validation_accuracy"] is None else f"{100 * t['validation_accuracy']:.2f}%"
+            secs = "-" if t["seconds"] is None else f"{t['seconds']:.0f}"
+            rows.append([t["setting"], str(t["steps"] or "-"), acc, secs, "best" if i == sweep["best"] else t["status"]])
+        out.append(("Sweep (`distill --sweep`)", f"Grid tried on validation in a budget of {sweep['time_budget_s']:g} s "
+                    f"({sweep['seconds']:.0f} s used); the run above uses the best setting.", rows))
+    return out
 
 
 def _bench_lines(bench: dict | None) -> list[str]:
@@ -144,6 +170,11 @@ def html_report(summary: dict, history: list[dict]) -> str:
               for n, vals in body]
     table.append("</table>")
     notes = "".join(f"<p><b>Note.</b> {html.escape(n)}</p>" for n in guidance(summary))
+    for title, intro, rows in _extra_tables(summary):
+        notes += (f"<h2>{html.escape(title)}</h2><p>{html.escape(intro)}</p><table><tr>"
+                  + "".join(f"<th>{html.escape(h)}</th>" for h in rows[0]) + "</tr>"
+                  + "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in rows[1:])
+                  + "</table>")
     charts = _curve_svg(history, "loss", "training loss") + _curve_svg(history, "accuracy", "validation accuracy")
     style = ("body{font-family:sans-serif;max-width:900px;margin:2em auto;color:#222}"
              "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}"

@@ -1,0 +1,129 @@
+"""Several teachers: the combination rule, start-up checks, and a tiny run with intermediate matching."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import FILLER, NEGATIVE, POSITIVE, tiny_bert, write_tokenizer
+from textdistill.config import load_config
+from textdistill.errors import TextDistillError
+from textdistill.pipeline.distill import run_distill
+from textdistill.training.ensemble import combine_teacher_logits, teacher_mixture_weights
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread, and a busy machine slows two-thread runs a hundredfold."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _probs(logits, temperature):
+    return torch.softmax(logits / temperature, dim=-1)
+
+
+@pytest.mark.parametrize("kind,weights", [("mean", None), ("weighted", [1.0, 2.0, 5.0]), ("confidence", None)])
+def test_equal_teachers_give_the_single_teacher_target(kind, weights):
+    torch.manual_seed(0)
+    z = torch.randn(6, 4) * 3  # [N, C]
+    same = torch.stack([z, z, z])  # [K, N, C]
+    for temperature in (1.0, 2.0, 4.0):
+        assert torch.allclose(combine_teacher_logits(same, kind, temperature, weights), z, atol=1e-5)
+    assert torch.allclose(combine_teacher_logits(same, kind, None, weights), z, atol=1e-6)
+
+
+def test_weights_are_respected():
+    torch.manual_seed(1)
+    z1, z2 = torch.randn(5, 3), torch.randn(5, 3) * 2
+    t = 2.0
+    mixed = combine_teacher_logits(torch.stack([z1, z2]), "weighted", t, [3.0, 1.0])
+    assert torch.allclose(_probs(mixed, t), 0.75 * _probs(z1, t) + 0.25 * _probs(z2, t), atol=1e-6)
+    only_second = combine_teacher_logits(torch.stack([z1, z2]), "weighted", t, [0.0, 1.0])
+    assert torch.allclose(_probs(only_second, t), _probs(z2, t), atol=1e-6)
+    mean = combine_teacher_logits(torch.stack([z1, z2]), "mean", t)
+    assert torch.allclose(_probs(mean, t), 0.5 * _probs(z1, t) + 0.5 * _probs(z2, t), atol=1e-6)
+    # the logit-MSE soft loss has no temperature: the logits are averaged
+    assert torch.allclose(combine_teacher_logits(torch.stack([z1, z2]), "weighted", None, [3.0, 1.0]),
+                          0.75 * z1 + 0.25 * z2, atol=1e-6)
+
+
+def test_confidence_favours_the_confident_teacher_per_example():
+    # teacher A is sure of class 0 on example 0 and unsure on example 1; teacher B the other way round
+    a = torch.tensor([[8.0, 0.0], [0.1, 0.0]])
+    b = torch.tensor([[0.0, 0.1], [0.0, 8.0]])
+    w = teacher_mixture_weights(torch.stack([a, b]), "confidence")  # [K, N]
+    assert w[0, 0] > 0.6 and w[1, 1] > 0.6 and torch.allclose(w.sum(0), torch.ones(2))
+    top = torch.stack([torch.softmax(a, -1).max(-1).values, torch.softmax(b, -1).max(-1).values])
+    assert torch.allclose(w, top / top.sum(0))
+    p = _probs(combine_teacher_logits(torch.stack([a, b]), "confidence", 1.0), 1.0)
+    assert torch.allclose(p, w[0, :, None] * _probs(a, 1.0) + w[1, :, None] * _probs(b, 1.0), atol=1e-6)
+    mean = _probs(combine_teacher_logits(torch.stack([a, b]), "mean", 1.0), 1.0)
+    assert p[0, 0] > mean[0, 0] and p[1, 1] > mean[1, 1]  # pulled towards the confident teacher
+
+
+@pytest.fixture(scope="module")
+def second_teacher(tmp_path_factory) -> Path:
+    """A shallower teacher (2 layers) with the same tokenizer and labels, other weights."""
+    folder = tmp_path_factory.mktemp("teacher2")
+    tok = write_tokenizer(folder, POSITIVE + NEGATIVE + FILLER)
+    tiny_bert(len(tok.get_vocab()), layers=2, seed=7).save_pretrained(str(folder))
+    return folder
+
+
+def test_two_teachers_with_intermediate_matching(tiny_overrides, second_teacher):
+    # teacher layer 3 exists only in the primary teacher: matching uses the primary's hidden states
+    overrides = {**tiny_overrides, "teacher.extra_paths": [str(second_teacher)], "teacher.combine": "weighted",
+                 "teacher.weights": [1.0, 3.0], "loss.hidden_loss": "mse", "loss.layer_pairs": [[0, 1], [1, 3]],
+                 "train.epochs": 1, "report.baseline": False}
+    summary = run_distill(load_config(None, overrides))
+    run_dir = Path(tiny_overrides["output_dir"])
+    info = summary["teachers"]
+    assert [t["path"] for t in info["teachers"]] == [tiny_overrides["teacher.path"], str(second_teacher)]
+    assert [t["weight"] for t in info["teachers"]] == [1.0, 3.0]
+    assert info["teachers"][0]["test_accuracy"] == summary["results"]["teacher"]["accuracy"]
+    assert all(0 <= t["test_accuracy"] <= 1 for t in info["teachers"]) and 0 <= info["combined_test_accuracy"] <= 1
+    scores = load_file(str(run_dir / "teacher_scores.safetensors"))
+    assert set(scores) == {"train", "train@1", "augmented", "augmented@1"}  # each teacher's own scores
+    assert not torch.equal(scores["train"], scores["train@1"])
+    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert any("loss_hidden" in h for h in history)
+    report = (run_dir / "report.md").read_text()
+    assert "## Teachers" in report and str(second_teacher) in report and "combined (weighted)" in report
+    # resuming reads each teacher's saved scores back and combines them again: the same target, the same run
+    (run_dir / "phases" / "report.json").unlink()
+    resumed = run_distill(load_config(run_dir / "config.yaml"), resume=True)
+    assert resumed["teachers"] == info
+    assert resumed["runs"]["student"]["best_score"] == summary["runs"]["student"]["best_score"]
+
+
+def test_extra_teachers_are_checked_at_start_up(tmp_path, tiny_overrides):
+    other_labels = tmp_path / "other_labels"
+    tok = write_tokenizer(other_labels, POSITIVE + NEGATIVE + FILLER)
+    tiny_bert(len(tok.get_vocab()), layers=1, labels=("cat", "dog")).save_pretrained(str(other_labels))
+    other_vocab = tmp_path / "other_vocab"
+    tok = write_tokenizer(other_vocab, ["completely", "different", "words"])
+    tiny_bert(len(tok.get_vocab()), layers=1).save_pretrained(str(other_vocab))
+    cases = ((other_labels, "differ from the data's labels"), (other_vocab, "does not read the token ids"))
+    for folder, needle in cases:
+        with pytest.raises(TextDistillError, match=needle) as e:
+            run_distill(load_config(None, {**tiny_overrides, "teacher.extra_paths": [str(folder)]}), overwrite=True)
+        assert "teacher.extra_paths[0]" in str(e.value)
+        assert not (Path(tiny_overrides["output_dir"]) / "metrics.jsonl").exists()  # nothing trained
+    shutil.rmtree(tiny_overrides["output_dir"])
+
+
+@pytest.mark.parametrize("extra,needle", [
+    ({"teacher.combine": "weighted"}, "teacher.weights has 0 values for 2"),
+    ({"teacher.combine": "weighted", "teacher.weights": [1, -1]}, "non-negative"),
+    ({"teacher.weights": [1, 1]}, "only used with teacher.combine 'weighted'"),
+    ({"teacher.combine": "vote"}, "not a valid choice"),
+])
+def test_multi_teacher_settings_are_checked(tiny_overrides, extra, needle):
+    with pytest.raises(TextDistillError, match=needle):
+        load_config(None, {**tiny_overrides, "teacher.extra_paths": ["/x"], **extra})

@@ -1,0 +1,209 @@
+"""`distill --sweep`: a small grid of settings tried on validation within a time budget, then the full run.
+
+Every trial is an ordinary `run_distill` of one setting that stops after the student phase, so trials
+train exactly as the final run does; the teacher is fine-tuned and scored once (the caches serve every
+later trial and the final run). A short probe first measures the seconds per step, per evaluation and of
+setting up a trial; the trials then all get the same number of steps (the full run's, shortened to fit
+the budget, down to `sweep.min_trial_steps`), so their validation accuracies compare. Trials that still
+do not fit are listed as skipped. The best setting (highest validation accuracy, the first on ties) is
+then run in full, and the grid goes into its summary.json and report.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from transformers import AutoConfig
+
+from textdistill.config import STUDENT_SIZES, RunConfig
+from textdistill.errors import TextDistillError
+from textdistill.models.loading import refuse_custom_code, resolve_model_dir
+from textdistill.pipeline.distill import run_distill
+from textdistill.pipeline.runs import prepare_run_dir
+from textdistill.training.distributed import process_state
+
+log = logging.getLogger("textdistill")
+PROBE_STEPS = 10  # the loop logs elapsed time every 10 steps: the probe's last log is before its evaluation
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One point of the grid; None keeps the configured value."""
+
+    layers: int | None
+    temperature: float
+    alpha: float | None
+
+    def label(self) -> str:
+        student = "student as configured" if self.layers is None else \
+            f"{self.layers} layer{'s' if self.layers != 1 else ''}"
+        alpha = "" if self.alpha is None else f", alpha {self.alpha:g} / beta {1 - self.alpha:g}"
+        return f"{student}, T {self.temperature:g}{alpha}"
+
+
+def spread_layers(count: int, n_teacher: int) -> list[int]:
+    """`count` teacher layers evenly spread, ending with the last (the 'uniform' layer map): 2 of 6 -> [2, 5]."""
+    return [round((i + 1) * n_teacher / count) - 1 for i in range(count)]
+
+
+def sweep_grid(cfg: RunConfig, n_teacher: int | None) -> list[Setting]:
+    """Students x temperatures x alphas, in that order; named student sizes resolved against the teacher."""
+    sizes: list[int | None] = [None]
+    if cfg.sweep.students:
+        sizes = []
+        for size in cfg.sweep.students:
+            layers = max(1, round(STUDENT_SIZES[size] * n_teacher)) if isinstance(size, str) else size
+            if cfg.student.init == "teacher_layers" and layers > n_teacher:
+                raise TextDistillError(f"sweep.students entry {size!r} asks for {layers} layers but the teacher has "
+                                       f"{n_teacher}; use at most {n_teacher}")
+            if layers not in sizes:
+                sizes.append(layers)
+    temperatures = cfg.sweep.temperatures or [cfg.loss.temperature]
+    alphas = cfg.sweep.alphas or [None]
+    return [Setting(s, t, a) for s, t, a in itertools.product(sizes, temperatures, alphas)]
+
+
+def apply_setting(cfg: RunConfig, setting: Setting, n_teacher: int | None) -> RunConfig:
+    """A copy of `cfg` with the setting's student size, temperature and alpha (beta = 1 - alpha)."""
+    out = copy.deepcopy(cfg)
+    if setting.layers is not None:
+        if cfg.student.init == "teacher_layers":
+            out.student.layers = spread_layers(setting.layers, n_teacher)
+        else:
+            out.student.num_layers = setting.layers
+    out.loss.temperature = setting.temperature
+    if setting.alpha is not None:
+        out.loss.alpha, out.loss.beta = setting.alpha, 1.0 - setting.alpha
+    return out
+
+
+def trial_seconds(steps: int, eval_every: int, per_step: float, per_eval: float, overhead: float) -> float:
+    """Estimated wall seconds of one trial of `steps` steps (evaluations every `eval_every` and at the end)."""
+    return overhead + steps * per_step + math.ceil(steps / eval_every) * per_eval
+
+
+def plan_trials(n_trials: int, full_steps: int, min_steps: int, budget_s: float, cost) -> tuple[int, int]:
+    """(steps per trial, trials that fit) so that the trials fit `budget_s`, given `cost(steps)` in seconds.
+
+    Every trial gets the same steps: the full run's if all fit, else the most that let all fit, but not
+    fewer than `min_steps` (or the full run's, if smaller); then only as many trials as fit are run.
+    """
+    if n_trials * cost(full_steps) <= budget_s:
+        return full_steps, n_trials
+    floor = min(min_steps, full_steps)
+    if n_trials * cost(floor) > budget_s:
+        fit = int(budget_s // cost(floor)) if budget_s > 0 else 0
+        return floor, max(0, min(n_trials, fit))
+    lo, hi = floor, full_steps  # n * cost(lo) fits, n * cost(hi) does not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if n_trials * cost(mid) <= budget_s else (lo, mid)
+    return lo, n_trials
+
+
+def teacher_depth(cfg: RunConfig) -> int:
+    """Layers of the teacher (of its base, for the built-in teacher: fine-tuning keeps the depth)."""
+    builtin = cfg.teacher.path == "builtin"
+    name, role = (cfg.teacher.base, "teacher.base") if builtin else (cfg.teacher.path, "teacher.path")
+    path = resolve_model_dir(name, role)
+    refuse_custom_code(path, role, cfg.trust_remote_code)
+    return AutoConfig.from_pretrained(str(path), trust_remote_code=cfg.trust_remote_code).num_hidden_layers
+
+
+def _trial_config(cfg: RunConfig, setting: Setting, n_teacher: int | None, folder: Path) -> RunConfig:
+    out = apply_setting(cfg, setting, n_teacher)
+    out.output_dir = str(folder)
+    out.report.baseline = False
+    return out
+
+
+def _one_off_seconds(result: dict) -> float:
+    """Teacher fine-tuning and scoring done by this trial: paid once, cached for every later run."""
+    teacher = result["teacher"]
+    finetune = teacher.get("wall_seconds", 0.0) if not teacher.get("cached", True) else 0.0
+    return result["student"].get("teacher_scoring_seconds", 0.0) + finetune
+
+
+def _probe_rates(result: dict) -> tuple[float, float]:
+    """(seconds per step, seconds per evaluation) from the probe's training log."""
+    student = result["student"]
+    logs = [h for h in student["history"] if "split" not in h and "elapsed_s" in h]
+    if not logs:
+        return student["seconds"] / max(student["steps"], 1), 0.0
+    trained = logs[-1]["elapsed_s"]
+    return trained / max(logs[-1]["step"], 1), max(student["seconds"] - trained, 0.0)
+
+
+def run_sweep(cfg: RunConfig, overwrite: bool = False) -> dict:
+    """Try the grid of `cfg.sweep` on validation, then run the best setting in full; return its summary.
+
+    The summary (and report) has a `sweep` section: each setting with its steps, validation accuracy
+    and seconds, or marked skipped when it did not fit `sweep.time_budget_s`.
+    """
+    if process_state().num_processes > 1:
+        raise TextDistillError("distill --sweep runs in one process (its trials are timed); run it without "
+                               "accelerate or torchrun, then launch the chosen setting on several processes")
+    run_dir = prepare_run_dir(cfg, overwrite)  # refuse a bad output_dir before the budget is spent
+    n_teacher = teacher_depth(cfg) if cfg.sweep.students else None
+    grid = sweep_grid(cfg, n_teacher)
+    budget = cfg.sweep.time_budget_s
+    trials_dir = run_dir / "sweep"
+
+    # the largest student, for a conservative estimate of a step's cost
+    probe_setting = max(grid, key=lambda s: s.layers or 0)
+    started = time.perf_counter()
+    probe = run_distill(_trial_config(cfg, probe_setting, n_teacher, trials_dir / "probe"), trial_steps=PROBE_STEPS)
+    probe_wall = time.perf_counter() - started
+    one_off = _one_off_seconds(probe)
+    spent = probe_wall - one_off
+    per_step, per_eval = _probe_rates(probe)
+    overhead = max(probe_wall - one_off - probe["student"]["seconds"], 0.0)
+    full_steps, eval_every = probe["full_steps"], probe["eval_every"]
+
+    def cost(steps: int) -> float:
+        return trial_seconds(steps, eval_every, per_step, per_eval, overhead)
+
+    steps, n_fit = plan_trials(len(grid), full_steps, cfg.sweep.min_trial_steps, budget - spent, cost)
+    log.info("sweep: %d settings; %d step(s) per trial (a full run has %d), about %.0f s each; %d fit in the "
+             "%.0f s left of the budget", len(grid), steps, full_steps, cost(steps), n_fit, budget - spent)
+    shutil.rmtree(trials_dir / "probe", ignore_errors=True)
+
+    trials, took = [], []
+    for i, setting in enumerate(grid):
+        record = {"setting": setting.label(), "layers": setting.layers, "temperature": setting.temperature,
+                  "alpha": setting.alpha, "steps": None, "validation_accuracy": None, "seconds": None}
+        estimate = max(took) if took else cost(steps)
+        if i >= n_fit or spent + estimate > budget:
+            trials.append({**record, "status": "skipped: budget"})
+            continue
+        folder = trials_dir / f"trial-{i}"
+        t0 = time.perf_counter()
+        result = run_distill(_trial_config(cfg, setting, n_teacher, folder), trial_steps=steps)
+        wall = time.perf_counter() - t0
+        took.append(wall - _one_off_seconds(result))
+        spent += took[-1]
+        one_off += _one_off_seconds(result)
+        shutil.rmtree(folder, ignore_errors=True)
+        trials.append({**record, "steps": result["student"]["steps"],
+                       "validation_accuracy": result["student"]["best_score"], "seconds": wall, "status": "ran"})
+        log.info("sweep %d/%d: %s: validation accuracy %.4f (%.0f s)", i + 1, len(grid), setting.label(),
+                 result["student"]["best_score"], wall)
+
+    ran = [i for i, t in enumerate(trials) if t["status"] == "ran"]
+    if not ran:
+        raise TextDistillError(
+            f"no sweep trial fits sweep.time_budget_s ({budget:g} s; one trial of {steps} steps takes about "
+            f"{cost(steps):.0f} s); raise the budget, lower sweep.min_trial_steps or try fewer settings")
+    best = max(ran, key=lambda i: (trials[i]["validation_accuracy"], -i))
+    record = {"time_budget_s": budget, "seconds": spent, "one_off_seconds": one_off, "steps_per_trial": steps,
+              "full_steps": full_steps, "trials": trials, "best": best}
+    log.info("sweep: best %s (validation accuracy %.4f); the full run follows", trials[best]["setting"],
+             trials[best]["validation_accuracy"])
+    return run_distill(apply_setting(cfg, grid[best], n_teacher), overwrite=True, sweep=record)
