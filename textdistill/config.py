@@ -150,8 +150,10 @@ class TeacherConfig:
         None, "Weight of each teacher for combine 'weighted': `path` first, then `extra_paths` in order."
     )
     finetune: TrainConfig = section(
-        lambda: TrainConfig(epochs=1.0, learning_rate=5e-5, warmup_ratio=0.06, freeze_embeddings=False, dropout=None),
-        "Training settings for fine-tuning the teacher.",
+        lambda: TrainConfig(epochs=1.0, learning_rate=5e-5, warmup_ratio=0.06, freeze_embeddings=False, dropout=None,
+                            mixed_precision="no"),
+        "Training settings for fine-tuning the teacher (float32 and the model's own dropout by default: the "
+        "teacher is the quality anchor and is fine-tuned once, then cached).",
     )
     batch_size: int = doc(128, "Batch size when the teacher scores data (no gradients).")
 

@@ -25,7 +25,7 @@ from textdistill.training.objectives import label_objective
 log = logging.getLogger("textdistill")
 TEACHER_INFO = "textdistill_teacher.json"
 # Bump when the fine-tuning recipe changes in a way that changes the weights it produces.
-RECIPE_VERSION = 2  # 2: bfloat16 autocast where native ('auto')
+RECIPE_VERSION = 1
 
 
 def teacher_cache_key(cfg: RunConfig, data: ClassificationData) -> str:
@@ -35,8 +35,11 @@ def teacher_cache_key(cfg: RunConfig, data: ClassificationData) -> str:
     # default) to TrainConfig does not invalidate every cached teacher; RECIPE_VERSION covers changes
     # of the defaults themselves. Display and thread settings do not change the weights.
     defaults = dataclasses.asdict(TrainConfig())
+    # Options added after recipe 1 whose fine-tuning default reproduces recipe 1 (float32, the model's
+    # own dropout) stay out of the key too, so teachers cached before they existed remain valid.
+    recipe1 = {"mixed_precision": "no", "dropout": None}
     finetune = {k: v for k, v in dataclasses.asdict(cfg.teacher.finetune).items()
-                if v != defaults[k] and k not in ("progress", "threads")}
+                if k not in ("progress", "threads") and v != recipe1.get(k, defaults[k])}
     h = hashlib.sha256()
     for f in sorted(base.iterdir()):
         if f.is_file() and (f.suffix in (".json", ".txt", ".safetensors", ".bin", ".model")):
