@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 from safetensors.torch import load_file, save_file
 
 from textdistill.cache import Field, cache_key, cached_outputs
@@ -266,8 +267,8 @@ def cached_teacher_logits(teacher: torch.nn.Module, part: Encoded, batch_size: i
     """[N, C] teacher logits (the teacher's own label order) from the cross-run cache, scoring what is missing.
 
     Keyed by the teacher folder (weights, config, tokenizer), the token ids, max_length and the scoring
-    precision; the build
-    goes in length-sorted chunks of a few batches, each one saved, so an interrupted build resumes.
+    precision; the build goes in length-sorted chunks of a few batches, each one saved, so an interrupted
+    build resumes, with a progress bar on a terminal.
     """
     n_labels = teacher.config.num_labels
     lengths = np.asarray(part.lengths, dtype=np.int64)
@@ -282,8 +283,10 @@ def cached_teacher_logits(teacher: torch.nn.Module, part: Encoded, batch_size: i
     def score(index: list[int]) -> dict[str, torch.Tensor]:
         return {"logits": predict_logits(teacher, subset(part, index), batch_size, precision=precision)}
 
-    arrays, info = cached_outputs(cache_root() / "scores" / key[:32], key, len(part), {"logits": Field((n_labels,))},
-                                  score, chunks)
+    # a bar on terminals only (tqdm's disable=None); logs and CI keep the one-line summary below
+    with tqdm(total=len(part), desc="teacher scores", unit="ex", disable=None, leave=False, mininterval=1.0) as bar:
+        arrays, info = cached_outputs(cache_root() / "scores" / key[:32], key, len(part),
+                                      {"logits": Field((n_labels,))}, score, chunks, progress=bar.update)
     log.info("teacher scores: %s (%d examples scored now)", "from the cache" if info["cached"] else "computed",
              info["computed"])
     return torch.from_numpy(np.array(arrays["logits"]))
