@@ -178,9 +178,27 @@ class StudentConfig:
         "'teacher_layers'; 1.0 keeps the whole block. Halving it cuts batch-1 latency by about a quarter.",
     )
     num_layers: int = doc(2, "Number of transformer layers, for 'shrink'.")
-    hidden_size: int | None = doc(None, "Hidden size, for 'shrink'; empty keeps the teacher's.")
-    num_heads: int | None = doc(None, "Attention heads, for 'shrink'; empty keeps the teacher's.")
+    hidden_size: int | None = doc(
+        None,
+        "Hidden (residual) size; empty keeps the teacher's. For 'shrink' any size (random init). For "
+        "'teacher_layers' at most the teacher's: the copied weights are sliced to the teacher's residual "
+        "dimensions with the largest mean |activation| on a few batches of training text (one set for all "
+        "layers; see textdistill/models/width.py).",
+    )
+    num_heads: int | None = doc(
+        None,
+        "Attention heads; must divide hidden_size. Empty: the teacher's for 'shrink'; for 'teacher_layers', "
+        "hidden_size / the teacher's head size (whole teacher heads kept, the strongest by weight magnitude). "
+        "For 'teacher_layers' at most the teacher's heads, of at most its head size.",
+    )
     intermediate_size: int | None = doc(None, "Feed-forward size, for 'shrink'; empty is 4 x hidden size.")
+    vocab: Literal["teacher", "task"] = doc(
+        "teacher",
+        "Student vocabulary: 'teacher' (the teacher's tokenizer and embedding rows) or 'task' (only the special "
+        "tokens and the tokens the teacher's tokenizer produces on the train, unlabelled and validation text; "
+        "the student gets a pruned WordPiece tokenizer that still reads raw text, unseen words fall back to "
+        "sub-pieces or [UNK]). For 'teacher_layers' and 'shrink'; WordPiece tokenizers only.",
+    )
 
 
 @dataclass
@@ -432,6 +450,12 @@ def _check_ranges(cfg: RunConfig) -> None:
     for name in ("hidden_size", "num_heads", "intermediate_size"):
         v = getattr(s, name)
         need(v is None or v >= 1, f"student.{name} must be at least 1 or empty, got {v}")
+    if s.hidden_size is not None and s.num_heads is not None:
+        need(s.hidden_size % s.num_heads == 0,
+             f"student.hidden_size {s.hidden_size} is not divisible by student.num_heads {s.num_heads}; pick sizes where it is")
+    need(s.vocab == "teacher" or s.init != "pretrained",
+         "student.vocab 'task' prunes the teacher's vocabulary, but student.init 'pretrained' brings its own "
+         "tokenizer; set student.vocab to 'teacher' or student.init to 'teacher_layers' or 'shrink'")
     t = cfg.teacher
     need("builtin" not in t.extra_paths, "teacher.extra_paths lists 'builtin'; extra teachers are fine-tuned "
          "folders (make one with textdistill teacher)")
