@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import torch
 
+from textdistill.data.classification import Encoded, bucketed_batches
 from textdistill.errors import TextDistillError
 
 _ATTN = re.compile(r"^.*\.layer\.(\d+)\.attention\.(self\.(query|key|value)|output\.dense)\.(weight|bias)$")
@@ -67,6 +68,13 @@ def student_heads(hidden: int, num_heads: int | None, t_hidden: int, t_heads: in
                                f"the teacher's {t_heads} heads of size {t_dim}: use at most {t_heads} heads of at most "
                                f"{t_dim} dimensions, or student.init 'shrink'")
     return num_heads
+
+
+def calibration_batches(part: Encoded, seed: int, batches: int = 4, batch_size: int = 32) -> list[dict[str, torch.Tensor]]:
+    """A few shuffled batches of model inputs (in the teacher's ids) to rank the residual dimensions on."""
+    inputs = ("input_ids", "attention_mask", "token_type_ids")
+    chosen = bucketed_batches(part.lengths, batch_size, seed, epoch=0)[:batches]
+    return [{k: v for k, v in part.collate(index).items() if k in inputs} for index in chosen]
 
 
 @torch.no_grad()

@@ -91,8 +91,15 @@ def markdown_report(summary: dict) -> str:
 
 
 def _extra_tables(summary: dict) -> list[tuple[str, str, list[list[str]]]]:
-    """(title, one-line introduction, rows with a header first) for the multi-teacher and sweep sections."""
+    """(title, one-line introduction, rows with a header first) for the construction, multi-teacher and sweep
+    sections."""
     out = []
+    construction = summary.get("construction")
+    if construction:
+        rows = [["step", "parameters", "weights (float32)"]]
+        rows += [[c["step"], f"{c['parameters']:,}", f"{c['disk_bytes'] / 2**20:.2f} MiB"] for c in construction]
+        out.append(("Student construction", "Parameters and weight bytes after each step of building the student "
+                    "from the teacher (a step that does not apply leaves them unchanged).", rows))
     ensemble = summary.get("teachers")
     if ensemble:
         rows = [["teacher", "weight", "test accuracy"]]
