@@ -109,6 +109,20 @@ def test_pruned_student_slices_embedding_rows_and_reads_like_the_teacher(tok):
     assert steps[-1]["parameters"] == count_parameters(student)
 
 
+def test_pruned_vocabulary_checks_and_shrink_student(tok):
+    kept = task_token_ids(tok, CORPUS)
+    small = pruned_tokenizer(tok, kept)
+    with pytest.raises(TextDistillError, match="does not match the kept teacher tokens"):
+        check_pruned_vocabulary(tok, tok, kept, len(tok))  # the teacher's own tokenizer is not the pruned one
+    with pytest.raises(TextDistillError, match="embedding has 3 rows"):
+        check_pruned_vocabulary(tok, small, kept, 3)
+    teacher = tiny_bert(len(tok), layers=2)
+    shrunk, steps = construct_student(StudentConfig(init="shrink", num_layers=1, hidden_size=16, num_heads=2), teacher,
+                                      ["neg", "pos"], 0, kept_ids=kept)
+    assert shrunk.get_input_embeddings().num_embeddings == len(kept)
+    assert [r["step"] for r in steps] == ["teacher", "smaller config, random init"]
+
+
 def test_live_teacher_reads_its_own_ids_with_a_pruned_student(tok):
     """Hidden-state matching of a student that is the whole teacher with pruned rows is exactly 0: the
     teacher saw its own ids (were it fed the student's ids, the states would differ)."""
@@ -256,7 +270,9 @@ def test_config_checks_for_the_new_fields():
 def test_distill_with_task_vocabulary_narrow_width_and_hidden_matching_then_export(tiny_overrides, tmp_path):
     from transformers import pipeline
 
+    from textdistill.pipeline.bench import run_bench
     from textdistill.pipeline.distill import run_distill
+    from textdistill.pipeline.evaluate import run_eval
     from textdistill.pipeline.export import run_export
 
     teacher_dir = tmp_path / "teacher"  # the conftest teacher's words plus some the data never uses
@@ -278,6 +294,14 @@ def test_distill_with_task_vocabulary_narrow_width_and_hidden_matching_then_expo
         model = AutoModelForSequenceClassification.from_pretrained(str(run / name))
         assert model.config.hidden_size == 16 and model.get_input_embeddings().num_embeddings == len(tok)
     assert 0 <= summary["results"]["student"]["accuracy"] <= 1
+    # eval and bench read the text through each model's own tokenizer: they reproduce the run's numbers
+    cfg = load_config(None, overrides)
+    evaluated = run_eval(cfg, run / "student", teacher=teacher_dir)
+    assert evaluated["accuracy"] == pytest.approx(summary["results"]["student"]["accuracy"])
+    assert evaluated["teacher_agreement"] == pytest.approx(summary["results"]["student"]["teacher_agreement"])
+    bench = run_bench(run, latency_examples=3, throughput_batches=1)
+    assert bench["student onnx fp32"]["accuracy"] == pytest.approx(summary["results"]["student"]["accuracy"])
+    assert bench["teacher pytorch fp32"]["accuracy"] == pytest.approx(summary["results"]["teacher"]["accuracy"])
     out = run_export(run, tmp_path / "exported")
     clf = pipeline("text-classification", model=out["output"], device=-1)
     assert clf("the film was very good and a cat")[0]["label"] in ("neg", "pos")  # 'cat' is not in its vocabulary
