@@ -267,7 +267,7 @@ def test_config_checks_for_the_new_fields():
 # ---- end to end ----------------------------------------------------------------------------------
 
 
-def test_distill_with_task_vocabulary_narrow_width_and_hidden_matching_then_export(tiny_overrides, tmp_path):
+def test_distill_with_task_vocabulary_narrow_width_and_hidden_matching_then_export(tiny_overrides, tmp_path, caplog):
     from transformers import pipeline
 
     from textdistill.pipeline.bench import run_bench
@@ -294,8 +294,21 @@ def test_distill_with_task_vocabulary_narrow_width_and_hidden_matching_then_expo
         model = AutoModelForSequenceClassification.from_pretrained(str(run / name))
         assert model.config.hidden_size == 16 and model.get_input_embeddings().num_embeddings == len(tok)
     assert 0 <= summary["results"]["student"]["accuracy"] <= 1
-    # eval and bench read the text through each model's own tokenizer: they reproduce the run's numbers
+    # the teacher-output cache was keyed by the teacher's ids: scoring the teacher-tokenised train split
+    # again (what a student.vocab 'teacher' run does) is served from the cache
+    from textdistill.data.classification import load_classification_data
+    from textdistill.pipeline.distill import cached_teacher_logits, teacher_folder_digest
+    from textdistill.pipeline.runs import encode_splits
+    from textdistill.training.precision import resolve_precision
+
     cfg = load_config(None, overrides)
+    train = encode_splits(teacher_tok, load_classification_data(cfg.data), 16, None).train
+    teacher = AutoModelForSequenceClassification.from_pretrained(str(teacher_dir)).eval()
+    caplog.clear()
+    cached_teacher_logits(teacher, train, 32, teacher_folder_digest(teacher_dir), 16,
+                          resolve_precision(cfg.train.mixed_precision))
+    assert "teacher scores: from the cache" in caplog.text
+    # eval and bench read the text through each model's own tokenizer: they reproduce the run's numbers
     evaluated = run_eval(cfg, run / "student", teacher=teacher_dir)
     assert evaluated["accuracy"] == pytest.approx(summary["results"]["student"]["accuracy"])
     assert evaluated["teacher_agreement"] == pytest.approx(summary["results"]["student"]["teacher_agreement"])
