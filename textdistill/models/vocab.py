@@ -19,7 +19,6 @@ The student trains on its own ids; the teacher keeps reading the teacher's ids (
 from __future__ import annotations
 
 import json
-import logging
 
 import torch
 from tokenizers import Tokenizer
@@ -27,8 +26,6 @@ from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from textdistill.data.classification import Encoded
 from textdistill.errors import TextDistillError
-
-log = logging.getLogger("textdistill")
 
 
 def _backend_json(tokenizer: PreTrainedTokenizerBase) -> dict:
