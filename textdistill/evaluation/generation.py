@@ -1,18 +1,15 @@
 """Evaluating generation models: held-out perplexity, teacher-student token agreement, decoded text
-(BLEU/chrF, ROUGE-L through `text_metrics`) and greedy decoding speed (through `generation_speed`).
+(BLEU/chrF, ROUGE-L) and greedy decoding speed.
 
 Perplexity and agreement are teacher-forced on the held-out references, over target tokens only
-(prompt tokens are never scored). The text metrics and speed measurements belong to
-`textdistill.evaluation.text_metrics` and `generation_speed`, imported when used.
+(prompt tokens are never scored). The metric formulas live in `textdistill.evaluation.text_metrics` and
+the timing in `generation_speed`; both are imported when used.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import time
 
-import numpy as np
 import torch
 
 from textdistill.data.classification import sequential_batches
@@ -36,10 +33,8 @@ def heldout_nll(model: torch.nn.Module, data: TokenData, batch_size: int) -> tup
 
 
 def perplexity(total_nll: float, n_tokens: int) -> float:
-    try:
-        from textdistill.evaluation import text_metrics
-    except ImportError:
-        return math.exp(total_nll / max(n_tokens, 1))
+    from textdistill.evaluation import text_metrics
+
     return float(text_metrics.perplexity(total_nll, n_tokens))
 
 
@@ -47,16 +42,16 @@ def perplexity(total_nll: float, n_tokens: int) -> float:
 def token_agreement(student: torch.nn.Module, teacher: torch.nn.Module, data: TokenData, batch_size: int,
                     shared: int) -> float:
     """Share of held-out target positions where the student's and the teacher's most likely next token
-    (over the shared ids, teacher-forced on the reference) are the same."""
-    same, count = 0, 0
+    (over the shared ids, teacher-forced on the reference) are the same (`text_metrics.token_agreement`)."""
+    from textdistill.evaluation import text_metrics
+
+    student_ids, teacher_ids = [], []
     for index in sequential_batches(data.lengths, batch_size):
         batch = data.collate(index)
         mask = batch["targets"] != IGNORE_INDEX
-        s = logits_of(student, batch)[mask][:, :shared].argmax(-1)  # [N]
-        t = logits_of(teacher, batch)[mask][:, :shared].argmax(-1)  # [N]
-        same += int((s == t).sum())
-        count += int(mask.sum())
-    return same / max(count, 1)
+        student_ids.append(logits_of(student, batch)[mask][:, :shared].argmax(-1))  # [N]
+        teacher_ids.append(logits_of(teacher, batch)[mask][:, :shared].argmax(-1))  # [N]
+    return float(text_metrics.token_agreement(torch.cat(student_ids), torch.cat(teacher_ids)))
 
 
 @torch.inference_mode()
@@ -89,52 +84,34 @@ def references(data: TokenData, tokenizer) -> list[str]:
 
 def text_scores(hyps: list[str], refs: list[str], kind: str) -> dict:
     """BLEU and chrF for parallel data, ROUGE-L for prompt/response data (via `text_metrics`)."""
+    from textdistill.evaluation import text_metrics
+
     names = {"parallel": ("bleu", "chrf"), "prompt_response": ("rouge_l",)}.get(kind, ())
-    if not names:
-        return {}
-    try:
-        from textdistill.evaluation import text_metrics
-    except ImportError:
-        log.warning("textdistill.evaluation.text_metrics is not available; %s not measured", ", ".join(names))
-        return {}
     return {name: float(getattr(text_metrics, name)(hyps, refs)) for name in names}
 
 
-@torch.inference_mode()
-def generation_speed(models: dict[str, torch.nn.Module], data: TokenData, max_new_tokens: int,
-                     prompts: int) -> dict[str, dict]:
-    """Greedy decoding of `prompts` test examples one at a time, models interleaved in one process:
-    tokens per second and median latency per example. Uses `generation_speed.measure` when that module
-    offers it, else this loop (same definition: new tokens / wall seconds, batch 1, KV cache on)."""
-    try:
-        from textdistill.evaluation import generation_speed as speed_module
-        measure = getattr(speed_module, "measure", None)
-    except ImportError:
-        measure = None
-    sample = data.subset(list(range(min(prompts, len(data)))))
-    if measure is not None:
-        try:
-            return measure(models, sample, max_new_tokens)
-        except TypeError:
-            log.warning("generation_speed.measure has another signature; timing with the built-in loop")
-    times = {name: [] for name in models}
-    tokens = {name: 0 for name in models}
-    for i in range(len(sample)):
-        batch = sample.collate([i])
-        for name, model in models.items():
-            settings = dict(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, pad_token_id=sample.pad_id)
-            start = time.perf_counter()
-            if sample.task == "seq2seq":
-                ids = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **settings)
-                new = ids.shape[1] - 1
-            else:
-                n = max(1, int(batch["prompt_length"][0]))
-                ids = model.generate(input_ids=batch["input_ids"][:, :n], attention_mask=batch["attention_mask"][:, :n],
-                                     **settings)
-                new = ids.shape[1] - n
-            times[name].append(time.perf_counter() - start)
-            tokens[name] += new
-    return {name: {"tokens_per_s": tokens[name] / max(sum(times[name]), 1e-9),
-                   "latency_p50_ms": 1000 * float(np.median(times[name])),
-                   "mean_new_tokens": tokens[name] / max(len(sample), 1), "threads": torch.get_num_threads()}
-            for name in models}
+def speed_prompts(data: TokenData, n: int, prompt_tokens: int) -> list[list[int]]:
+    """Token ids of the first `n` test prompts: the prompt of a causal-LM example (plain text: its first
+    `prompt_tokens` tokens), the source of a seq2seq one."""
+    out = []
+    for i in range(min(n, len(data))):
+        if data.task == "seq2seq":
+            out.append(data.input_ids[i])
+        else:
+            p = data.prompt_lengths[i]
+            p = p if p > 1 else min(prompt_tokens, len(data.input_ids[i]) - 1)
+            out.append(data.input_ids[i][: max(p, 1)])
+    return out
+
+
+def generation_speed(models: dict[str, torch.nn.Module], data: TokenData, max_new_tokens: int, prompts: int,
+                     prompt_tokens: int = 8) -> dict[str, dict]:
+    """Greedy decoding speed at batch 1 (`generation_speed.measure_generation_speed`: models interleaved,
+    exactly `max_new_tokens` per call): tokens per second and latency p50/p95 per call."""
+    from textdistill.evaluation.generation_speed import measure_generation_speed
+
+    ids = speed_prompts(data, prompts, prompt_tokens)
+    measured = measure_generation_speed(models, ids, data.pad_id, max_new_tokens=max_new_tokens, batch_sizes=(1,),
+                                        calls=len(ids))
+    return {name: {**m["batch_1"], "threads": torch.get_num_threads(), "new_tokens_per_call": max_new_tokens}
+            for name, m in measured.items()}

@@ -333,7 +333,7 @@ def evaluate_models(cfg: RunConfig, models: dict[str, torch.nn.Module], test: To
             r.update(gen_eval.text_scores(hyps, refs, kind))
             r["examples"] = [{"reference": ref, "output": hyp} for ref, hyp in list(zip(refs, hyps))[:3]]
         results[name] = r
-    speed = gen_eval.generation_speed(models, test, g.max_new_tokens, g.speed_prompts)
+    speed = gen_eval.generation_speed(models, test, g.max_new_tokens, g.speed_prompts, g.on_policy_prompt_tokens)
     for name in models:
         results[name].update(speed[name])
     return results
