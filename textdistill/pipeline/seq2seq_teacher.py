@@ -64,7 +64,6 @@ def new_seq2seq_model(vocab_size: int, layers: int, d_model: int, heads: int, ff
                           share_encoder_decoder_embeddings=True, tie_word_embeddings=True, scale_embedding=True)
     model = MarianMTModel(config)
     model.generation_config.num_beams = 1
-    model.generation_config.max_length = max_positions
     model.generation_config.bad_words_ids = None
     return model
 
