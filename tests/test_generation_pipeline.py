@@ -150,3 +150,36 @@ def test_shipped_generation_configs_load():
         cfg = load_config(path)
         if path.stem in ("smollm2_bible", "translation_seq2seq"):
             assert cfg.task in ("causal_lm", "seq2seq")
+
+
+def test_cli_distill_report_resume_and_export(tmp_path, llama_teacher, capsys):
+    import yaml
+
+    from textdistill import cli
+
+    files = write_corpora(tmp_path / "data", 40)
+    config = {"task": "causal_lm", "output_dir": str(tmp_path / "run"),
+              "teacher": {"path": str(llama_teacher), "batch_size": 16},
+              "generation": {"train": str(files["text"]), "loss": "jsd", "jsd_beta": 0.5, "topk": 0, "chunk_size": 4,
+                             "max_new_tokens": 6, "speed_prompts": 2, "max_eval_examples": 6, "max_length": 32,
+                             "student_layers": [5]},
+              "train": {"batch_size": 8, "max_steps": 3, "progress": False, "freeze_embeddings": False},
+              "report": {"baseline": False}}
+    path = tmp_path / "lm.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert cli.run(["-q", "distill", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "test perplexity" in out and "student (distilled)" in out
+    assert cli.run(["-q", "distill", "--resume", "--output_dir", str(tmp_path / "run")]) == 0
+    assert cli.run(["report", str(tmp_path / "run")]) == 0
+    assert cli.run(["export", str(tmp_path / "run"), "--output", str(tmp_path / "exported")]) == 0
+    assert (tmp_path / "exported" / "tokenizer.json").is_file()
+
+
+def test_topk_mode_runs_end_to_end(tmp_path, llama_teacher):
+    files = write_corpora(tmp_path / "data", 40)
+    overrides = {**FAST, "task": "causal_lm", "output_dir": str(tmp_path / "run"), "teacher.path": str(llama_teacher),
+                 "generation.train": str(files["prompt_response"]), "generation.topk": 5, "report.baseline": False}
+    summary = commands.distill(load_config(None, overrides))
+    assert (tmp_path / "cache" / "topk").is_dir()
+    assert "rouge_l" in summary["results"]["student"]  # prompt/response data is scored by ROUGE-L

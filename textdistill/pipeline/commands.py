@@ -7,9 +7,9 @@ from pathlib import Path
 
 from textdistill.config import GENERATION_TASKS, RunConfig, load_config
 from textdistill.errors import TextDistillError
-from textdistill.pipeline.bench import run_bench as bench
+from textdistill.pipeline.bench import run_bench
 from textdistill.pipeline.distill import run_distill
-from textdistill.pipeline.evaluate import run_eval as evaluate
+from textdistill.pipeline.evaluate import run_eval
 from textdistill.pipeline.export import run_export as export
 from textdistill.pipeline.sweep import run_sweep
 from textdistill.pipeline.teacher import run_teacher
@@ -57,6 +57,23 @@ def sweep(cfg: RunConfig, overwrite: bool = False) -> dict | None:
     if cfg.task in GENERATION_TASKS:
         raise TextDistillError(f"distill --sweep is for task 'classification'; task {cfg.task!r} runs without --sweep")
     return run_sweep(cfg, overwrite=overwrite)
+
+
+def evaluate(cfg: RunConfig, model, split: str = "test", teacher=None) -> dict:
+    """`eval` (classification); a generation run's test metrics are in its summary.json and report."""
+    if cfg.task in GENERATION_TASKS:
+        raise TextDistillError(f"textdistill eval is for classification; a {cfg.task} run measures its test split "
+                               "in distill (summary.json, report.md)")
+    return run_eval(cfg, model, split=split, teacher=teacher)
+
+
+def bench(run_dir: str | Path, latency_examples: int = 100, throughput_batches: int = 5) -> dict:
+    """`bench` (classification runs); generation runs time greedy decoding in distill already."""
+    summary = Path(run_dir) / "summary.json"
+    if summary.is_file() and json.loads(summary.read_text(encoding="utf-8")).get("task") in GENERATION_TASKS:
+        raise TextDistillError("textdistill bench is for classification runs; a generation run's report already has "
+                               "greedy tokens/s and latency (generation_speed)")
+    return run_bench(run_dir, latency_examples, throughput_batches)
 
 
 def demo(overrides: dict | None = None) -> dict:
