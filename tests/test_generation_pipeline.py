@@ -183,3 +183,14 @@ def test_topk_mode_runs_end_to_end(tmp_path, llama_teacher):
     summary = commands.distill(load_config(None, overrides))
     assert (tmp_path / "cache" / "topk").is_dir()
     assert "rouge_l" in summary["results"]["student"]  # prompt/response data is scored by ROUGE-L
+
+
+def test_classification_run_config_has_no_generation_section(tmp_path):
+    import yaml
+
+    from textdistill.config import save_config
+
+    save_config(load_config(None, {"data.dataset": "rotten_tomatoes"}), tmp_path / "c.yaml")
+    assert "generation" not in yaml.safe_load((tmp_path / "c.yaml").read_text())
+    save_config(load_config(None, {"task": "causal_lm", "generation.dataset": "bible_en"}), tmp_path / "g.yaml")
+    assert load_config(tmp_path / "g.yaml").generation.dataset == "bible_en"

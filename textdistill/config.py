@@ -631,7 +631,10 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8")
+    values = to_dict(cfg)
+    if cfg.task not in GENERATION_TASKS:
+        del values["generation"]  # unused by classification, whose run folders stay as they were
+    Path(path).write_text(yaml.safe_dump(values, sort_keys=False), encoding="utf-8")
 
 
 def iter_fields(cls: type = RunConfig, prefix: str = "") -> typing.Iterator[tuple[str, Any, dataclasses.Field]]:
