@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from generation_fixtures import tiny_llama, word_tokenizer, write_corpora
 from textdistill.config import load_config

@@ -29,8 +29,10 @@ LAYER_STACKS = {
     "llama": {"decoder": ("model.layers", "num_hidden_layers")},
     "mistral": {"decoder": ("model.layers", "num_hidden_layers")},
     "qwen2": {"decoder": ("model.layers", "num_hidden_layers")},
-    "bart": {"encoder": ("model.encoder.layers", "encoder_layers"), "decoder": ("model.decoder.layers", "decoder_layers")},
-    "marian": {"encoder": ("model.encoder.layers", "encoder_layers"), "decoder": ("model.decoder.layers", "decoder_layers")},
+    "bart": {"encoder": ("model.encoder.layers", "encoder_layers"),
+             "decoder": ("model.decoder.layers", "decoder_layers")},
+    "marian": {"encoder": ("model.encoder.layers", "encoder_layers"),
+               "decoder": ("model.decoder.layers", "decoder_layers")},
     "t5": {"encoder": ("encoder.block", "num_layers"), "decoder": ("decoder.block", "num_decoder_layers")},
 }
 
@@ -49,8 +51,7 @@ def load_generation_model(path: Path, task: str, role: str, trust_remote_code: b
 
 
 def layer_count(model: torch.nn.Module, stack: str) -> int:
-    prefix, field = _stacks(model)[stack]
-    return int(getattr(model.config, field))
+    return int(getattr(model.config, _stacks(model)[stack][1]))
 
 
 def _stacks(model: torch.nn.Module) -> dict[str, tuple[str, str]]:
@@ -77,8 +78,9 @@ def keep_layers(teacher: torch.nn.Module, keep: dict[str, list[int]]) -> torch.n
         n = int(getattr(teacher.config, field))
         bad = [i for i in layers if not 0 <= i < n]
         if bad:
+            field_name = "student_encoder_layers" if stack == "encoder" else "student_layers"
             raise TextDistillError(f"student layers {bad} do not exist: the teacher's {stack} has layers 0..{n - 1}; "
-                                   f"set generation.student_{'encoder_' if stack == 'encoder' else ''}layers within that range")
+                                   f"set generation.{field_name} within that range")
         setattr(config, field, len(layers))
         if stack == "decoder" and getattr(config, "layer_types", None) and teacher.config.model_type != "t5":
             config.layer_types = [teacher.config.layer_types[i] for i in layers]
