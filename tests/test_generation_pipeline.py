@@ -60,7 +60,7 @@ def test_causal_lm_end_to_end_with_resume_and_export(tmp_path, llama_teacher):
 def test_interrupted_student_resumes_to_the_same_weights(tmp_path, llama_teacher):
     files = write_corpora(tmp_path / "data", 40)
     base = {**FAST, "task": "causal_lm", "teacher.path": str(llama_teacher), "generation.train": str(files["text"]),
-            "report.baseline": False}
+            "report.baseline": False, "generation.on_policy_fraction": 0.5}  # sampled steps after the resume too
     full = commands.distill(load_config(None, {**base, "output_dir": str(tmp_path / "full")}))
     # a crash in step 5: the checkpoint of step 4 is the last one, the student phase is not finished
     from textdistill.pipeline import generation as pipeline
@@ -193,3 +193,22 @@ def test_classification_run_config_has_no_generation_section(tmp_path):
     assert "generation" not in yaml.safe_load((tmp_path / "c.yaml").read_text())
     save_config(load_config(None, {"task": "causal_lm", "generation.dataset": "bible_en"}), tmp_path / "g.yaml")
     assert load_config(tmp_path / "g.yaml").generation.dataset == "bible_en"
+
+
+def test_pretrained_student_with_another_tokenizer_is_refused_at_start_up(tmp_path, llama_teacher):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from generation_fixtures import SPECIAL, WORDS
+
+    folder = tmp_path / "other"
+    raw = Tokenizer(models.WordLevel({w: i for i, w in enumerate(SPECIAL + WORDS[::-1])}, unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="<pad>", eos_token="</s>").save_pretrained(str(folder))
+    tiny_llama(len(SPECIAL + WORDS), layers=2).save_pretrained(str(folder))
+    files = write_corpora(tmp_path / "data", 30)
+    overrides = {**FAST, "task": "causal_lm", "output_dir": str(tmp_path / "run"), "teacher.path": str(llama_teacher),
+                 "generation.train": str(files["text"]), "student.init": "pretrained", "student.path": str(folder)}
+    with pytest.raises(TextDistillError, match="tokenizers differ"):
+        commands.distill(load_config(None, overrides))
+    assert not list((tmp_path / "run" / "checkpoints").iterdir())  # refused before any training

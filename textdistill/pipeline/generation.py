@@ -77,7 +77,8 @@ def run_generation_distill(cfg: RunConfig, overwrite: bool = False, resume: bool
     if g.sequence_kd != "off":
         generated = sequence_kd_data(teacher, splits["train"], cfg, digest)
         train_set = concat(splits["train"], generated) if g.with_references else generated
-    if g.topk:
+    if g.topk:  # a copy: the baseline trains on the references without teacher tensors
+        train_set = dataclasses.replace(train_set)
         train_set.teacher_topk = cached_topk(teacher, train_set, g.topk, g.temperature, shared, digest,
                                              cfg.teacher.batch_size)
     objective = student_objective(cfg, teacher, shared, train_set, tokenizer)
