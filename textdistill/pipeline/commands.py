@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from textdistill.config import RunConfig, load_config
+from textdistill.config import GENERATION_TASKS, RunConfig, load_config
 from textdistill.errors import TextDistillError
-from textdistill.pipeline.bench import run_bench as bench
-from textdistill.pipeline.distill import run_distill as distill
-from textdistill.pipeline.evaluate import run_eval as evaluate
+from textdistill.pipeline.bench import run_bench
+from textdistill.pipeline.distill import run_distill
+from textdistill.pipeline.evaluate import run_eval
 from textdistill.pipeline.export import run_export as export
-from textdistill.pipeline.sweep import run_sweep as sweep
-from textdistill.pipeline.teacher import run_teacher as teacher
+from textdistill.pipeline.sweep import run_sweep
+from textdistill.pipeline.teacher import run_teacher
 from textdistill.report.render import summary_table, write_report
 
 __all__ = ["DEMO_DEFAULTS", "bench", "demo", "distill", "evaluate", "export", "report", "summary_text", "sweep",
@@ -20,6 +20,60 @@ __all__ = ["DEMO_DEFAULTS", "bench", "demo", "distill", "evaluate", "export", "r
 
 # The embedded default: the built-in data; every other setting is the config's default recipe.
 DEMO_DEFAULTS = {"data.dataset": "rotten_tomatoes", "output_dir": "runs/demo"}
+
+
+def distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False, **kwargs) -> dict | None:
+    """`distill`: the classification recipe (`pipeline/distill.py`), or for `task: causal_lm | seq2seq` the
+    generation recipe (`pipeline/generation.py`)."""
+    if cfg.task in GENERATION_TASKS:
+        from textdistill.pipeline.generation import run_generation_distill
+
+        return run_generation_distill(cfg, overwrite=overwrite, resume=resume)
+    return run_distill(cfg, overwrite, resume, **kwargs)
+
+
+def teacher(cfg: RunConfig, output: str | Path | None = None) -> dict:
+    """`teacher`: fine-tune a classifier teacher, or for seq2seq train the encoder-decoder teacher of
+    `teacher.path: train` (cached; copied to `output` when given)."""
+    if cfg.task == "causal_lm":
+        raise TextDistillError("textdistill teacher trains classification and seq2seq teachers; a causal_lm run uses "
+                               "teacher.path 'builtin' (SmolLM2-135M-Instruct) or a model folder")
+    if cfg.task == "seq2seq":
+        import shutil
+
+        from textdistill.data.generation import load_generation_data
+        from textdistill.pipeline.seq2seq_teacher import trained_seq2seq_teacher
+
+        folder, info = trained_seq2seq_teacher(cfg, load_generation_data(cfg.generation))
+        if output is not None:
+            shutil.copytree(folder, output, dirs_exist_ok=True)
+            folder = Path(output)
+        return {"teacher": str(folder), **info}
+    return run_teacher(cfg, output=output)
+
+
+def sweep(cfg: RunConfig, overwrite: bool = False) -> dict | None:
+    """`distill --sweep` (classification only)."""
+    if cfg.task in GENERATION_TASKS:
+        raise TextDistillError(f"distill --sweep is for task 'classification'; task {cfg.task!r} runs without --sweep")
+    return run_sweep(cfg, overwrite=overwrite)
+
+
+def evaluate(cfg: RunConfig, model, split: str = "test", teacher=None) -> dict:
+    """`eval` (classification); a generation run's test metrics are in its summary.json and report."""
+    if cfg.task in GENERATION_TASKS:
+        raise TextDistillError(f"textdistill eval is for classification; a {cfg.task} run measures its test split "
+                               "in distill (summary.json, report.md)")
+    return run_eval(cfg, model, split=split, teacher=teacher)
+
+
+def bench(run_dir: str | Path, latency_examples: int = 100, throughput_batches: int = 5) -> dict:
+    """`bench` (classification runs); generation runs time greedy decoding in distill already."""
+    summary = Path(run_dir) / "summary.json"
+    if summary.is_file() and json.loads(summary.read_text(encoding="utf-8")).get("task") in GENERATION_TASKS:
+        raise TextDistillError("textdistill bench is for classification runs; a generation run's report already has "
+                               "greedy tokens/s and latency (generation_speed)")
+    return run_bench(run_dir, latency_examples, throughput_batches)
 
 
 def demo(overrides: dict | None = None) -> dict:

@@ -29,11 +29,14 @@ from textdistill.evaluation.predict import predict_logits
 from textdistill.evaluation.speed import measure_speed
 from textdistill.models.loading import (check_same_vocabulary, load_classifier, load_tokenizer,
                                         resolve_model_dir, teacher_label_order)
-from textdistill.models.students import build_student, count_parameters
+from textdistill.models.students import construct_student, count_parameters
+from textdistill.models.vocab import (check_pruned_vocabulary, check_same_segmentation, id_map, pruned_tokenizer,
+                                      remap_encoded, task_token_ids)
+from textdistill.models.width import calibration_batches
 from textdistill.pipeline.ensemble import ExtraTeacher, combined_scores, load_extra_teachers, teacher_results
 from textdistill.pipeline.phases import finished_phase, mark_finished
-from textdistill.pipeline.runs import (apply_threads, concat, encode_splits, folder_weights_bytes, prepare_run_dir,
-                                       save_model, write_json)
+from textdistill.pipeline.runs import (EncodedSplits, apply_threads, check_max_length, concat, encode_splits,
+                                       folder_weights_bytes, prepare_run_dir, save_model, write_json)
 from textdistill.pipeline.teacher import builtin_teacher, cache_root
 from textdistill.report.render import write_report
 from textdistill.training.checkpoint import atomic_write, file_digest
@@ -81,13 +84,28 @@ def run_distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False, *
     order = teacher_label_order(teacher, data.label_names)
     extras = load_extra_teachers(cfg, data.label_names, tokenizer)
 
-    student = build_student(cfg.student, teacher, data.label_names, cfg.train.seed, cfg.trust_remote_code)
+    splits = encode_splits(tokenizer, data, cfg.data.max_length, getattr(teacher.config, "max_position_embeddings", None))
+    kept_ids = task_vocabulary(tokenizer, data) if cfg.student.vocab == "task" else None
+    calibration = None
+    if cfg.student.init == "teacher_layers" and (cfg.student.hidden_size or cfg.student.num_heads):
+        calibration = calibration_batches(splits.train, cfg.train.seed)  # ranks the teacher's residual dimensions
+
+    def new_student():  # the student and the baseline start from the same weights
+        return construct_student(cfg.student, teacher, data.label_names, cfg.train.seed, cfg.trust_remote_code,
+                                 kept_ids, calibration)
+
+    student, construction = new_student()
     student_tokenizer = tokenizer
     if cfg.student.init == "pretrained":
         student_tokenizer = load_tokenizer(Path(cfg.student.path), "student.path", cfg.trust_remote_code)
-    check_same_vocabulary(tokenizer, student_tokenizer, student.get_input_embeddings().num_embeddings)
-    model_max = min(getattr(m.config, "max_position_embeddings", 10**9) for m in (teacher, student))
-    splits = encode_splits(tokenizer, data, cfg.data.max_length, model_max)
+    if kept_ids is None:
+        check_same_vocabulary(tokenizer, student_tokenizer, student.get_input_embeddings().num_embeddings)
+    else:
+        student_tokenizer = pruned_tokenizer(tokenizer, kept_ids)
+        check_pruned_vocabulary(tokenizer, student_tokenizer, kept_ids, student.get_input_embeddings().num_embeddings)
+        log.info("student vocabulary: %d of the teacher's %d tokens (the task's text and the special tokens)",
+                 len(kept_ids), len(tokenizer))
+    check_max_length(cfg.data.max_length, getattr(student.config, "max_position_embeddings", None))
 
     # Phase 1. The teacher is frozen and in eval mode, so its logits are a pure function of the input:
     # scoring each training example once gives exactly what a call at every step would, at a fraction of the cost.
@@ -104,15 +122,18 @@ def run_distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False, *
     splits.train.teacher_logits = scores["train"]
     if splits.unlabeled is not None:
         splits.unlabeled.teacher_logits = scores["unlabeled"]
-    train_set = concat(splits.train, splits.unlabeled)
-    student_train = cfg.train
     if augmented is not None:
         augmented.teacher_logits = scores["augmented"]
+    # what the student and the baseline read: the same splits, in the student's token ids
+    own = student_splits(splits, augmented, student_tokenizer, data, cfg.data.max_length, kept_ids, len(tokenizer))
+    train_set = concat(own.train, own.unlabeled)
+    student_train = cfg.train
+    if augmented is not None:
         # Variants add data, not steps: the student keeps the baseline's optimizer steps and evaluation
         # schedule, so the comparison is at the same training budget.
         budget = total_steps(len(train_set), cfg.train)
         per_epoch = total_steps(len(train_set), dataclasses.replace(cfg.train, epochs=1.0, max_steps=None))
-        train_set = concat(train_set, augmented)
+        train_set = concat(train_set, own.augmented)
         student_train = dataclasses.replace(cfg.train, max_steps=budget, eval_every=cfg.train.eval_every or per_epoch)
     if trial_steps is not None:
         full_steps = total_steps(len(train_set), student_train)
@@ -125,8 +146,8 @@ def run_distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False, *
                 "augmented": _digest_encoded(augmented), "teacher_scores": _digest(scores)}
 
     def evaluate(m):
-        logits = predict_logits(m, splits.validation, cfg.teacher.batch_size)
-        return classification_metrics(logits.argmax(-1), splits.validation.labels, data.label_names)
+        logits = predict_logits(m, own.validation, cfg.teacher.batch_size)
+        return classification_metrics(logits.argmax(-1), own.validation.labels, data.label_names)
 
     # Phases 2 and 3: the student with the teacher, and the same student without one (same initial
     # weights, same budget, gold labels only).
@@ -145,23 +166,25 @@ def run_distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False, *
     if trial_steps is not None:
         return {"student": runs["student"], "teacher": teacher_info, "full_steps": full_steps, "eval_every": eval_every}
     if cfg.report.baseline:
-        baseline = build_student(cfg.student, teacher, data.label_names, cfg.train.seed, cfg.trust_remote_code)
+        baseline = new_student()[0]
         models["baseline"], runs["baseline"] = trained_phase(
             run_dir, "baseline", baseline, student_tokenizer, resume, cfg,
-            lambda: train(baseline, splits.train, label_objective(), cfg.train, name="baseline", run_dir=run_dir,
+            lambda: train(baseline, own.train, label_objective(), cfg.train, name="baseline", run_dir=run_dir,
                           evaluate=evaluate, resume=resume, identity=data_identity))
     if not is_main():
         return None
 
     # Phase 4: evaluation and report, on the main process.
-    test_logits = {name: predict_logits(m, splits.test, cfg.teacher.batch_size) for name, m in models.items()}
+    # each model reads the test text through its own tokenizer (the teacher's ids for the teacher)
+    test_data = {name: splits.test if name == "teacher" else own.test for name in models}
+    test_logits = {name: predict_logits(m, test_data[name], cfg.teacher.batch_size) for name, m in models.items()}
     test_logits["teacher"] = test_logits["teacher"][:, order]
     teacher_pred = test_logits["teacher"].argmax(-1)
     results = {}
     for name, logits in test_logits.items():
         results[name] = classification_metrics(logits.argmax(-1), splits.test.labels, data.label_names,
                                                None if name == "teacher" else teacher_pred)
-    speed = measure_speed(models, splits.test, cfg.report.latency_examples, cfg.report.throughput_batches)
+    speed = measure_speed(models, test_data, cfg.report.latency_examples, cfg.report.throughput_batches)
     folders = {"teacher": teacher_dir, "student": run_dir / "student", "baseline": run_dir / "baseline"}
     for name, m in models.items():
         results[name].update(speed[name])
@@ -186,6 +209,7 @@ def run_distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False, *
                   "augmented": len(augmented) if augmented is not None else 0},
         "teacher": {"path": str(teacher_dir), **teacher_info},
         "student_config": dataclasses.asdict(cfg.student),
+        "construction": construction,
         "loss": dataclasses.asdict(cfg.loss),
         "results": results,
         "runs": {k: {kk: v for kk, v in r.items() if kk != "history"} for k, r in runs.items()},
@@ -197,6 +221,44 @@ def run_distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False, *
     write_report(run_dir, summary)
     mark_finished(run_dir, "report", ["summary.json"], {})
     return summary
+
+
+def task_vocabulary(tokenizer, data) -> list[int]:
+    """Sorted teacher ids kept by student.vocab 'task': special tokens and the train, unlabelled and validation text's."""
+    kept: set[int] = set()
+    for split in (data.train, data.unlabeled, data.validation):
+        if split is not None:
+            kept.update(task_token_ids(tokenizer, split.texts, split.pairs))
+    return sorted(kept)
+
+
+@dataclasses.dataclass
+class StudentData:
+    train: Encoded
+    validation: Encoded
+    test: Encoded
+    unlabeled: Encoded | None
+    augmented: Encoded | None
+
+
+def student_splits(splits: EncodedSplits, augmented: Encoded | None, student_tokenizer, data, max_length: int,
+                   kept_ids: list[int] | None, teacher_vocab_size: int) -> StudentData:
+    """The splits in the student's token ids. With the teacher's vocabulary these are the teacher's splits.
+
+    With a pruned vocabulary, the training parts are the teacher's ids remapped (exactly what the pruned
+    tokenizer gives on that text, checked here), carrying the teacher's ids for the live teacher; validation
+    and test are the student's own tokenisation of the raw text, as it will be served.
+    """
+    if kept_ids is None:
+        return StudentData(splits.train, splits.validation, splits.test, splits.unlabeled, augmented)
+    own = encode_splits(student_tokenizer, data, max_length, None)
+    mapping = id_map(kept_ids, teacher_vocab_size, student_tokenizer.unk_token_id)
+    pad = own.train.pad_id
+    train, unlabeled = remap_encoded(splits.train, mapping, pad), remap_encoded(splits.unlabeled, mapping, pad)
+    check_same_segmentation(own.train.input_ids, train.input_ids, "train")
+    if unlabeled is not None:
+        check_same_segmentation(own.unlabeled.input_ids, unlabeled.input_ids, "unlabeled")
+    return StudentData(train, own.validation, own.test, unlabeled, remap_encoded(augmented, mapping, pad))
 
 
 def student_objective(cfg: RunConfig, student: torch.nn.Module, teacher: torch.nn.Module):

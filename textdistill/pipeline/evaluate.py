@@ -33,6 +33,10 @@ def run_eval(cfg: RunConfig, model: str | Path, split: str = "test", teacher: st
         t_folder = resolve_model_dir(str(teacher), "--teacher")
         t_model = load_classifier(t_folder, "--teacher", trust_remote_code=cfg.trust_remote_code)
         t_order = teacher_label_order(t_model, data.label_names)
-        teacher_pred = predict_logits(t_model, encoded)[:, t_order].argmax(-1)
+        # the teacher reads the text through its own tokenizer (a student may have a pruned vocabulary)
+        t_tokenizer = load_tokenizer(t_folder, "--teacher", cfg.trust_remote_code)
+        t_encoded = getattr(encode_splits(t_tokenizer, data, cfg.data.max_length,
+                                          getattr(t_model.config, "max_position_embeddings", None)), split)
+        teacher_pred = predict_logits(t_model, t_encoded)[:, t_order].argmax(-1)
     metrics = classification_metrics(pred, encoded.labels, data.label_names, teacher_pred)
     return {"model": str(folder), "split": split, **metrics}

@@ -81,6 +81,16 @@ def _logits(model, tokenizer, texts: list[str]) -> torch.Tensor:
     return model(**enc).logits  # [N, C]
 
 
+def _is_generation_folder(folder: Path) -> bool:
+    """A causal-LM or encoder-decoder folder (written by a generation run), judged by its config."""
+    import json
+
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    names = config.get("architectures") or []
+    return bool(config.get("is_encoder_decoder")) or any(n.endswith(("ForCausalLM", "LMHeadModel", "MTModel",
+                                                                     "ForConditionalGeneration")) for n in names)
+
+
 def run_export(source: str | Path, output: str | Path, overwrite: bool = False) -> dict:
     """Write the student of `source` (run folder or model folder) to `output` and verify the copy."""
     src = _source_folder(Path(source))
@@ -90,6 +100,10 @@ def run_export(source: str | Path, output: str | Path, overwrite: bool = False) 
             raise TextDistillError(f"export folder {str(out)!r} already exists; pass --overwrite or choose another --output")
         shutil.rmtree(out)
     refuse_custom_code(src, "export", trust_remote_code=False)
+    if _is_generation_folder(src):
+        from textdistill.pipeline.generation import export_generation
+
+        return export_generation(src, out)
     model = AutoModelForSequenceClassification.from_pretrained(str(src)).eval()
     tokenizer = load_tokenizer(src, "export")
     before = _logits(model, tokenizer, PROBES)

@@ -122,12 +122,16 @@ class EncodedSplits:
     unlabeled: Encoded | None
 
 
-def encode_splits(tokenizer, data: ClassificationData, max_length: int, model_max: int | None) -> EncodedSplits:
-    """Tokenise every split once per run."""
+def check_max_length(max_length: int, model_max: int | None) -> None:
     if model_max is not None and max_length > model_max:
         raise TextDistillError(
             f"data.max_length {max_length} exceeds the model's {model_max} positions; set data.max_length <= {model_max}"
         )
+
+
+def encode_splits(tokenizer, data: ClassificationData, max_length: int, model_max: int | None) -> EncodedSplits:
+    """Tokenise every split once per run."""
+    check_max_length(max_length, model_max)
 
     def enc(split, role):
         return encode(tokenizer, split, data.label_ids(split), max_length, role)
@@ -147,6 +151,9 @@ def concat(a: Encoded, b: Encoded | None) -> Encoded:
     if a.teacher_logits is None or b.teacher_logits is None:
         raise ValueError("both parts need teacher logits to be concatenated")
     types = a.token_type_ids + b.token_type_ids if a.token_type_ids and b.token_type_ids else None
+    if (a.teacher_input_ids is None) != (b.teacher_input_ids is None):
+        raise ValueError("both parts need teacher ids, or neither")
+    teacher_ids = a.teacher_input_ids + b.teacher_input_ids if a.teacher_input_ids is not None else None
     return Encoded(
         input_ids=a.input_ids + b.input_ids,
         token_type_ids=types,
@@ -154,6 +161,8 @@ def concat(a: Encoded, b: Encoded | None) -> Encoded:
         teacher_logits=torch.cat([a.teacher_logits, b.teacher_logits]),
         lengths=a.lengths + b.lengths,
         pad_id=a.pad_id,
+        teacher_input_ids=teacher_ids,
+        teacher_pad_id=a.teacher_pad_id,
     )
 
 

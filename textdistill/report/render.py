@@ -12,7 +12,12 @@ COLUMNS = ("teacher", "student", "baseline")
 TITLES = {"teacher": "teacher", "student": "student (distilled)", "baseline": "baseline (no teacher)"}
 
 
+GENERATION_TASKS = ("causal_lm", "seq2seq")
+
+
 def _rows(summary: dict) -> list[tuple[str, list[str]]]:
+    if summary.get("task") in GENERATION_TASKS:
+        return _generation_rows(summary)
     res = summary["results"]
     names = [n for n in COLUMNS if n in res]
     t = res["teacher"]
@@ -55,7 +60,68 @@ def guidance(summary: dict) -> list[str]:
     return notes
 
 
+def _generation_rows(summary: dict) -> list[tuple[str, list[str]]]:
+    """The headline table of a generation run: the same three columns, generation measures as rows."""
+    res = summary["results"]
+    names = [n for n in COLUMNS if n in res]
+    t = res["teacher"]
+
+    def each(fn, key=None):
+        return [fn(res[n]) if key is None or key in res[n] else "-" for n in names]
+
+    rows = [
+        ("test perplexity", each(lambda r: f"{r['perplexity']:.2f}")),
+        ("token agreement with teacher", each(lambda r: f"{100 * r['token_agreement']:.1f}%", "token_agreement")),
+    ]
+    for key, title in (("bleu", "BLEU"), ("chrf", "chrF"), ("rouge_l", "ROUGE-L")):
+        if key in t:
+            rows.append((title, each(lambda r, k=key: f"{r[k]:.2f}", key)))
+            rows.append((f"% of teacher {title}", each(lambda r, k=key: f"{100 * r[k] / t[k]:.1f}%" if t[k] else "-", key)))
+    rows += [
+        ("parameters", each(lambda r: f"{r['parameters'] / 1e6:.2f}M")),
+        ("size on disk", each(lambda r: f"{r['disk_bytes'] / 2**20:.1f} MiB")),
+        ("greedy tokens/s, batch 1", each(lambda r: f"{r['tokens_per_s']:.1f}")),
+        ("latency per example, p50", each(lambda r: f"{r['latency_p50_ms']:.1f} ms")),
+        ("greedy speed-up vs teacher", each(lambda r: f"{r['tokens_per_s'] / t['tokens_per_s']:.2f}x")),
+        ("training wall time", each(lambda r: f"{r['train_seconds']:.0f} s", "train_seconds")),
+    ]
+    return [("", [TITLES[n] for n in names])] + rows
+
+
+def generation_markdown(summary: dict) -> str:
+    rows = _rows(summary)
+    header, body = rows[0], rows[1:]
+    g, sizes = summary["generation"], summary["sizes"]
+    lines = [f"# textdistill report: {summary['dataset']} ({summary['task']})", ""]
+    lines.append(f"Examples: {sizes['train']} train ({sizes['train_used']} used for the student), "
+                 f"{sizes['validation']} validation, {sizes['test']} test. Teacher: `{summary['teacher']['path']}`.")
+    lines += ["", "| | " + " | ".join(header[1]) + " |", "|---" * (len(header[1]) + 1) + "|"]
+    lines += ["| " + name + " | " + " | ".join(vals) + " |" for name, vals in body]
+    threads = summary["results"]["student"].get("threads")
+    lines += ["", "Test set. Perplexity and agreement are teacher-forced on the references, target tokens only "
+                  "(agreement: same most likely next token as the teacher). Text scores are on greedy outputs. Speed: "
+                  f"greedy decoding of test prompts one at a time, KV cache on, {threads} CPU thread(s)."]
+    objective = (f"{g['ce_weight']} * CE + {g['kd_weight']} * T^2 * {g['loss']}(student, teacher), T = {g['temperature']}"
+                 + (f", top-{g['topk']} teacher" if g["topk"] else "")
+                 + (f", sequence-level targets ({g['sequence_kd']}"
+                    + (" + references" if g["with_references"] else "") + ")" if g["sequence_kd"] != "off" else "")
+                 + (f", on-policy share {g['on_policy_fraction']}" if g["on_policy_fraction"] else ""))
+    lines += ["", f"Objective: {objective}. Student: `{json.dumps(summary['student_config'])}`."]
+    lines += ["", f"Export: `{summary['export']['folder']}` reloads with max logit difference "
+                  f"{summary['export']['max_logit_difference']:.1e}."]
+    examples = [(n, r["examples"]) for n, r in summary["results"].items() if r.get("examples")]
+    if examples:
+        lines += ["", "## Examples (greedy)", ""]
+        for name, ex in examples:
+            for e in ex[:2]:
+                lines.append(f"- {TITLES.get(name, name)}: `{e['output']}` (reference: `{e['reference']}`)")
+    lines += ["", "Training curves: see report.html (data in metrics.jsonl).", ""]
+    return "\n".join(lines)
+
+
 def markdown_report(summary: dict) -> str:
+    if summary.get("task") in GENERATION_TASKS:
+        return generation_markdown(summary)
     rows = _rows(summary)
     header, body = rows[0], rows[1:]
     lines = [f"# textdistill report: {summary['dataset']}", ""]
@@ -91,8 +157,15 @@ def markdown_report(summary: dict) -> str:
 
 
 def _extra_tables(summary: dict) -> list[tuple[str, str, list[list[str]]]]:
-    """(title, one-line introduction, rows with a header first) for the multi-teacher and sweep sections."""
+    """(title, one-line introduction, rows with a header first) for the construction, multi-teacher and sweep
+    sections."""
     out = []
+    construction = summary.get("construction")
+    if construction:
+        rows = [["step", "parameters", "weights (float32)"]]
+        rows += [[c["step"], f"{c['parameters']:,}", f"{c['disk_bytes'] / 2**20:.2f} MiB"] for c in construction]
+        out.append(("Student construction", "Parameters and weight bytes after each step of building the student "
+                    "from the teacher (a step that does not apply leaves them unchanged).", rows))
     ensemble = summary.get("teachers")
     if ensemble:
         rows = [["teacher", "weight", "test accuracy"]]
@@ -169,13 +242,16 @@ def html_report(summary: dict, history: list[dict]) -> str:
     table += ["<tr><td>" + html.escape(n) + "</td>" + "".join(f"<td>{html.escape(v)}</td>" for v in vals) + "</tr>"
               for n, vals in body]
     table.append("</table>")
-    notes = "".join(f"<p><b>Note.</b> {html.escape(n)}</p>" for n in guidance(summary))
+    generation = summary.get("task") in GENERATION_TASKS
+    notes = "" if generation else "".join(f"<p><b>Note.</b> {html.escape(n)}</p>" for n in guidance(summary))
     for title, intro, rows in _extra_tables(summary):
         notes += (f"<h2>{html.escape(title)}</h2><p>{html.escape(intro)}</p><table><tr>"
                   + "".join(f"<th>{html.escape(h)}</th>" for h in rows[0]) + "</tr>"
                   + "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in rows[1:])
                   + "</table>")
-    charts = _curve_svg(history, "loss", "training loss") + _curve_svg(history, "accuracy", "validation accuracy")
+    charts = _curve_svg(history, "loss", "training loss") + (
+        _curve_svg(history, "perplexity", "validation perplexity") if generation
+        else _curve_svg(history, "accuracy", "validation accuracy"))
     style = ("body{font-family:sans-serif;max-width:900px;margin:2em auto;color:#222}"
              "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}"
              "td:first-child{text-align:left}")

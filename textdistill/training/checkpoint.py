@@ -85,7 +85,15 @@ def save_weights(model: torch.nn.Module, path: str | Path) -> None:
 
 
 def state_on_cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.detach().contiguous().cpu() for k, v in state.items()}
+    """Detached CPU copies; a tensor sharing storage with an earlier one (tied LM head and embedding) is
+    cloned, since safetensors refuses shared memory. Loading fills both names, which stay tied."""
+    out, seen = {}, set()
+    for k, v in state.items():
+        t = v.detach().contiguous().cpu()
+        ptr = t.untyped_storage().data_ptr()
+        out[k] = t.clone() if ptr in seen else t
+        seen.add(ptr)
+    return out
 
 
 def load_weights(model: torch.nn.Module, path: str | Path) -> None:

@@ -95,6 +95,14 @@ def use_eager_attention(model: torch.nn.Module) -> None:
         model.config._attn_implementation = "eager"
 
 
+def teacher_inputs(batch: dict[str, torch.Tensor], inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The student's model inputs with the teacher's token ids, when the student reads a pruned vocabulary
+    (`teacher_input_ids` in the batch: same positions, so hidden states and attentions still line up)."""
+    if "teacher_input_ids" not in batch:
+        return inputs
+    return {**inputs, "input_ids": batch["teacher_input_ids"]}
+
+
 def live_teacher_features(teacher: torch.nn.Module, inputs: dict[str, torch.Tensor], attentions: bool):
     """The frozen teacher's outputs with hidden states (and attentions): eval mode, no gradients."""
     device = inputs["input_ids"].device

@@ -7,7 +7,7 @@ import torch
 from textdistill.config import LossConfig
 from textdistill.losses import (HIDDEN_LOSSES, IGNORE_INDEX, SOFT_LOSSES, attention_forward_kl, cross_entropy,
                                 hidden_mse, masked_mean_per_example, masked_sum)
-from textdistill.training.intermediate import LayerMatch, Projections, live_teacher_features
+from textdistill.training.intermediate import LayerMatch, Projections, live_teacher_features, teacher_inputs
 from textdistill.training.loop import Batch, model_inputs
 from textdistill.training.schedules import scheduled, teacher_weights
 
@@ -45,7 +45,8 @@ def classification_objective(cfg: LossConfig, teacher: torch.nn.Module | None = 
             weights = teacher_weights(teacher_logits, cfg.soft_weighting)  # [B]
             terms["soft"] = beta * scale * (weights * soft).sum()
         if intermediate:
-            teacher_out = live_teacher_features(teacher, inputs, attentions)
+            # the teacher reads its own token ids (`teacher_input_ids` with a pruned student vocabulary)
+            teacher_out = live_teacher_features(teacher, teacher_inputs(batch, inputs), attentions)
             terms.update(intermediate_terms(cfg, out, teacher_out, inputs["attention_mask"], matches, projections))
         return terms
 

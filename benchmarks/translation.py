@@ -1,0 +1,84 @@
+"""Translation distillation (issue 4, measurement 2): an EN->ES encoder-decoder teacher trained here on the
+built-in Bible verse pairs, distilled into a student with 1 of its 6 decoder layers by token-level KD and by
+sequence-level KD (teacher's greedy outputs + references), against the same student without a teacher.
+
+Each variant is one `textdistill distill` run of configs/translation_seq2seq.yaml; the teacher is trained
+once (cached) and shared. Reported: chrF and BLEU of greedy outputs on the test verses, perplexity, and
+the greedy decoding speed-up at batch 1; then the issue's target: the best student keeps >= 95% of the
+teacher's chrF at >= 2.5x speed-up and beats the no-teacher student.
+
+    python benchmarks/translation.py --smoke        # tiny sizes: proves the path, a few minutes on a CPU
+    python benchmarks/translation.py                # the full measurement (GPU or a long CPU run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from textdistill.config import load_config
+from textdistill.pipeline import commands
+
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "translation_seq2seq.yaml"
+VARIANTS = {
+    "token-level KD": {"generation.sequence_kd": "off", "generation.with_references": False},
+    "sequence-level KD (+ references, + token KD)": {"generation.sequence_kd": "greedy",
+                                                     "generation.with_references": True},
+}
+SMOKE = {"generation.max_train_examples": 300, "generation.max_eval_examples": 16, "generation.max_length": 48,
+         "generation.max_target_length": 48, "generation.max_new_tokens": 24, "generation.speed_prompts": 4,
+         "generation.teacher_layers": 3, "generation.teacher_d_model": 64, "generation.teacher_heads": 2,
+         "generation.teacher_ffn": 128, "generation.vocab_size": 600, "generation.student_layers": [2],
+         "teacher.finetune.max_steps": 400, "teacher.finetune.epochs": 30.0, "teacher.finetune.batch_size": 16, "teacher.finetune.learning_rate": 2.0e-3,
+         "teacher.finetune.checkpoint_every": 0, "teacher.finetune.progress": False,
+         "train.max_steps": 150, "train.epochs": 10.0, "train.batch_size": 16, "train.learning_rate": 2.0e-3, "train.checkpoint_every": 0,
+         "teacher.batch_size": 32}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes (a few minutes on a CPU)")
+    parser.add_argument("--output", default="runs/bench_translation", help="folder of the runs and results.json")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = parser.parse_args()
+    out = Path(args.output)
+    base = {**(SMOKE if args.smoke else {}), "train.progress": not args.smoke}
+    if args.threads:
+        base["train.threads"] = args.threads
+    rows = {}
+    started = time.perf_counter()
+    for i, (name, settings) in enumerate(VARIANTS.items()):
+        overrides = {**base, **settings, "output_dir": str(out / f"variant{i}"), "report.baseline": i == 0}
+        summary = commands.distill(load_config(CONFIG, overrides), overwrite=True)
+        res = summary["results"]
+        if i == 0:
+            rows["teacher"] = res["teacher"]
+            rows["no-teacher student"] = res["baseline"]
+        rows[f"student: {name}"] = res["student"]
+    teacher = rows["teacher"]
+    table = ["| model | chrF | % of teacher chrF | BLEU | perplexity | parameters | greedy speed-up |",
+             "|---|---|---|---|---|---|---|"]
+    for name, r in rows.items():
+        share = 100 * r["chrf"] / teacher["chrf"] if teacher["chrf"] else float("nan")
+        table.append(f"| {name} | {r['chrf']:.2f} | {share:.1f}% | {r['bleu']:.2f} | {r['perplexity']:.2f} | "
+                     f"{r['parameters'] / 1e6:.2f}M | {r['tokens_per_s'] / teacher['tokens_per_s']:.2f}x |")
+    students = {k: r for k, r in rows.items() if k.startswith("student")}
+    best_name, best = max(students.items(), key=lambda kv: kv[1]["chrf"])
+    target = {"best_student": best_name,
+              "chrf_share_of_teacher": best["chrf"] / teacher["chrf"] if teacher["chrf"] else None,
+              "greedy_speed_up": best["tokens_per_s"] / teacher["tokens_per_s"],
+              "beats_no_teacher": best["chrf"] > rows["no-teacher student"]["chrf"]}
+    target["met"] = bool(target["chrf_share_of_teacher"] and target["chrf_share_of_teacher"] >= 0.95
+                         and target["greedy_speed_up"] >= 2.5 and target["beats_no_teacher"])
+    print("\n".join(table))
+    print("\ntarget (>= 95% of teacher chrF, >= 2.5x greedy speed-up, beats no-teacher):", json.dumps(target))
+    result = {"smoke": args.smoke, "seconds": time.perf_counter() - started, "target": target,
+              "results": {k: {kk: v for kk, v in r.items() if kk != "examples"} for k, r in rows.items()}}
+    (out / "results.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    print(f"\nruns and results.json in {out} ({result['seconds']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

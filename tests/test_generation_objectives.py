@@ -1,0 +1,222 @@
+"""Generation objectives against reference formulas; top-k, chunked, on-policy and accumulation checks."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from generation_fixtures import sentences, tiny_gpt2, tiny_llama, tiny_marian, translate, word_tokenizer
+from textdistill.config import GenerationConfig
+from textdistill.data.generation import encode_pairs
+from textdistill.losses import IGNORE_INDEX, TOKEN_LOSSES, topk_with_leftover
+from textdistill.models.generation import keep_layers
+from textdistill.training import generation as gen
+from textdistill.training.loop import accumulate_gradients, make_accelerator
+from textdistill.config import TrainConfig
+
+TOK = word_tokenizer()
+V = len(TOK)
+PAIRS = [(f"translate : {s}", translate(s)) for s in sentences(8, seed=3)]
+
+
+def setup(task="causal_lm", **settings):
+    cfg = GenerationConfig(max_new_tokens=6, **settings)
+    if task == "causal_lm":
+        teacher = tiny_llama(V, layers=4, seed=1)
+        student = tiny_llama(V, layers=2, seed=2)
+        data = encode_pairs(TOK, PAIRS, task, cfg)
+    else:
+        teacher = tiny_marian(V, layers=3, seed=1)
+        student = tiny_marian(V, layers=2, seed=2)
+        data = encode_pairs(TOK, PAIRS, task, cfg, teacher.config.decoder_start_token_id)
+    return cfg, teacher, student, data
+
+
+def reference_terms(cfg, student, teacher, batch):
+    """The objective written out: explicit softmaxes, a loop over target positions."""
+    s_logits = gen.logits_of(student, batch).double()
+    with torch.no_grad():
+        t_logits = gen.logits_of(teacher, batch).double()
+    ce, kd = 0.0, 0.0
+    T = cfg.temperature
+    for b, t in (batch["targets"] != IGNORE_INDEX).nonzero().tolist():
+        y = batch["targets"][b, t]
+        ce = ce - F.log_softmax(s_logits[b, t], -1)[y]
+        p = F.softmax(t_logits[b, t] / T, -1)
+        q = F.softmax(s_logits[b, t] / T, -1)
+        if cfg.loss == "forward_kl":
+            d = (p * (p.log() - q.log())).sum()
+        elif cfg.loss == "reverse_kl":
+            d = (q * (q.log() - p.log())).sum()
+        elif cfg.loss == "jsd":
+            m = cfg.jsd_beta * p + (1 - cfg.jsd_beta) * q
+            d = cfg.jsd_beta * (p * (p / m).log()).sum() + (1 - cfg.jsd_beta) * (q * (q / m).log()).sum()
+        elif cfg.loss == "skew_kl":
+            d = (p * (p / (cfg.skew_alpha * p + (1 - cfg.skew_alpha) * q)).log()).sum()
+        elif cfg.loss == "skew_reverse_kl":
+            d = (q * (q / (cfg.skew_alpha * q + (1 - cfg.skew_alpha) * p)).log()).sum()
+        else:
+            d = 0.5 * (p - q).abs().sum()
+        kd = kd + d
+    return cfg.ce_weight * ce, cfg.kd_weight * T**2 * kd
+
+
+@pytest.mark.parametrize("loss", sorted(TOKEN_LOSSES))
+@pytest.mark.parametrize("task", ["causal_lm", "seq2seq"])
+def test_live_objective_matches_reference_formula(loss, task):
+    cfg, teacher, student, data = setup(task, loss=loss, temperature=2.0, ce_weight=0.3, kd_weight=0.7, jsd_beta=0.3,
+                                        skew_alpha=0.2)
+    batch = data.collate([0, 1, 2])
+    terms = gen.live_teacher_objective(cfg, teacher, V)(student, batch)
+    ce, kd = reference_terms(cfg, student, teacher, batch)
+    assert terms["ce"].item() == pytest.approx(ce.item(), rel=1e-4)
+    assert terms["kd"].item() == pytest.approx(kd.item(), rel=1e-4, abs=1e-6)
+
+
+def test_forward_and_reverse_differ_and_identical_models_give_zero():
+    cfg, teacher, student, data = setup()
+    batch = data.collate([0, 1])
+    fwd = gen.live_teacher_objective(GenerationConfig(loss="forward_kl"), teacher, V)(student, batch)["kd"]
+    rev = gen.live_teacher_objective(GenerationConfig(loss="reverse_kl"), teacher, V)(student, batch)["kd"]
+    assert abs(fwd.item() - rev.item()) > 1e-6
+    same = gen.live_teacher_objective(cfg, teacher, V)(copy.deepcopy(teacher), batch)["kd"]
+    assert same.item() == pytest.approx(0.0, abs=1e-5)
+
+
+def test_loss_is_on_response_tokens_only():
+    cfg, teacher, student, data = setup()
+    for i, (prompt, response) in enumerate(PAIRS):
+        p_ids = TOK(prompt)["input_ids"]
+        assert data.labels[i][: len(p_ids)] == [IGNORE_INDEX] * len(p_ids)
+        assert data.labels[i][len(p_ids):] == TOK(" " + response)["input_ids"] + [TOK.eos_token_id]
+    batch = data.collate([0, 1])
+    assert gen.count_target_tokens(batch) == sum(len(TOK(" " + PAIRS[i][1])["input_ids"]) + 1 for i in (0, 1))
+    # changing a prompt token's target never matters: only response positions are scored
+    loss = gen.live_teacher_objective(cfg, teacher, V)(student, batch)
+    noisy = dict(batch)
+    noisy["targets"] = batch["targets"].clone()
+    noisy["targets"][batch["targets"] == IGNORE_INDEX] = IGNORE_INDEX
+    assert gen.live_teacher_objective(cfg, teacher, V)(student, noisy)["ce"].item() == pytest.approx(loss["ce"].item())
+
+
+def test_chat_template_is_honoured():
+    tok = word_tokenizer(extra=["<|user|>", "<|assistant|>", "<|end|>"])
+    tok.chat_template = ("{% for m in messages %}{{ '<|' + m['role'] + '|> ' + m['content'] + ' <|end|> ' }}{% endfor %}"
+                         "{% if add_generation_prompt %}{{ '<|assistant|> ' }}{% endif %}")
+    data = encode_pairs(tok, PAIRS[:1], "causal_lm", GenerationConfig())
+    words = tok.convert_ids_to_tokens(data.input_ids[0])
+    assert words[0] == "<|user|>" and "<|assistant|>" in words
+    start = data.prompt_lengths[0]
+    assert words[start - 1] == "<|assistant|>"  # the prompt ends with the assistant header (not scored)
+    scored = tok.convert_ids_to_tokens([t for t in data.labels[0] if t != IGNORE_INDEX])
+    assert scored[: len(PAIRS[0][1].split())] == PAIRS[0][1].split() and "<|end|>" in scored
+    plain = encode_pairs(tok, PAIRS[:1], "causal_lm", GenerationConfig(chat_template=False))
+    assert "<|assistant|>" not in tok.convert_ids_to_tokens(plain.input_ids[0])
+
+
+@pytest.mark.parametrize("loss", sorted(TOKEN_LOSSES))
+def test_chunked_equals_full_in_value_and_gradient(loss):
+    cfg, teacher, student, data = setup(loss=loss)
+    batch = data.collate([0, 1, 2])
+    grads = []
+    values = []
+    for chunk in (0, 3):
+        model = copy.deepcopy(student)
+        terms = gen.live_teacher_objective(GenerationConfig(loss=loss, chunk_size=chunk), teacher, V)(model, batch)
+        sum(terms.values()).backward()
+        values.append(terms["kd"].item())
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert values[0] == pytest.approx(values[1], rel=1e-5)
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_topk_teacher_is_exact_at_full_k_and_a_lower_bound_below():
+    cfg, teacher, student, data = setup()
+    batch = data.collate([0, 1, 2])
+    full = gen.live_teacher_objective(cfg, teacher, V)(student, batch)["kd"].item()
+    for k in (V, 8, 1):
+        with torch.no_grad():
+            top, ids, left = topk_with_leftover(gen.logits_of(teacher, batch), k, cfg.temperature)
+        topk_batch = {**batch, "teacher_top_logprobs": top, "teacher_top_ids": ids, "teacher_leftover": left}
+        value = gen.cached_topk_objective(cfg, V)(student, topk_batch)["kd"].item()
+        if k == V:
+            assert value == pytest.approx(full, rel=1e-4)
+        else:
+            assert value <= full + 1e-5
+
+
+def test_on_policy_fraction_is_honoured():
+    for fraction in (0.0, 0.25, 0.5, 1 / 3, 1.0):
+        chosen = [gen.on_policy_step(s, fraction) for s in range(120)]
+        assert sum(chosen) == int(120 * fraction + 1e-9)
+    cfg, teacher, student, data = setup(on_policy_fraction=0.5, kd_weight=1.0)
+    calls = []
+    off = gen.live_teacher_objective(cfg, teacher, V)
+    objective = gen.on_policy_objective(cfg, teacher, V, lambda *a: calls.append("off") or off(*a), 10,
+                                        "causal_lm", data.pad_id, TOK.eos_token_id)
+    batch = data.collate([0, 1])
+    kinds = [sorted(objective(student, batch, step / 10)) for step in range(10)]
+    assert calls == ["off"] * 5
+    assert kinds.count(["kd_on_policy"]) == 5
+
+
+@pytest.mark.parametrize("task", ["causal_lm", "seq2seq"])
+def test_student_samples_are_well_formed(task):
+    cfg, teacher, student, data = setup(task)
+    batch = data.collate([0, 1, 2])
+    sampled = gen.student_samples(student, batch, cfg, task, data.pad_id, TOK.eos_token_id)
+    targets = sampled["targets"]
+    assert 0 < gen.count_target_tokens(sampled) <= 3 * cfg.max_new_tokens
+    logits = gen.logits_of(student, sampled)
+    assert logits.shape[:2] == targets.shape and torch.isfinite(logits).all()
+    if task == "causal_lm":  # prompts are left-padded to width P; the first target is the token at P
+        width = int(gen.prompt_lengths(batch, cfg).max())
+        assert (targets[:, : width - 1] == IGNORE_INDEX).all()
+        assert (targets[:, width - 1] != IGNORE_INDEX).all()
+
+
+def test_one_step_moves_the_student_not_the_teacher():
+    cfg, teacher, student, data = setup()
+    before_t = {k: v.clone() for k, v in teacher.state_dict().items()}
+    before_s = {k: v.clone() for k, v in student.state_dict().items()}
+    teacher.requires_grad_(False)
+    student.train()
+    optimizer = torch.optim.SGD(student.parameters(), lr=0.1)
+    sum(gen.live_teacher_objective(cfg, teacher, V)(student, data.collate([0, 1])).values()).backward()
+    optimizer.step()
+    assert all(torch.equal(before_t[k], v) for k, v in teacher.state_dict().items())
+    assert all(p.grad is None for p in teacher.parameters())
+    assert any(not torch.equal(before_s[k], v) for k, v in student.state_dict().items())
+
+
+def test_gradient_accumulation_equals_one_batch():
+    cfg, teacher, student, data = setup()
+    objective = gen.live_teacher_objective(cfg, teacher, V)
+    accelerator = make_accelerator(TrainConfig(mixed_precision="no"))
+    grads = []
+    for groups in ([[0, 1, 2, 3]], [[0, 1], [2, 3]], [[0], [1, 2, 3]]):
+        model = copy.deepcopy(student)
+        accumulate_gradients(model, [data.collate(g) for g in groups], objective, accelerator,
+                             count=gen.count_target_tokens)
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert torch.allclose(grads[0], grads[1], atol=1e-6) and torch.allclose(grads[0], grads[2], atol=1e-6)
+
+
+def test_all_masked_batch_gives_zero_not_nan():
+    cfg, teacher, student, data = setup()
+    batch = data.collate([0, 1])
+    batch["targets"] = torch.full_like(batch["targets"], IGNORE_INDEX)
+    terms = gen.live_teacher_objective(cfg, teacher, V)(student, batch)
+    assert all(v.item() == 0.0 for v in terms.values())
+
+
+def test_gpt2_student_from_layers_trains():
+    teacher = tiny_gpt2(V, layers=4)
+    student = keep_layers(teacher, {"decoder": [1, 3]})
+    cfg = GenerationConfig(loss="reverse_kl")
+    data = encode_pairs(TOK, PAIRS, "causal_lm", cfg)
+    terms = gen.live_teacher_objective(cfg, teacher, V)(student, data.collate([0, 1]))
+    assert torch.isfinite(sum(terms.values()))

@@ -1,0 +1,119 @@
+"""`teacher.path: train` for seq2seq: an encoder-decoder teacher trained from scratch on the run's data.
+
+A shared source/target BPE tokenizer is trained on the training pairs with the `tokenizers` library,
+a Marian-style encoder-decoder (`generation.teacher_*` sizes) is trained with cross-entropy through the
+ordinary training loop (`teacher.finetune` settings), and the result is a plain Hugging Face folder,
+cached across runs under a key of the data and the settings (like the classification teacher), so the
+student runs of a benchmark share one teacher.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from textdistill.cache import cache_root
+from textdistill.config import RunConfig
+from textdistill.data.generation import GenerationData, encode_pairs
+from textdistill.pipeline.runs import save_model, write_json
+from textdistill.training.checkpoint import digest_problem, file_digest
+from textdistill.training.generation import count_target_tokens, label_objective
+from textdistill.training.loop import train
+
+log = logging.getLogger("textdistill")
+TEACHER_INFO = "textdistill_teacher.json"
+RECIPE_VERSION = 1
+SPECIAL = ["<pad>", "</s>", "<unk>", "<s>"]  # ids 0..3; Marian starts decoding with the pad id
+
+
+def train_tokenizer(texts: list[str], vocab_size: int):
+    """A byte-level-free BPE tokenizer (Metaspace, so decoding restores spaces) whose encodings end with </s>."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL,
+                                                       show_progress=False))
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
+                                                       special_tokens=[("</s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
+                                   bos_token="<s>", model_max_length=1024)
+
+
+def new_seq2seq_model(vocab_size: int, layers: int, d_model: int, heads: int, ffn: int, max_positions: int,
+                      decoder_layers: int | None = None, seed: int = 0):
+    """A randomly initialised Marian encoder-decoder with shared, tied embeddings (pad 0, </s> 1)."""
+    from transformers import MarianConfig, MarianMTModel
+
+    torch.manual_seed(seed)
+    config = MarianConfig(vocab_size=vocab_size, decoder_vocab_size=vocab_size, d_model=d_model,
+                          encoder_layers=layers, decoder_layers=decoder_layers or layers,
+                          encoder_attention_heads=heads, decoder_attention_heads=heads, encoder_ffn_dim=ffn,
+                          decoder_ffn_dim=ffn, max_position_embeddings=max_positions, pad_token_id=0,
+                          eos_token_id=1, decoder_start_token_id=0, forced_eos_token_id=1, dropout=0.1,
+                          share_encoder_decoder_embeddings=True, tie_word_embeddings=True, scale_embedding=True)
+    model = MarianMTModel(config)
+    model.generation_config.num_beams = 1
+    model.generation_config.bad_words_ids = None
+    return model
+
+
+def teacher_key(cfg: RunConfig, data: GenerationData) -> str:
+    g = cfg.generation
+    settings = {k: getattr(g, k) for k in ("teacher_layers", "teacher_d_model", "teacher_heads", "teacher_ffn",
+                                           "vocab_size", "max_length", "max_target_length")}
+    finetune = {k: v for k, v in dataclasses.asdict(cfg.teacher.finetune).items() if k not in ("progress", "threads")}
+    payload = {"recipe": RECIPE_VERSION, "settings": settings, "finetune": finetune, "train": data.train,
+               "validation": data.validation}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def trained_seq2seq_teacher(cfg: RunConfig, data: GenerationData, resume: bool = False) -> tuple[Path, dict]:
+    """The teacher folder for this data and these settings: trained once, then read from the cache."""
+    folder = cache_root() / "gen_teachers" / teacher_key(cfg, data)
+    info_path = folder / TEACHER_INFO
+    if info_path.is_file():
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+        if digest_problem(folder, {"model.safetensors": info.get("weights_sha256", "")}) is None:
+            log.info("teacher: using the cached seq2seq teacher %s", folder)
+            return folder, {**info, "cached": True}
+        info_path.unlink()
+    g = cfg.generation
+    started = time.perf_counter()
+    tokenizer = train_tokenizer([t for pair in data.train for t in pair], g.vocab_size)
+    model = new_seq2seq_model(len(tokenizer), g.teacher_layers, g.teacher_d_model, g.teacher_heads, g.teacher_ffn,
+                              max(g.max_length, g.max_target_length) + 2, seed=cfg.teacher.finetune.seed)
+    train_set = encode_pairs(tokenizer, data.train, "seq2seq", g, model.config.decoder_start_token_id)
+    validation = encode_pairs(tokenizer, data.validation, "seq2seq", g, model.config.decoder_start_token_id)
+    work = folder.with_name(folder.name + ".work")
+    if not resume:
+        shutil.rmtree(work, ignore_errors=True)
+    (work / "checkpoints").mkdir(parents=True, exist_ok=True)
+    from textdistill.evaluation.generation import heldout_nll
+
+    def evaluate(m):
+        nll, n = heldout_nll(m, validation, cfg.teacher.batch_size)
+        return {"neg_loss": -nll / max(n, 1)}
+
+    log.info("teacher: training a %d-layer encoder-decoder from scratch (cached afterwards at %s)",
+             g.teacher_layers, folder)
+    result = train(model, train_set, label_objective(), cfg.teacher.finetune, name="teacher", run_dir=work,
+                   evaluate=evaluate, metric="neg_loss", count=count_target_tokens, resume=resume)
+    save_model(model, tokenizer, folder)
+    info = {"base": "trained here (teacher.path 'train')", "train_seconds": result.seconds, "steps": result.steps,
+            "validation_loss": -result.best_score if result.best_score is not None else None,
+            "weights_sha256": file_digest(folder / "model.safetensors"),
+            "wall_seconds": time.perf_counter() - started}
+    write_json(info_path, info)  # written last: its presence marks a complete teacher
+    shutil.rmtree(work, ignore_errors=True)
+    return folder, {**info, "cached": False}

@@ -1,0 +1,209 @@
+"""Objectives for generation distillation: one function per way of producing the teacher signal.
+
+Every objective returns per-term **sums over target tokens** (`targets != -100`); the training loop
+divides by the step's token count (`count_target_tokens`), so gradient accumulation is exact. The
+terms are the same for every producer:
+
+    ce = ce_weight * sum_t CE(student_t, y_t)
+    kd = kd_weight * T^2 * sum_t D(student_t, teacher_t)      D = generation.loss (losses.TOKEN_LOSSES)
+
+Teacher-signal producers:
+- `live_teacher_objective`: the teacher's full distribution, computed on the batch at every step
+  (word-level KD; on sequence-KD data this is Kim & Rush's word + sequence combination).
+- `cached_topk_objective`: the teacher's top-k log-probs + leftover mass, cached on disk beforehand
+  (`losses.forward_kl_topk`, a lower bound of the full forward KL).
+- `on_policy_objective`: for a configured share of steps the batch is replaced by the student's own
+  samples (no gradient through sampling), scored token by token by the live teacher (GKD).
+- `label_objective`: cross-entropy only (the no-teacher baseline; training a seq2seq teacher).
+Sequence-level targets (Kim & Rush 2016) are produced by `teacher_generate` before training.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from textdistill.config import GenerationConfig
+from textdistill.losses import IGNORE_INDEX, TOKEN_LOSSES, chunked, cross_entropy, forward_kl_topk, masked_sum
+
+Batch = dict[str, torch.Tensor]
+FORWARD_KEYS = ("input_ids", "attention_mask", "decoder_input_ids", "decoder_attention_mask", "position_ids")
+
+
+def count_target_tokens(batch: Batch) -> int:
+    """The unit of normalisation for generation: one per predicted token."""
+    return int((batch["targets"] != IGNORE_INDEX).sum())
+
+
+def logits_of(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    """`[B, T, V]` logits aligned with `batch['targets']` (causal LM or encoder-decoder)."""
+    return model(**{k: batch[k] for k in FORWARD_KEYS if k in batch}, use_cache=False).logits
+
+
+def divergence(cfg: GenerationConfig, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """`cfg.loss` per position, `[N, V], [N, V] -> [N]`, `cfg.chunk_size` positions at a time when set."""
+    loss_fn = TOKEN_LOSSES[cfg.loss]
+    kwargs = {"temperature": cfg.temperature}
+    if cfg.loss == "jsd":
+        kwargs["beta"] = cfg.jsd_beta
+    elif cfg.loss in ("skew_kl", "skew_reverse_kl"):
+        kwargs["alpha"] = cfg.skew_alpha
+    if cfg.chunk_size:
+        return chunked(loss_fn, student_logits, teacher_logits, cfg.chunk_size, **kwargs)
+    return loss_fn(student_logits, teacher_logits, **kwargs)
+
+
+def token_terms(cfg: GenerationConfig, student_logits: torch.Tensor, targets: torch.Tensor,
+                teacher_divergence: torch.Tensor | None, ce_weight: float | None = None) -> dict[str, torch.Tensor]:
+    """The summed `ce` and `kd` terms. `student_logits [B, T, V]`, `targets [B, T]`, `teacher_divergence [N]`
+    over the N positions where `targets != -100` (row-major order), or None for CE only."""
+    ce_weight = cfg.ce_weight if ce_weight is None else ce_weight
+    terms = {}
+    if ce_weight > 0:
+        terms["ce"] = ce_weight * masked_sum(cross_entropy(student_logits, targets), targets != IGNORE_INDEX)
+    if teacher_divergence is not None and cfg.kd_weight > 0:
+        terms["kd"] = cfg.kd_weight * cfg.temperature**2 * teacher_divergence.sum()
+    return terms
+
+
+def live_teacher_objective(cfg: GenerationConfig, teacher: torch.nn.Module, shared: int):
+    """Token-level KD against the teacher's full distribution, scored on the batch at each step.
+
+    Only the N target positions are compared, `shared` token ids wide (padding rows dropped)."""
+
+    def objective(student: torch.nn.Module, batch: Batch, progress: float = 0.0) -> dict[str, torch.Tensor]:
+        student_logits = logits_of(student, batch)  # [B, T, V_s]
+        mask = batch["targets"] != IGNORE_INDEX  # [B, T]
+        with torch.no_grad():
+            teacher_logits = logits_of(teacher, batch)[mask][:, :shared]  # [N, shared]
+        kd = divergence(cfg, student_logits[mask][:, :shared], teacher_logits) if cfg.kd_weight > 0 else None
+        return token_terms(cfg, student_logits, batch["targets"], kd)
+
+    return objective
+
+
+def cached_topk_objective(cfg: GenerationConfig, shared: int):
+    """Token-level forward KL against the cached top-k teacher (`teacher_top_logprobs [B, T, k]`,
+    `teacher_top_ids [B, T, k]`, `teacher_leftover [B, T]` in the batch): KL(p' || q') over k ids + one
+    bucket, never above the full forward KL (docs/generation.md)."""
+
+    def objective(student: torch.nn.Module, batch: Batch, progress: float = 0.0) -> dict[str, torch.Tensor]:
+        student_logits = logits_of(student, batch)  # [B, T, V_s]
+        mask = batch["targets"] != IGNORE_INDEX
+        kd = None
+        if cfg.kd_weight > 0:
+            s = student_logits[mask][:, :shared]  # [N, shared]
+            top, ids, left = (batch["teacher_top_logprobs"][mask], batch["teacher_top_ids"][mask].long(),
+                              batch["teacher_leftover"][mask])  # [N, k], [N, k], [N]
+            kd = forward_kl_topk(s, top, ids, left, cfg.temperature)
+        return token_terms(cfg, student_logits, batch["targets"], kd)
+
+    return objective
+
+
+def label_objective():
+    """Cross-entropy on the targets only: the no-teacher baseline, or training a teacher."""
+
+    def objective(model: torch.nn.Module, batch: Batch, progress: float = 0.0) -> dict[str, torch.Tensor]:
+        logits = logits_of(model, batch)  # [B, T, V]
+        targets = batch["targets"]
+        return {"ce": masked_sum(cross_entropy(logits, targets), targets != IGNORE_INDEX)}
+
+    return objective
+
+
+def on_policy_step(step_index: int, fraction: float) -> bool:
+    """Whether optimizer step `step_index` (0-based) is on-policy: exactly floor(n * fraction) of the first
+    n steps are, spread evenly, and the choice depends on the step alone (so a resumed run repeats it)."""
+    return math.floor((step_index + 1) * fraction) > math.floor(step_index * fraction)
+
+
+def on_policy_objective(cfg: GenerationConfig, teacher: torch.nn.Module, shared: int, off_policy,
+                        total_steps: int, task: str, pad_id: int, eos_id: int | None):
+    """GKD (Agarwal et al. 2024, https://arxiv.org/abs/2306.13649): on a `cfg.on_policy_fraction` share of
+    steps, the student samples responses to the batch's prompts (no gradient), the live teacher scores
+    them, and the loss is kd_weight * T^2 * D(student, teacher) on the sampled tokens (no CE: a sample has no
+    reference). Other steps run `off_policy`.
+
+    The loop normalises by the batch's reference token count; a sampled batch has its own count, so its sum
+    is rescaled to (mean over sampled tokens) x (reference tokens): each micro-batch keeps its weight.
+    """
+    def objective(student: torch.nn.Module, batch: Batch, progress: float = 0.0) -> dict[str, torch.Tensor]:
+        if not on_policy_step(round(progress * total_steps), cfg.on_policy_fraction):
+            return off_policy(student, batch, progress)
+        sampled = student_samples(student, batch, cfg, task, pad_id, eos_id)
+        student_logits = logits_of(student, sampled)
+        mask = sampled["targets"] != IGNORE_INDEX
+        with torch.no_grad():
+            teacher_logits = logits_of(teacher, sampled)[mask][:, :shared]
+        kd = divergence(cfg, student_logits[mask][:, :shared], teacher_logits)  # [N]
+        scale = (batch["targets"] != IGNORE_INDEX).sum() / mask.sum().clamp(min=1)
+        return {"kd_on_policy": cfg.kd_weight * cfg.temperature**2 * kd.sum() * scale}
+
+    return objective
+
+
+def prompt_lengths(batch: Batch, cfg: GenerationConfig) -> torch.Tensor:
+    """Prompt tokens per causal-LM example; plain text (no prompt) uses its first `on_policy_prompt_tokens`."""
+    lengths = batch["attention_mask"].sum(-1)  # [B]
+    own = batch["prompt_length"]
+    fallback = torch.minimum(torch.full_like(lengths, cfg.on_policy_prompt_tokens), (lengths - 1).clamp(min=1))
+    return torch.where(own > 1, own, fallback)
+
+
+@torch.no_grad()
+def student_samples(model: torch.nn.Module, batch: Batch, cfg: GenerationConfig, task: str, pad_id: int,
+                    eos_id: int | None, do_sample: bool = True, num_beams: int = 1) -> Batch:
+    """A batch of the model's own continuations of the batch's prompts (sources), laid out like the data's
+    batches (`targets` = generated tokens up to and including EOS, -100 elsewhere)."""
+    model = getattr(model, "module", model)  # generate lives on the unwrapped model
+    was_training = model.training
+    model.eval()
+    settings = dict(max_new_tokens=cfg.max_new_tokens, do_sample=do_sample, num_beams=num_beams, pad_token_id=pad_id,
+                    eos_token_id=eos_id, use_cache=True)
+    if do_sample:
+        settings.update(temperature=cfg.sample_temperature, top_k=0, top_p=1.0)
+    try:
+        if task == "seq2seq":
+            out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **settings)
+            generated = out[:, 1:]  # [B, N] without the decoder start token
+            valid = _until_eos(generated, eos_id, pad_id)
+            targets = generated.masked_fill(~valid, IGNORE_INDEX)
+            return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
+                    "decoder_input_ids": out[:, :-1],
+                    "decoder_attention_mask": torch.cat([torch.ones_like(valid[:, :1]), valid[:, :-1]], 1).long(),
+                    "targets": targets}
+        prompts = left_padded_prompts(batch, prompt_lengths(batch, cfg), pad_id)
+        out = model.generate(**prompts, **settings)  # [B, P + N]
+        width = prompts["input_ids"].shape[1]
+        valid = _until_eos(out[:, width:], eos_id, pad_id)  # [B, N]
+        attention = torch.cat([prompts["attention_mask"].bool(), valid], 1)  # [B, P + N]
+        # logit t predicts token t + 1: targets are the generated tokens, shifted one to the left
+        wanted = torch.cat([torch.zeros_like(prompts["attention_mask"], dtype=torch.bool), valid], 1)[:, 1:]
+        targets = torch.cat([out[:, 1:].masked_fill(~wanted, IGNORE_INDEX),
+                             torch.full_like(out[:, :1], IGNORE_INDEX)], 1)
+        return {"input_ids": out.masked_fill(~attention, pad_id), "attention_mask": attention.long(),
+                "position_ids": (attention.long().cumsum(-1) - 1).clamp(min=0), "targets": targets}
+    finally:
+        model.train(was_training)
+
+
+def left_padded_prompts(batch: Batch, lengths: torch.Tensor, pad_id: int) -> Batch:
+    """The first `lengths[b]` tokens of each row, left-padded (what batched generation needs)."""
+    width = int(lengths.max())
+    ids = torch.full((len(lengths), width), pad_id, dtype=torch.long, device=lengths.device)
+    mask = torch.zeros_like(ids)
+    for b, n in enumerate(lengths.tolist()):
+        ids[b, width - n:] = batch["input_ids"][b, :n]
+        mask[b, width - n:] = 1
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def _until_eos(generated: torch.Tensor, eos_id: int | None, pad_id: int) -> torch.Tensor:
+    """`[B, N]` bool: tokens up to and including the first EOS (all tokens when there is none)."""
+    if eos_id is None:
+        return torch.ones_like(generated, dtype=torch.bool)
+    is_eos = (generated == eos_id).long()
+    before = is_eos.cumsum(-1) - is_eos  # EOS seen strictly before this position
+    return before == 0
