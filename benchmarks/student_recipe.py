@@ -11,9 +11,14 @@ baseline accuracy, retention (student / teacher), student minus baseline, parame
 and batch-1 CPU speed-up; the bars of the issue are printed beside the values, never asserted.
 
 With `--ablation`, the recipe is rebuilt one method at a time (each row adds to the one above):
-logits only (no augmentation, no matching, constant schedule), + intermediate layers (hidden-state MSE
-on the uniform layer map), + augmentation (teacher-labelled token variants), + schedules (temperature
-4 -> 1 linear, soft term weighted by the teacher's confidence).
+logits only (no augmentation, no matching, constant temperature 2, no confidence weighting),
++ intermediate layers (hidden-state MSE on the uniform layer map), + augmentation (teacher-labelled token
+variants), + schedules (temperature 4 -> 1 linear, soft term weighted by the teacher's confidence): the
+last row is the default recipe itself, and reuses its runs. The student's construction (layers, width,
+vocabulary) and training budget are the config's in every row.
+
+A run whose folder already holds a summary.json of the same command is reused, not repeated
+(`--fresh` repeats it).
 """
 
 from __future__ import annotations
@@ -26,22 +31,30 @@ import sys
 import time
 from pathlib import Path
 
+CONSTANT = ["--loss.schedule", "constant", "--loss.temperature", "2", "--loss.temperature_end", "2",
+            "--loss.soft_weighting", "none"]
 ABLATION = {
-    "logits only": ["--data.augment_copies", "0", "--loss.hidden_loss", "none", "--loss.schedule", "constant"],
-    "+ intermediate layers": ["--data.augment_copies", "0", "--loss.hidden_loss", "mse", "--loss.schedule", "constant"],
-    "+ augmentation": ["--data.augment_copies", "1", "--loss.hidden_loss", "mse", "--loss.schedule", "constant"],
-    "+ schedules": ["--data.augment_copies", "1", "--loss.hidden_loss", "mse", "--loss.schedule", "linear",
-                    "--loss.temperature", "4", "--loss.temperature_end", "1", "--loss.soft_weighting", "confidence"],
+    "logits only": ["--data.augment_copies", "0", "--loss.hidden_loss", "none", *CONSTANT],
+    "+ intermediate layers": ["--data.augment_copies", "0", "--loss.hidden_loss", "mse", *CONSTANT],
+    "+ augmentation": ["--data.augment_copies", "1", "--loss.hidden_loss", "mse", *CONSTANT],
+    "+ schedules": [],  # the default recipe
 }
+RECIPE = "default recipe"
 
 
-def run(config: str, output: Path, flags: list[str]) -> tuple[dict, float]:
+def run(config: str, output: Path, flags: list[str], fresh: bool) -> tuple[dict, float]:
     cmd = [sys.executable, "-m", "textdistill", "-q", "distill", "--config", config, "--output_dir", str(output),
            "--overwrite", "--train.progress", "false", *flags]
+    done = output / "summary.json"
+    stamp = output.parent / f"{output.name}.command.json"
+    if not fresh and done.is_file() and stamp.is_file() and json.loads(stamp.read_text(encoding="utf-8"))["cmd"] == cmd[1:]:
+        previous = json.loads(stamp.read_text(encoding="utf-8"))
+        return json.loads(done.read_text(encoding="utf-8"))["results"], previous["seconds"]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
-    return json.loads((output / "summary.json").read_text(encoding="utf-8"))["results"], seconds
+    stamp.write_text(json.dumps({"cmd": cmd[1:], "seconds": seconds}), encoding="utf-8")
+    return json.loads(done.read_text(encoding="utf-8"))["results"], seconds
 
 
 def measures(r: dict) -> dict[str, float]:
@@ -67,14 +80,16 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--output", type=Path, default=Path("runs/student_recipe"))
     ap.add_argument("--ablation", action="store_true", help="the method-by-method table instead of the recipe")
+    ap.add_argument("--fresh", action="store_true", help="repeat runs whose results are already there")
     args, extra = ap.parse_known_args()
     name = Path(args.config).stem
-    variants = ABLATION if args.ablation else {"default recipe": []}
+    variants = ABLATION if args.ablation else {RECIPE: []}
     for variant, flags in variants.items():
         rows = []
         for seed in args.seeds:
-            folder = args.output / name / variant.replace(" ", "_").replace("+", "plus") / f"seed{seed}"
-            results, seconds = run(args.config, folder, [*flags, "--train.seed", str(seed), *extra])
+            label = variant if flags or not args.ablation else RECIPE
+            folder = args.output / name / label.replace(" ", "_").replace("+", "plus") / f"seed{seed}"
+            results, seconds = run(args.config, folder, [*flags, "--train.seed", str(seed), *extra], args.fresh)
             rows.append(measures(results))
             print(f"{variant} seed {seed}: " + ", ".join(f"{k} {v:.2f}" for k, v in rows[-1].items())
                   + f", wall {seconds:.0f} s", flush=True)

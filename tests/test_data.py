@@ -4,10 +4,12 @@ import json
 
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from conftest import synthetic_frame
 from textdistill.config import DataConfig
-from textdistill.data.classification import bucketed_batches, load_classification_data
+from textdistill.data.classification import bucketed_batches, load_classification_data, sequential_batches
 from textdistill.errors import TextDistillError
 
 
@@ -220,3 +222,15 @@ def test_bbc_news_builtin_sorted_labels():
         from textdistill.config import DataConfig
         from textdistill.data.classification import load_classification_data
         load_classification_data(DataConfig(dataset="bbc_news", use_builtin_unlabeled=True))
+
+
+@given(st.lists(st.integers(1, 300), min_size=1, max_size=200), st.integers(1, 64), st.sampled_from([None, 64, 4096]))
+def test_inference_batches_cover_every_example_once_within_both_limits(lengths, batch_size, max_tokens):
+    batches = sequential_batches(lengths, batch_size, max_tokens)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    flat = [lengths[i] for b in batches for i in b]
+    assert flat == sorted(flat)  # length-sorted: little padding
+    for b in batches:
+        assert 1 <= len(b) <= batch_size
+        if max_tokens is not None and len(b) > 1:
+            assert len(b) * max(lengths[i] for i in b) <= max_tokens

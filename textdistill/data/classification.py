@@ -246,10 +246,24 @@ def bucketed_batches(lengths: list[int], batch_size: int, seed: int, epoch: int,
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def sequential_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
-    """Batches for inference: sorted by length (little padding); callers restore the original order."""
+# Padded tokens per inference batch at most. On a CPU, batches past a few thousand tokens run slower per
+# token (measured: 2-thread bfloat16 MiniLM forward at 128 tokens per text, 13.9k tokens/s at 32 texts per
+# batch against 11-12k at 128); short texts still fill `batch_size`.
+INFERENCE_TOKENS = 4096
+
+
+def sequential_batches(lengths: list[int], batch_size: int, max_tokens: int | None = INFERENCE_TOKENS) -> list[list[int]]:
+    """Batches for inference: sorted by length (little padding), each of at most `batch_size` examples and
+    `max_tokens` padded tokens (never fewer than one example); callers restore the original order."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    batches: list[list[int]] = []
+    for i in order:  # ascending lengths: the newest example sets the batch's padded length
+        if batches and len(batches[-1]) < batch_size and (
+                max_tokens is None or (len(batches[-1]) + 1) * max(lengths[i], 1) <= max_tokens):
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
 
 
 def steps_per_epoch(n_examples: int, batch_size: int, grad_accum_steps: int) -> int:
