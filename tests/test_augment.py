@@ -62,3 +62,53 @@ def test_augmented_run_trains_the_baseline_budget_on_more_data(tiny_overrides):
     evals = {r: [h["step"] for h in history if h["run"] == r and h.get("split") == "validation"]
              for r in ("student", "baseline")}
     assert evals["student"] == evals["baseline"]  # same evaluation schedule
+
+
+def test_span_variants_delete_one_contiguous_run_of_the_share():
+    part = _part()
+    out = token_variants(part, copies=4, share=0.4, special_ids={0, CLS, SEP}, mask_id=MASK, seed=3, kinds=["span"])
+    for k, (ids, types) in enumerate(zip(out.input_ids, out.token_type_ids)):
+        original = part.input_ids[k % len(part)]
+        body, kept = original[1:-1], ids[1:-1]
+        width = min(round(0.4 * len(body)), len(body) - 1)
+        assert ids[0] == CLS and ids[-1] == SEP and len(kept) == len(body) - width
+        # what is left is a prefix and a suffix of the body: one contiguous run was cut
+        assert any(body[:i] + body[i + width:] == kept for i in range(len(body) - width + 1))
+        assert types == sorted(types) and len(types) == len(ids)
+
+
+def test_mixed_variants_join_a_beginning_to_another_texts_end_within_the_longer_length():
+    ids = [[CLS] + [100 + 10 * k + j for j in range(n)] + [SEP] for k, n in enumerate((4, 9, 6))]
+    part = Encoded(input_ids=ids, token_type_ids=None, labels=torch.tensor([0, 1, 0]), lengths=[len(x) for x in ids],
+                   pad_id=0)
+    out = token_variants(part, copies=30, share=0.3, special_ids={0, CLS, SEP}, mask_id=MASK, seed=0, kinds=["mix"])
+    sources = [set(x[1:-1]) for x in ids]
+    crossed = 0
+    for k, new in enumerate(out.input_ids):
+        mine = sources[k % 3]
+        assert new[0] == CLS and new[-1] == SEP and len(new) <= max(len(x) for x in ids)
+        body = new[1:-1]
+        assert body[0] in mine  # starts with this text's beginning
+        head = 0
+        while head < len(body) and body[head] in mine and body[:head + 1] == ids[k % 3][1:head + 2]:
+            head += 1
+        rest = body[head:]
+        if rest:  # the rest is one contiguous piece of another text's body
+            donor = next(x[1:-1] for x in ids if rest[0] in x)
+            start = donor.index(rest[0])
+            assert donor[start : start + len(rest)] == rest
+            crossed += donor != ids[k % 3][1:-1]
+    assert crossed > 10
+
+
+def test_one_kind_gives_exactly_the_token_variants_and_bad_kinds_are_config_errors(tiny_overrides):
+    part = _part()
+    kwargs = dict(copies=3, share=0.3, special_ids={0, CLS, SEP, MASK}, mask_id=MASK, seed=5)
+    assert token_variants(part, **kwargs).input_ids == token_variants(part, kinds=["tokens"], **kwargs).input_ids
+    mixed = token_variants(part, kinds=["tokens", "span"], **kwargs)
+    assert len(mixed) == 3 * len(part)
+    import pytest
+
+    from textdistill.errors import TextDistillError
+    with pytest.raises(TextDistillError, match="augment_kinds"):
+        load_config(None, {**tiny_overrides, "data.augment_kinds": ["shuffle"]})

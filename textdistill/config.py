@@ -70,6 +70,12 @@ class DataConfig:
         "budget), evaluated on the same schedule.",
     )
     augment_share: float = doc(0.3, "Share of a variant's tokens that are changed (deleted, masked or replaced).")
+    augment_kinds: list[str] = doc(
+        ["tokens"],
+        "How variants are made, one kind drawn per variant: 'tokens' (scattered tokens deleted, masked or "
+        "replaced), 'span' (one contiguous span of augment_share of the tokens deleted), 'mix' (the start of "
+        "the text joined to the end of another training text; single-text tasks only).",
+    )
     max_train_examples: int | None = doc(
         None, "Use only the first N training examples after the split (quick trials)."
     )
@@ -516,6 +522,10 @@ def _check_ranges(cfg: RunConfig) -> None:
          f"data.max_train_examples must be at least 2 or empty, got {d.max_train_examples}")
     need(0 <= d.augment_copies <= 20, f"data.augment_copies must be in [0, 20], got {d.augment_copies}")
     need(0 < d.augment_share < 1, f"data.augment_share must be in (0, 1), got {d.augment_share}")
+    need(bool(d.augment_kinds) and set(d.augment_kinds) <= {"tokens", "span", "mix"},
+         f"data.augment_kinds must be a non-empty list of 'tokens', 'span', 'mix'; got {d.augment_kinds}")
+    need("mix" not in d.augment_kinds or d.text_pair_column is None,
+         "data.augment_kinds 'mix' joins two single texts; for a sentence-pair task use 'tokens' or 'span'")
     for frac in ("validation_fraction", "test_fraction"):
         v = getattr(d, frac)
         need(0 <= v < 1, f"data.{frac} must be in [0, 1), got {v}")

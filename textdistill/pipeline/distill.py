@@ -112,7 +112,8 @@ def run_distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False, *
     augmented = None
     if cfg.data.augment_copies:
         augmented = token_variants(splits.train, cfg.data.augment_copies, cfg.data.augment_share,
-                                   set(tokenizer.all_special_ids), tokenizer.mask_token_id, cfg.data.split_seed)
+                                   set(tokenizer.all_special_ids), tokenizer.mask_token_id, cfg.data.split_seed,
+                                   cfg.data.augment_kinds)
     scores, scoring_seconds = teacher_scores(run_dir, teacher, {"train": splits.train, "unlabeled": splits.unlabeled,
                                                                 "augmented": augmented},
                                              order, cfg.teacher.batch_size, resume, teacher_dir=teacher_dir,
