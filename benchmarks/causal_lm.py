@@ -17,8 +17,7 @@ import json
 import time
 from pathlib import Path
 
-from textdistill.config import load_config
-from textdistill.pipeline import commands
+from generation_variants import run_variants
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "smollm2_bible.yaml"
 VARIANTS = {
@@ -44,16 +43,8 @@ def main() -> None:
         base["teacher.path"] = args.teacher
     if args.threads:
         base["train.threads"] = args.threads
-    rows = {}
     started = time.perf_counter()
-    for i, (name, settings) in enumerate(VARIANTS.items()):
-        overrides = {**base, **settings, "output_dir": str(out / f"variant{i}"), "report.baseline": i == 0}
-        summary = commands.distill(load_config(CONFIG, overrides), overwrite=True)
-        res = summary["results"]
-        if i == 0:
-            rows["teacher"] = res["teacher"]
-            rows["no-teacher student"] = res["baseline"]
-        rows[f"KD student: {name}"] = res["student"]
+    rows = run_variants(CONFIG, VARIANTS, base, out, "KD student: ")
     teacher = rows["teacher"]
     table = ["| model | perplexity | token agreement | parameters | greedy tokens/s | speed-up |", "|---|---|---|---|---|---|"]
     for name, r in rows.items():

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-import tracemalloc
 
 import torch
 
