@@ -87,7 +87,7 @@ def main() -> None:
     for variant, flags in variants.items():
         rows = []
         for seed in args.seeds:
-            label = variant if flags or not args.ablation else RECIPE
+            label = variant if flags else RECIPE  # the ablation's last row is the recipe itself
             folder = args.output / name / label.replace(" ", "_").replace("+", "plus") / f"seed{seed}"
             results, seconds = run(args.config, folder, [*flags, "--train.seed", str(seed), *extra], args.fresh)
             rows.append(measures(results))

@@ -20,6 +20,21 @@ def test_every_shipped_config_loads():
         assert isinstance(cfg, RunConfig), path
 
 
+def test_the_demo_runs_the_recipe_spelled_out_in_the_rotten_tomatoes_and_bbc_configs():
+    import dataclasses
+
+    from textdistill.pipeline.commands import DEMO_DEFAULTS
+    from textdistill.models.students import default_layers
+
+    demo = load_config(None, DEMO_DEFAULTS)
+    demo.student.layers = default_layers(6)  # empty means this rule; the file spells it out
+    for name in ("rotten_tomatoes", "bbc_news"):
+        shipped = load_config(CONFIG_DIR / f"{name}.yaml")
+        for section in ("student", "loss", "train"):
+            assert dataclasses.asdict(getattr(demo, section)) == dataclasses.asdict(getattr(shipped, section)), (name, section)
+        assert demo.data.augment_copies == shipped.data.augment_copies
+
+
 def test_every_shipped_accelerate_config_is_valid_for_accelerate():
     from accelerate.commands.config.config_args import ClusterConfig
 

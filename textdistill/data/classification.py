@@ -247,8 +247,8 @@ def bucketed_batches(lengths: list[int], batch_size: int, seed: int, epoch: int,
 
 
 # Padded tokens per inference batch at most. On a CPU, batches past a few thousand tokens run slower per
-# token (measured: 2-thread bfloat16 MiniLM forward at 128 tokens per text, 13.9k tokens/s at 32 texts per
-# batch against 11-12k at 128); short texts still fill `batch_size`.
+# token (benchmarks/scoring_speed.py: 2-thread bfloat16 MiniLM at 128 tokens per text, 14.2k tokens/s at 32
+# texts per batch against 11.5k at 128); short texts still fill `batch_size`.
 INFERENCE_TOKENS = 4096
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from textdistill.data.classification import Encoded, sequential_batches
+from textdistill.data.classification import INFERENCE_TOKENS, Encoded, sequential_batches
 from textdistill.training.loop import model_inputs
 from textdistill.training.precision import autocast
 
 
 @torch.inference_mode()
 def predict_logits(model: torch.nn.Module, data: Encoded, batch_size: int = 128, progress=None,
-                   precision: str = "no") -> torch.Tensor:
+                   precision: str = "no", max_tokens: int | None = INFERENCE_TOKENS) -> torch.Tensor:
     """[N, C] float32 logits in the split's order; batches are sorted by length to avoid padding.
 
     `precision` 'bf16' runs the forward under bfloat16 autocast (teacher scoring); evaluation keeps the
@@ -21,7 +21,7 @@ def predict_logits(model: torch.nn.Module, data: Encoded, batch_size: int = 128,
     model.eval()
     device = next(model.parameters()).device
     out: torch.Tensor | None = None
-    for index in sequential_batches(data.lengths, batch_size):
+    for index in sequential_batches(data.lengths, batch_size, max_tokens):
         batch = data.collate(index)
         with autocast(precision, device):
             logits = model(**{k: v.to(device) for k, v in model_inputs(batch).items()}).logits.float().cpu()  # [B, C]
