@@ -2,21 +2,70 @@
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 from textdistill.config import load_config
 from textdistill.pipeline import commands
 
 
-def run_variants(config: str, variants: dict[str, dict], base: dict, out: Path, prefix: str) -> dict[str, dict]:
+def run_variants(config: str, variants: dict[str, dict], base: dict, out: Path, prefix: str,
+                 train: bool = True) -> dict[str, dict]:
     """Results of the teacher, the no-teacher student (trained once, in the first run) and one student per
-    variant, each run with `base` and the variant's overrides in `out/variant<i>`."""
+    variant, each run with `base` and the variant's overrides in `out/variant<i>`. `train=False` reads the
+    runs already in `out` instead (to tabulate them again)."""
     rows = {}
     for i, (name, settings) in enumerate(variants.items()):
-        overrides = {**base, **settings, "output_dir": str(out / f"variant{i}"), "report.baseline": i == 0}
-        res = commands.distill(load_config(config, overrides), overwrite=True)["results"]
+        run_dir = out / f"variant{i}"
+        if train:
+            overrides = {**base, **settings, "output_dir": str(run_dir), "report.baseline": i == 0}
+            commands.distill(load_config(config, overrides), overwrite=True)
+        res = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))["results"]
         if i == 0:
-            rows["teacher"] = res["teacher"]
-            rows["no-teacher student"] = res["baseline"]
-        rows[f"{prefix}{name}"] = res["student"]
+            rows["teacher"] = with_speed_up(res["teacher"], res["teacher"])
+            rows["no-teacher student"] = with_speed_up(res["baseline"], res["teacher"])
+        rows[f"{prefix}{name}"] = with_speed_up(res["student"], res["teacher"])
     return rows
+
+
+def with_speed_up(row: dict, teacher: dict) -> dict:
+    """`row` with `speed_up`: its greedy tokens/s over the teacher's, both measured interleaved in one run
+    (a ratio across runs would mix the machine's drift between them into it)."""
+    return {**row, "speed_up": row["tokens_per_s"] / teacher["tokens_per_s"]}
+
+
+def elapsed(out: Path, started: float, table_only: bool) -> float:
+    """Seconds of the benchmark: since `started`, or, when only re-tabulating, those of the run recorded."""
+    previous = out / "results.json"
+    if table_only and previous.is_file():
+        return json.loads(previous.read_text(encoding="utf-8"))["seconds"]
+    return time.perf_counter() - started
+
+
+def speed_at_threads(out: Path, names: list[str], threads: list[int]) -> dict[int, dict[str, float]]:
+    """Greedy batch-1 speed-up over the teacher of the runs in `out` (baseline from variant0, one student per
+    variant, named `names[i]`), measured again at each torch thread count, all models interleaved."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from textdistill.data.generation import encode_pairs, load_generation_data
+    from textdistill.evaluation.generation import generation_speed
+
+    first = out / "variant0"
+    cfg = load_config(str(first / "config.yaml"))
+    summary = json.loads((first / "summary.json").read_text(encoding="utf-8"))
+    auto = AutoModelForSeq2SeqLM if cfg.task == "seq2seq" else AutoModelForCausalLM
+    folders = {"teacher": summary["teacher"]["path"], "no-teacher student": first / "baseline"}
+    folders.update({name: out / f"variant{i}" / "student" for i, name in enumerate(names)})
+    models = {name: auto.from_pretrained(folder).eval() for name, folder in folders.items()}
+    tokenizer = AutoTokenizer.from_pretrained(folders["teacher"])
+    start = getattr(models["teacher"].config, "decoder_start_token_id", None)
+    g = cfg.generation
+    test = encode_pairs(tokenizer, load_generation_data(g).test[: g.max_eval_examples], cfg.task, g, start)
+    table = {}
+    for n in threads:
+        torch.set_num_threads(n)
+        speed = generation_speed(models, test, g.max_new_tokens, g.speed_prompts, g.on_policy_prompt_tokens)
+        table[n] = {name: speed[name]["tokens_per_s"] / speed["teacher"]["tokens_per_s"] for name in models}
+    return table

@@ -148,6 +148,51 @@ def test_topk_teacher_is_exact_at_full_k_and_a_lower_bound_below():
             assert value <= full + 1e-5
 
 
+@pytest.mark.parametrize("task,build", [("causal_lm", tiny_llama), ("causal_lm", tiny_gpt2), ("seq2seq", tiny_marian)])
+def test_topk_objective_from_hidden_states_equals_the_logits_path(task, build):
+    cfg, teacher, _, data = setup(task, temperature=2.0, ce_weight=0.3, kd_weight=0.7)
+    student = build(V, layers=2, seed=2)
+    batch = data.collate([0, 1, 2])
+    with torch.no_grad():
+        top, ids, left = topk_with_leftover(gen.logits_of(teacher, batch), 5, cfg.temperature)
+    batch = {**batch, "teacher_top_logprobs": top, "teacher_top_ids": ids, "teacher_leftover": left}
+    assert gen.head_factorises(student, batch)
+    student.eval()  # the same dropout-free forward on both paths
+    terms, grads = [], []
+    for vocab_chunk in (3, 10_000):
+        model = copy.deepcopy(student)
+        got = gen.cached_topk_objective(cfg, V, vocab_chunk)(model, batch)
+        sum(got.values()).backward()
+        terms.append(got)
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    model = copy.deepcopy(student)
+    logits = gen.logits_of(model, batch)
+    mask = batch["targets"] != IGNORE_INDEX
+    from textdistill.losses import forward_kl_topk
+    kd = forward_kl_topk(logits[mask], top[mask], ids[mask], left[mask], cfg.temperature)
+    reference = gen.token_terms(cfg, logits, batch["targets"], kd)
+    sum(reference.values()).backward()
+    ref_grad = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+    for got, grad in zip(terms, grads):
+        for name in ("ce", "kd"):
+            assert got[name].item() == pytest.approx(reference[name].item(), rel=1e-4)
+        assert torch.allclose(grad, ref_grad, atol=1e-5)
+
+
+def test_topk_objective_falls_back_to_logits_when_the_head_does_not_factorise():
+    cfg, teacher, student, data = setup(temperature=1.0)
+    batch = data.collate([0, 1])
+    with torch.no_grad():
+        top, ids, left = topk_with_leftover(gen.logits_of(teacher, batch), V, cfg.temperature)
+        student.get_output_embeddings().bias = torch.nn.Parameter(torch.randn(V))  # logits = h W^T + b
+    batch = {**batch, "teacher_top_logprobs": top, "teacher_top_ids": ids, "teacher_leftover": left}
+    assert not gen.head_factorises(student, batch)
+    student.eval()
+    kd = gen.cached_topk_objective(cfg, V)(student, batch)["kd"].item()
+    live = gen.live_teacher_objective(cfg, teacher, V)(student, batch)["kd"].item()
+    assert kd == pytest.approx(live, rel=1e-4)  # k = V: exact, and the bias is in both
+
+
 def test_on_policy_fraction_is_honoured():
     for fraction in (0.0, 0.25, 0.5, 1 / 3, 1.0):
         chosen = [gen.on_policy_step(s, fraction) for s in range(120)]

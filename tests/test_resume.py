@@ -283,7 +283,7 @@ def _start(args: list[str]) -> subprocess.Popen:
 
 def _signal_when(process: subprocess.Popen, path: Path, signum: int) -> tuple[int, str]:
     """Send `signum` as soon as `path` exists (a checkpoint folder appears by rename, complete)."""
-    deadline = time.time() + 120
+    deadline = time.time() + 600  # generous: on a loaded 2-core machine start-up alone can take minutes
     while not path.exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.005)
     process.send_signal(signum)

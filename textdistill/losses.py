@@ -199,6 +199,43 @@ def _block_logsumexp(hidden: torch.Tensor, weight_block: torch.Tensor, temperatu
     return torch.logsumexp((hidden @ weight_block.T).float() / temperature, dim=-1)  # [...]
 
 
+def log_normaliser_from_hidden(
+    hidden: torch.Tensor, lm_head_weight: torch.Tensor, temperature: float = 1.0, vocab_chunk: int = 4096
+) -> torch.Tensor:
+    """logsumexp_v (hidden . w_v / T) without holding the `[..., V]` logits. `[..., D], [V, D] -> [...]`.
+
+    A logsumexp over vocabulary blocks of `vocab_chunk` rows, each block recomputed in the backward pass
+    (activation checkpointing): peak activation memory is `positions x vocab_chunk`, independent of V.
+    """
+    if vocab_chunk < 1:
+        raise ValueError(f"vocab_chunk must be >= 1, got {vocab_chunk}")
+    from torch.utils.checkpoint import checkpoint
+
+    # split, not slicing: its backward concatenates the block gradients once instead of one [V, D] per block
+    blocks = [checkpoint(_block_logsumexp, hidden, block, temperature, use_reentrant=False)
+              for block in lm_head_weight.split(vocab_chunk)]  # each [...]
+    return torch.logsumexp(torch.stack(blocks, dim=-1), dim=-1)  # [...]
+
+
+def _logits_at(hidden: torch.Tensor, lm_head_weight: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """hidden . w_id for the given ids only. `[..., D], [V, D], [..., k] -> [..., k]` float32."""
+    return (hidden.unsqueeze(-2) * lm_head_weight[ids]).sum(-1).float()
+
+
+def cross_entropy_from_hidden(
+    student_hidden: torch.Tensor, lm_head_weight: torch.Tensor, labels: torch.Tensor, vocab_chunk: int = 4096
+) -> torch.Tensor:
+    """`cross_entropy(student_hidden @ lm_head_weight.T, labels)` without the `[..., V]` logits.
+
+    `[..., D], [V, D], [...] -> [...]`; IGNORE_INDEX labels give 0. Memory as `log_normaliser_from_hidden`.
+    """
+    valid = labels != IGNORE_INDEX
+    safe = torch.where(valid, labels, torch.zeros_like(labels)).long()
+    picked = _logits_at(student_hidden, lm_head_weight, safe.unsqueeze(-1)).squeeze(-1)  # [...]
+    nll = log_normaliser_from_hidden(student_hidden, lm_head_weight, 1.0, vocab_chunk) - picked
+    return torch.where(valid, nll, torch.zeros_like(nll))
+
+
 def forward_kl_topk_from_hidden(
     student_hidden: torch.Tensor,
     lm_head_weight: torch.Tensor,
@@ -212,21 +249,12 @@ def forward_kl_topk_from_hidden(
 
     `[..., D], [V, D], [..., k], [..., k], [...] -> [...]`; equal to
     `forward_kl_topk(student_hidden @ lm_head_weight.T, ...)`. The student's `[..., V]` logits are never
-    held: the log-normaliser is a logsumexp over vocabulary blocks of `vocab_chunk` rows, each block
-    recomputed in the backward pass (activation checkpointing), and the k logits are dot products with
-    the k gathered rows. Peak activation memory is `positions x (vocab_chunk + k x D)`: independent of V
-    (the weight's own gradient is parameter-sized, as for any trained layer).
+    held: the log-normaliser comes from `log_normaliser_from_hidden`, and the k logits are dot products
+    with the k gathered rows. Peak activation memory is `positions x (vocab_chunk + k x D)`: independent
+    of V (the weight's own gradient is parameter-sized, as for any trained layer).
     """
-    if vocab_chunk < 1:
-        raise ValueError(f"vocab_chunk must be >= 1, got {vocab_chunk}")
-    from torch.utils.checkpoint import checkpoint
-
-    # split, not slicing: its backward concatenates the block gradients once instead of one [V, D] per block
-    blocks = [checkpoint(_block_logsumexp, student_hidden, block, temperature, use_reentrant=False)
-              for block in lm_head_weight.split(vocab_chunk)]  # each [...]
-    log_norm = torch.logsumexp(torch.stack(blocks, dim=-1), dim=-1)  # [...]
-    rows = lm_head_weight[teacher_top_ids]  # [..., k, D]
-    picked = (student_hidden.unsqueeze(-2) * rows).sum(-1).float() / temperature  # [..., k]
+    log_norm = log_normaliser_from_hidden(student_hidden, lm_head_weight, temperature, vocab_chunk)  # [...]
+    picked = _logits_at(student_hidden, lm_head_weight, teacher_top_ids) / temperature  # [..., k]
     return _topk_kl(picked - log_norm.unsqueeze(-1), teacher_top_logprobs, teacher_leftover)
 
 

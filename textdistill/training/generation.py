@@ -11,7 +11,8 @@ Teacher-signal producers:
 - `live_teacher_objective`: the teacher's full distribution, computed on the batch at every step
   (word-level KD; on sequence-KD data this is Kim & Rush's word + sequence combination).
 - `cached_topk_objective`: the teacher's top-k log-probs + leftover mass, cached on disk beforehand
-  (`losses.forward_kl_topk`, a lower bound of the full forward KL).
+  (`losses.forward_kl_topk`, a lower bound of the full forward KL), computed from the student's hidden
+  states so that its full logits are never held.
 - `on_policy_objective`: for a configured share of steps the batch is replaced by the student's own
   samples (no gradient through sampling), scored token by token by the live teacher (GKD).
 - `label_objective`: cross-entropy only (the no-teacher baseline; training a seq2seq teacher).
@@ -25,7 +26,8 @@ import math
 import torch
 
 from textdistill.config import GenerationConfig
-from textdistill.losses import IGNORE_INDEX, TOKEN_LOSSES, chunked, cross_entropy, forward_kl_topk, masked_sum
+from textdistill.losses import (IGNORE_INDEX, TOKEN_LOSSES, chunked, cross_entropy, cross_entropy_from_hidden,
+                               forward_kl_topk, forward_kl_topk_from_hidden, masked_sum)
 
 Batch = dict[str, torch.Tensor]
 FORWARD_KEYS = ("input_ids", "attention_mask", "decoder_input_ids", "decoder_attention_mask", "position_ids")
@@ -83,21 +85,60 @@ def live_teacher_objective(cfg: GenerationConfig, teacher: torch.nn.Module, shar
     return objective
 
 
-def cached_topk_objective(cfg: GenerationConfig, shared: int):
+def last_hidden(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    """`[B, T, D]` hidden states that the model's LM head turns into `logits_of(model, batch)`."""
+    return model.base_model(**{k: batch[k] for k in FORWARD_KEYS if k in batch}, use_cache=False).last_hidden_state
+
+
+def head_factorises(model: torch.nn.Module, batch: Batch) -> bool:
+    """Whether `logits == last_hidden @ lm_head.weight.T` for this model, checked on one example in eval
+    mode: false for a wrapped (distributed) model, a head with a bias, logit scaling or soft-capping."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is None or getattr(head, "bias", None) is not None or not hasattr(model, "base_model"):
+        return False
+    one = {k: v[:1] for k, v in batch.items() if k in FORWARD_KEYS}
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            logits = logits_of(model, one)
+            return torch.allclose(last_hidden(model, one) @ head.weight.T, logits, atol=1e-4, rtol=1e-4)
+    finally:
+        model.train(was_training)
+
+
+def cached_topk_objective(cfg: GenerationConfig, shared: int, vocab_chunk: int = 4096):
     """Token-level forward KL against the cached top-k teacher (`teacher_top_logprobs [B, T, k]`,
     `teacher_top_ids [B, T, k]`, `teacher_leftover [B, T]` in the batch): KL(p' || q') over k ids + one
-    bucket, never above the full forward KL (docs/generation.md)."""
+    bucket, never above the full forward KL (docs/generation.md).
+
+    When the student's logits are its last hidden states times its LM head (checked on the first batch),
+    both terms are computed from the hidden states (`losses.forward_kl_topk_from_hidden`,
+    `losses.cross_entropy_from_hidden`), `vocab_chunk` vocabulary rows at a time: the student's
+    `[B, T, V]` logits are never held, so peak memory does not grow with the vocabulary. Otherwise the
+    logits are materialised."""
+    from_hidden: list[bool] = []
 
     def objective(student: torch.nn.Module, batch: Batch, progress: float = 0.0) -> dict[str, torch.Tensor]:
-        student_logits = logits_of(student, batch)  # [B, T, V_s]
+        if not from_hidden:
+            from_hidden.append(head_factorises(student, batch))
         mask = batch["targets"] != IGNORE_INDEX
-        kd = None
-        if cfg.kd_weight > 0:
-            s = student_logits[mask][:, :shared]  # [N, shared]
-            top, ids, left = (batch["teacher_top_logprobs"][mask], batch["teacher_top_ids"][mask].long(),
-                              batch["teacher_leftover"][mask])  # [N, k], [N, k], [N]
-            kd = forward_kl_topk(s, top, ids, left, cfg.temperature)
-        return token_terms(cfg, student_logits, batch["targets"], kd)
+        teacher = ((batch["teacher_top_logprobs"][mask], batch["teacher_top_ids"][mask].long(),
+                    batch["teacher_leftover"][mask]) if cfg.kd_weight > 0 else None)  # [N, k], [N, k], [N]
+        if not from_hidden[0]:
+            student_logits = logits_of(student, batch)  # [B, T, V_s]
+            kd = forward_kl_topk(student_logits[mask][:, :shared], *teacher, cfg.temperature) if teacher else None
+            return token_terms(cfg, student_logits, batch["targets"], kd)
+        hidden = last_hidden(student, batch)[mask]  # [N, D]
+        weight = student.get_output_embeddings().weight  # [V_s, D]
+        terms = {}
+        if cfg.ce_weight > 0:
+            terms["ce"] = cfg.ce_weight * cross_entropy_from_hidden(hidden, weight, batch["targets"][mask],
+                                                                    vocab_chunk).sum()
+        if teacher:
+            kd = forward_kl_topk_from_hidden(hidden, weight[:shared], *teacher, cfg.temperature, vocab_chunk)
+            terms["kd"] = cfg.kd_weight * cfg.temperature**2 * kd.sum()
+        return terms
 
     return objective
 
