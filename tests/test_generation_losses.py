@@ -6,10 +6,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from textdistill.losses import (
+    IGNORE_INDEX,
     TOKEN_LOSSES,
     chunked,
+    cross_entropy,
     forward_kl,
     forward_kl_topk,
+    cross_entropy_from_hidden,
     forward_kl_topk_from_hidden,
     masked_sum,
     reverse_kl,
@@ -150,6 +153,23 @@ def test_topk_from_hidden_equals_topk_on_logits_values_and_gradients(vocab_chunk
     via_logits = forward_kl_topk(hidden @ weight.T, top, ids, left, temperature)
     via_hidden = forward_kl_topk_from_hidden(hidden, weight, top, ids, left, temperature, vocab_chunk)
     assert via_hidden.shape == (3, 5)
+    assert torch.allclose(via_hidden, via_logits, atol=1e-5)
+    g1 = torch.autograd.grad(via_logits.sum(), (hidden, weight))
+    g2 = torch.autograd.grad(via_hidden.sum(), (hidden, weight))
+    for a, b in zip(g1, g2):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("vocab_chunk", [1, 7, 1000])
+def test_cross_entropy_from_hidden_equals_cross_entropy_on_logits(vocab_chunk):
+    g = torch.Generator().manual_seed(3)
+    hidden = torch.randn(3, 5, 16, generator=g, requires_grad=True)  # [B, L, D]
+    weight = torch.randn(40, 16, generator=g, requires_grad=True)  # [V, D]
+    labels = torch.randint(0, 40, (3, 5), generator=g)
+    labels[0, :2] = IGNORE_INDEX
+    via_logits = cross_entropy(hidden @ weight.T, labels)
+    via_hidden = cross_entropy_from_hidden(hidden, weight, labels, vocab_chunk)
+    assert via_hidden.shape == (3, 5) and (via_hidden[0, :2] == 0).all()
     assert torch.allclose(via_hidden, via_logits, atol=1e-5)
     g1 = torch.autograd.grad(via_logits.sum(), (hidden, weight))
     g2 = torch.autograd.grad(via_hidden.sum(), (hidden, weight))
