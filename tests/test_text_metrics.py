@@ -54,3 +54,12 @@ def test_token_agreement_logits_ids_and_mask():
     assert math.isnan(tm.token_agreement(student_ids, teacher, torch.zeros(1, 3)))
     with pytest.raises(TextDistillError):
         tm.token_agreement(torch.tensor([[1, 2]]), teacher)
+
+
+def test_distinct_share_flags_an_input_independent_model():
+    from textdistill.evaluation.text_metrics import distinct_share
+
+    assert distinct_share(["a b", "c d", "e"]) == 1.0
+    assert distinct_share(["same"] * 4) == 0.25
+    with pytest.raises(TextDistillError, match="at least one"):
+        distinct_share([])

@@ -36,6 +36,14 @@ def chrf(hyps: Sequence[str], refs: Sequence[str]) -> float:
     return float(sacrebleu.corpus_chrf(list(hyps), [list(refs)]).score)
 
 
+def distinct_share(outputs: Sequence[str]) -> float:
+    """Share of distinct texts among `outputs` (1.0 all different). A model whose greedy outputs barely
+    depend on the input (the same sentence for every source) has a share near 1 / len(outputs)."""
+    if not outputs:
+        raise TextDistillError("distinct_share needs at least one output")
+    return len(set(outputs)) / len(outputs)
+
+
 def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
     """Length of the longest common subsequence; O(len(a) * len(b)) time, O(len(b)) memory."""
     row = [0] * (len(b) + 1)

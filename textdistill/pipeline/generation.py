@@ -31,6 +31,7 @@ from textdistill.data.classification import sequential_batches
 from textdistill.data.generation import TokenData, encode_pairs, load_generation_data
 from textdistill.errors import TextDistillError
 from textdistill.evaluation import generation as gen_eval
+from textdistill.evaluation.text_metrics import distinct_share
 from textdistill.losses import IGNORE_INDEX, topk_with_leftover
 from textdistill.models.generation import (default_student_layers, keep_layers, layer_count, load_generation_model,
                                            shared_vocabulary, shrunk)
@@ -332,6 +333,12 @@ def evaluate_models(cfg: RunConfig, models: dict[str, torch.nn.Module], test: To
         if kind in ("parallel", "prompt_response"):
             hyps = gen_eval.greedy_decode(model, test, tokenizer, g.max_new_tokens, batch)
             r.update(gen_eval.text_scores(hyps, refs, kind))
+            r["distinct_outputs"] = distinct_share(hyps)
+            if name == "teacher" and len(hyps) >= 10 and r["distinct_outputs"] < 0.5:
+                log.warning("the teacher writes the same output for many inputs (%.0f%% of its %d test outputs "
+                            "are distinct): it has not learned the task, and a student that copies it scores "
+                            "as well as it does; train the teacher longer before distilling",
+                            100 * r["distinct_outputs"], len(hyps))
             r["examples"] = [{"reference": ref, "output": hyp} for ref, hyp in list(zip(refs, hyps))[:3]]
         results[name] = r
     speed = gen_eval.generation_speed(models, test, g.max_new_tokens, g.speed_prompts, g.on_policy_prompt_tokens)
