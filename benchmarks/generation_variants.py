@@ -42,30 +42,3 @@ def elapsed(out: Path, started: float, table_only: bool) -> float:
         return json.loads(previous.read_text(encoding="utf-8"))["seconds"]
     return time.perf_counter() - started
 
-
-def speed_at_threads(out: Path, names: list[str], threads: list[int]) -> dict[int, dict[str, float]]:
-    """Greedy batch-1 speed-up over the teacher of the runs in `out` (baseline from variant0, one student per
-    variant, named `names[i]`), measured again at each torch thread count, all models interleaved."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
-
-    from textdistill.data.generation import encode_pairs, load_generation_data
-    from textdistill.evaluation.generation import generation_speed
-
-    first = out / "variant0"
-    cfg = load_config(str(first / "config.yaml"))
-    summary = json.loads((first / "summary.json").read_text(encoding="utf-8"))
-    auto = AutoModelForSeq2SeqLM if cfg.task == "seq2seq" else AutoModelForCausalLM
-    folders = {"teacher": summary["teacher"]["path"], "no-teacher student": first / "baseline"}
-    folders.update({name: out / f"variant{i}" / "student" for i, name in enumerate(names)})
-    models = {name: auto.from_pretrained(folder).eval() for name, folder in folders.items()}
-    tokenizer = AutoTokenizer.from_pretrained(folders["teacher"])
-    start = getattr(models["teacher"].config, "decoder_start_token_id", None)
-    g = cfg.generation
-    test = encode_pairs(tokenizer, load_generation_data(g).test[: g.max_eval_examples], cfg.task, g, start)
-    table = {}
-    for n in threads:
-        torch.set_num_threads(n)
-        speed = generation_speed(models, test, g.max_new_tokens, g.speed_prompts, g.on_policy_prompt_tokens)
-        table[n] = {name: speed[name]["tokens_per_s"] / speed["teacher"]["tokens_per_s"] for name in models}
-    return table
