@@ -49,6 +49,11 @@ def tiny_gpt2(vocab: int, layers: int = 4, seed: int = 0) -> GPT2LMHeadModel:
 
 
 def tiny_marian(vocab: int, layers: int = 3, seed: int = 0):
+    return new_seq2seq_model(vocab, layers, 32, 2, 64, 130, seed=seed, kind="marian").eval()
+
+
+def tiny_mbart(vocab: int, layers: int = 3, seed: int = 0):
+    """The pre-LN encoder-decoder that `teacher.path: train` builds."""
     return new_seq2seq_model(vocab, layers, 32, 2, 64, 130, seed=seed).eval()
 
 

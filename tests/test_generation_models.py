@@ -8,8 +8,8 @@ import json
 import pytest
 import torch
 
-from generation_fixtures import (WORDS, sentences, tiny_gpt2, tiny_llama, tiny_marian, tiny_t5, translate,
-                                 word_tokenizer, write_corpora)
+from generation_fixtures import (WORDS, sentences, tiny_gpt2, tiny_llama, tiny_marian, tiny_mbart, tiny_t5,
+                                 translate, word_tokenizer, write_corpora)
 from textdistill.config import GenerationConfig, RunConfig
 from textdistill.data.generation import encode_pairs, load_generation_data, read_pairs
 from textdistill.errors import TextDistillError
@@ -23,7 +23,8 @@ PAIRS = [(f"translate : {s}", translate(s)) for s in sentences(6, seed=5)]
 
 
 @pytest.mark.parametrize("build,task,n", [(tiny_llama, "causal_lm", 6), (tiny_gpt2, "causal_lm", 4),
-                                         (tiny_marian, "seq2seq", 3), (tiny_t5, "seq2seq", 3)])
+                                         (tiny_marian, "seq2seq", 3), (tiny_mbart, "seq2seq", 3),
+                                         (tiny_t5, "seq2seq", 3)])
 def test_keeping_all_layers_reproduces_the_teacher(build, task, n):
     teacher = build(V)
     data = encode_pairs(TOK, PAIRS, task, GenerationConfig(), getattr(teacher.config, "decoder_start_token_id", None))
@@ -186,3 +187,17 @@ def test_topk_cache_is_reused_and_matches_live_scores(tmp_path, monkeypatch):
     assert cached.item() == pytest.approx(live.item(), rel=1e-4)
     again = pipeline.cached_topk(teacher, data, V, 1.0, V, "d", 4)
     assert len(list((tmp_path / "cache" / "topk").iterdir())) == 1 and again["leftover"].shape[0] == len(data)
+
+
+def test_source_shuffled_loss_pairs_each_target_with_another_source():
+    from textdistill.evaluation.generation import heldout_nll
+    from textdistill.pipeline.seq2seq_teacher import source_shuffled_loss
+
+    model = tiny_mbart(V, seed=3)
+    start = model.config.decoder_start_token_id
+    same_source = encode_pairs(TOK, [("translate : a b c", t) for _, t in PAIRS], "seq2seq", GenerationConfig(), start)
+    nll, n = heldout_nll(model, same_source, 4)
+    assert source_shuffled_loss(model, same_source, 4) == pytest.approx(nll / n, rel=1e-6)
+    distinct = encode_pairs(TOK, PAIRS, "seq2seq", GenerationConfig(), start)
+    nll, n = heldout_nll(model, distinct, 4)
+    assert abs(source_shuffled_loss(model, distinct, 4) - nll / n) > 1e-6

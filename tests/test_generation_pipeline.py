@@ -108,6 +108,7 @@ def test_seq2seq_trains_its_teacher_and_distils_with_sequence_kd(tmp_path):
     except ImportError:
         pass
     assert res["student"]["parameters"] < res["teacher"]["parameters"]
+    assert summary["teacher"]["validation_loss_sources_shuffled"] > 0
     assert summary["student_config"]["layers"] == {"decoder": [2]}
     assert summary["export"]["max_logit_difference"] < 1e-5
     # the teacher is cached: a second run trains none

@@ -31,6 +31,8 @@ LAYER_STACKS = {
     "qwen2": {"decoder": ("model.layers", "num_hidden_layers")},
     "bart": {"encoder": ("model.encoder.layers", "encoder_layers"),
              "decoder": ("model.decoder.layers", "decoder_layers")},
+    "mbart": {"encoder": ("model.encoder.layers", "encoder_layers"),
+              "decoder": ("model.decoder.layers", "decoder_layers")},
     "marian": {"encoder": ("model.encoder.layers", "encoder_layers"),
                "decoder": ("model.decoder.layers", "decoder_layers")},
     "t5": {"encoder": ("encoder.block", "num_layers"), "decoder": ("decoder.block", "num_decoder_layers")},

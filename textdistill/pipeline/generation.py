@@ -362,11 +362,13 @@ def check_export(folder: Path, task: str, model: torch.nn.Module, test: TokenDat
 PROBES = ["In the beginning God created the heaven and the earth.", "And God said, Let there be light."]
 
 
-@torch.inference_mode()
 def export_generation(source: Path, out: Path) -> dict:
     """`export` of a generation student: a plain Hugging Face folder with its tokenizer, reloaded with
-    `transformers` and checked to give the same logits on probe texts."""
+    `transformers` and checked to give the same logits on probe texts, plus ONNX graphs and their int8
+    variants (`generation_onnx.py`), checked against PyTorch's logits and greedy outputs."""
     import json as json_module
+
+    from textdistill.pipeline.generation_onnx import check_generation_onnx, write_generation_onnx
 
     config = json_module.loads((source / "config.json").read_text(encoding="utf-8"))
     task = "seq2seq" if config.get("is_encoder_decoder") else "causal_lm"
@@ -374,9 +376,10 @@ def export_generation(source: Path, out: Path) -> dict:
     tokenizer = load_tokenizer(source, "export")
     save_model(model, tokenizer, out)
     reloaded = load_generation_model(out, task, "export")
+    enc = tokenizer(PROBES, return_tensors="pt", padding=True)
 
+    @torch.no_grad()
     def logits(m):
-        enc = tokenizer(PROBES, return_tensors="pt", padding=True)
         extra = {}
         if task == "seq2seq":
             start = m.config.decoder_start_token_id
@@ -386,5 +389,7 @@ def export_generation(source: Path, out: Path) -> dict:
     diff = float((logits(model) - logits(reloaded)).abs().max())
     if diff > 1e-5:
         raise TextDistillError(f"exported model gives different logits (max difference {diff:.2e}); please report this")
+    write_generation_onnx(model, task, {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}, out)
+    onnx = check_generation_onnx(model, task, tokenizer, PROBES, out)
     return {"output": str(out), "task": task, "files": sorted(p.name for p in out.iterdir()),
-            "max_logit_difference": diff}
+            "max_logit_difference": diff, **onnx}

@@ -1,7 +1,7 @@
 """`teacher.path: train` for seq2seq: an encoder-decoder teacher trained from scratch on the run's data.
 
 A shared source/target BPE tokenizer is trained on the training pairs with the `tokenizers` library,
-a Marian-style encoder-decoder (`generation.teacher_*` sizes) is trained with cross-entropy through the
+a pre-LN (mBART-style) encoder-decoder (`generation.teacher_*` sizes) is trained with cross-entropy through the
 ordinary training loop (`teacher.finetune` settings), and the result is a plain Hugging Face folder,
 cached across runs under a key of the data and the settings (like the classification teacher), so the
 student runs of a benchmark share one teacher.
@@ -29,7 +29,7 @@ from textdistill.training.loop import train
 
 log = logging.getLogger("textdistill")
 TEACHER_INFO = "textdistill_teacher.json"
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2  # 2: pre-LN (mBART-style) teacher
 SPECIAL = ["<pad>", "</s>", "<unk>", "<s>"]  # ids 0..3; Marian starts decoding with the pad id
 
 
@@ -51,21 +51,45 @@ def train_tokenizer(texts: list[str], vocab_size: int):
 
 
 def new_seq2seq_model(vocab_size: int, layers: int, d_model: int, heads: int, ffn: int, max_positions: int,
-                      decoder_layers: int | None = None, seed: int = 0):
-    """A randomly initialised Marian encoder-decoder with shared, tied embeddings (pad 0, </s> 1)."""
-    from transformers import MarianConfig, MarianMTModel
+                      decoder_layers: int | None = None, seed: int = 0, kind: str = "mbart"):
+    """A randomly initialised encoder-decoder with shared, tied embeddings (pad 0, </s> 1).
+
+    `kind` 'mbart' (the default, used for teachers trained here) normalises before each block (pre-LN);
+    'marian' normalises after it (post-LN). Trained from scratch at a learning rate near 1e-3, the post-LN
+    encoder collapsed: every position of every source gave the same vector, so the decoder learned a
+    language model that ignores the source (held-out loss equal to 1e-6 with sources shuffled).
+    """
+    from transformers import MarianConfig, MarianMTModel, MBartConfig, MBartForConditionalGeneration
 
     torch.manual_seed(seed)
-    config = MarianConfig(vocab_size=vocab_size, decoder_vocab_size=vocab_size, d_model=d_model,
-                          encoder_layers=layers, decoder_layers=decoder_layers or layers,
-                          encoder_attention_heads=heads, decoder_attention_heads=heads, encoder_ffn_dim=ffn,
-                          decoder_ffn_dim=ffn, max_position_embeddings=max_positions, pad_token_id=0,
-                          eos_token_id=1, decoder_start_token_id=0, forced_eos_token_id=1, dropout=0.1,
-                          share_encoder_decoder_embeddings=True, tie_word_embeddings=True, scale_embedding=True)
-    model = MarianMTModel(config)
+    config_class, model_class = {"mbart": (MBartConfig, MBartForConditionalGeneration),
+                                 "marian": (MarianConfig, MarianMTModel)}[kind]
+    extra = {"decoder_vocab_size": vocab_size, "share_encoder_decoder_embeddings": True} if kind == "marian" else {}
+    config = config_class(vocab_size=vocab_size, d_model=d_model, encoder_layers=layers,
+                          decoder_layers=decoder_layers or layers, encoder_attention_heads=heads,
+                          decoder_attention_heads=heads, encoder_ffn_dim=ffn, decoder_ffn_dim=ffn,
+                          max_position_embeddings=max_positions, pad_token_id=0, eos_token_id=1, bos_token_id=3,
+                          decoder_start_token_id=0, forced_eos_token_id=1, dropout=0.1,
+                          tie_word_embeddings=True, scale_embedding=True, **extra)
+    model = model_class(config)
     model.generation_config.num_beams = 1
     model.generation_config.bad_words_ids = None
+    model.generation_config.forced_bos_token_id = None
     return model
+
+
+@torch.no_grad()
+def source_shuffled_loss(model, data, batch_size: int) -> float:
+    """Mean target-token loss with every source paired with the next example's target: a teacher that
+    reads its source scores clearly worse here than on the right pairs."""
+    from textdistill.data.generation import TokenData
+    from textdistill.evaluation.generation import heldout_nll
+
+    roll = list(range(1, len(data))) + [0]
+    swapped = TokenData(data.task, [data.input_ids[i] for i in roll], data.labels,
+                        [data.prompt_lengths[i] for i in roll], data.pad_id, data.decoder_start_id)
+    nll, n = heldout_nll(model.eval(), swapped, batch_size)
+    return nll / max(n, 1)
 
 
 def teacher_key(cfg: RunConfig, data: GenerationData) -> str:
@@ -110,8 +134,14 @@ def trained_seq2seq_teacher(cfg: RunConfig, data: GenerationData, resume: bool =
     result = train(model, train_set, label_objective(), cfg.teacher.finetune, name="teacher", run_dir=work,
                    evaluate=evaluate, metric="neg_loss", count=count_target_tokens, resume=resume)
     save_model(model, tokenizer, folder)
+    shuffled = source_shuffled_loss(model, validation, cfg.teacher.batch_size)
+    best = -result.best_score if result.best_score is not None else None
+    if best is not None and shuffled - best < 0.01 * best:
+        log.warning("teacher: its validation loss is %.3f with the sources shuffled and %.3f with the right ones: "
+                    "it ignores the source (a language model of the targets). Train it longer or at a lower "
+                    "teacher.finetune.learning_rate", shuffled, best)
     info = {"base": "trained here (teacher.path 'train')", "train_seconds": result.seconds, "steps": result.steps,
-            "validation_loss": -result.best_score if result.best_score is not None else None,
+            "validation_loss": best, "validation_loss_sources_shuffled": shuffled,
             "weights_sha256": file_digest(folder / "model.safetensors"),
             "wall_seconds": time.perf_counter() - started}
     write_json(info_path, info)  # written last: its presence marks a complete teacher
