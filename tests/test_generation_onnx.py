@@ -19,6 +19,7 @@ def test_exported_onnx_matches_pytorch(tmp_path, build, task):
     names = ["model"] if task == "causal_lm" else ["encoder", "decoder"]
     assert out["onnx_files"] == sorted(f"{n}{s}" for n in names for s in (".onnx", ".int8.onnx"))
     assert out["onnx_max_logit_difference"] < 1e-4
+    assert not list((tmp_path / "exported").glob("*.data"))  # self-contained files
     assert out["onnx_greedy_same_as_pytorch"] == 1.0
     # a text the export check did not see, with another length: the graphs have dynamic shapes
     text = sentences(1, seed=9)[0]

@@ -65,16 +65,16 @@ def _export(module: torch.nn.Module, args: tuple, names: list[str], axes: dict[s
     dims = {}
     shapes = {n: {i: dims.setdefault(a, torch.export.Dim(a, min=2 if a != "batch" else 1)) for i, a in ax.items()}
               for n, ax in axes.items()}
+    # one self-contained file unless the weights pass protobuf's 2 GB limit (then beside it, PATH.data)
+    external = sum(p.numel() * p.element_size() for p in module.parameters()) > 1.5e9
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             torch.onnx.export(module.eval(), args, str(path), input_names=names, output_names=["out"],
-                              dynamic_shapes=shapes, dynamo=True, verbose=False)
+                              dynamic_shapes=shapes, dynamo=True, external_data=external, verbose=False)
         except ImportError as e:
             raise TextDistillError(f"ONNX export of generation models needs the onnxscript package ({e}); "
                                    "pip install onnxscript") from None
-    for stray in path.parent.glob(path.name + ".data"):  # weights are kept inside the file below 2 GB
-        log.debug("external ONNX data at %s", stray)
 
 
 def write_generation_onnx(model, task: str, probes: dict[str, torch.Tensor], out: Path) -> list[str]:
