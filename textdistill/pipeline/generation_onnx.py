@@ -62,6 +62,8 @@ class _Decoder(torch.nn.Module):
 
 
 def _export(module: torch.nn.Module, args: tuple, names: list[str], axes: dict[str, dict[int, str]], path: Path):
+    # lengths are declared >= 2 because torch.export specialises sizes 0 and 1 (hence the 2-token example
+    # decoder prefix); the graphs still run on 1-token prefixes, as greedy decoding's first step needs
     dims = {}
     shapes = {n: {i: dims.setdefault(a, torch.export.Dim(a, min=2 if a != "batch" else 1)) for i, a in ax.items()}
               for n, ax in axes.items()}
@@ -70,7 +72,8 @@ def _export(module: torch.nn.Module, args: tuple, names: list[str], axes: dict[s
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            torch.onnx.export(module.eval(), args, str(path), input_names=names, output_names=["out"],
+            torch.onnx.export(module.eval(), args, str(path), input_names=names,
+                              output_names=["encoder_hidden_states" if path.name.startswith("encoder") else "logits"],
                               dynamic_shapes=shapes, dynamo=True, external_data=external, verbose=False)
         except ImportError as e:
             raise TextDistillError(f"ONNX export of generation models needs the onnxscript package ({e}); "
