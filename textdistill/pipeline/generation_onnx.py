@@ -80,8 +80,8 @@ def _export(module: torch.nn.Module, args: tuple, names: list[str], axes: dict[s
                                    "pip install onnxscript") from None
 
 
-def write_generation_onnx(model, task: str, probes: dict[str, torch.Tensor], out: Path) -> list[str]:
-    """Write the float32 graphs of `model` and their int8 variants to `out`; return the file names."""
+def write_generation_onnx(model, task: str, probes: dict[str, torch.Tensor], out: Path) -> None:
+    """Write the float32 graphs of `model` and their int8 variants to `out`."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     ids, mask = probes["input_ids"], probes["attention_mask"]
@@ -99,13 +99,9 @@ def write_generation_onnx(model, task: str, probes: dict[str, torch.Tensor], out
                                    {"decoder_input_ids": {0: "batch", 1: "target"},
                                     "encoder_hidden_states": {0: "batch", 1: "source"},
                                     "attention_mask": {0: "batch", 1: "source"}})}
-    files = []
     for name, (module, args, names, axes) in graphs.items():
         _export(module, args, names, axes, out / name)
-        int8 = name.replace(".onnx", ".int8.onnx")
-        quantize_dynamic(str(out / name), str(out / int8), weight_type=QuantType.QInt8)
-        files += [name, int8]
-    return files
+        quantize_dynamic(str(out / name), str(out / name.replace(".onnx", ".int8.onnx")), weight_type=QuantType.QInt8)
 
 
 class OnnxGreedy:
@@ -185,14 +181,15 @@ def check_generation_onnx(model, task: str, tokenizer, texts: list[str], out: Pa
     if config.pad_token_id is None:
         config.pad_token_id = eos
     start = getattr(model.config, "decoder_start_token_id", None)
-    same = {"float32": 0, "int8": 0}
+    loops = {kind: OnnxGreedy(out, task, eos, start, int8=kind == "int8") for kind in ("float32", "int8")}
+    same = dict.fromkeys(loops, 0)
     for text in texts:
         prompt = tokenizer(text)["input_ids"]
         out_ids = model.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
                                  generation_config=config)[0].tolist()
         ref = (out_ids[len(prompt):] if task == "causal_lm" else out_ids[1:])[:max_new_tokens]  # without the prompt / start id
-        for kind in same:
-            same[kind] += OnnxGreedy(out, task, eos, start, int8=kind == "int8").generate(prompt, max_new_tokens) == ref
+        for kind, loop in loops.items():
+            same[kind] += loop.generate(prompt, max_new_tokens) == ref
     return {"onnx_files": sorted(p.name for p in out.glob("*.onnx")), "onnx_max_logit_difference": diff,
             "onnx_greedy_same_as_pytorch": same["float32"] / len(texts),
             "int8_greedy_same_as_pytorch": same["int8"] / len(texts)}

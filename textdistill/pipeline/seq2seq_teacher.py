@@ -30,7 +30,7 @@ from textdistill.training.loop import train
 log = logging.getLogger("textdistill")
 TEACHER_INFO = "textdistill_teacher.json"
 RECIPE_VERSION = 2  # 2: pre-LN (mBART-style) teacher
-SPECIAL = ["<pad>", "</s>", "<unk>", "<s>"]  # ids 0..3; Marian starts decoding with the pad id
+SPECIAL = ["<pad>", "</s>", "<unk>", "<s>"]  # ids 0..3; the decoder starts from the pad id
 
 
 def train_tokenizer(texts: list[str], vocab_size: int):
