@@ -162,6 +162,9 @@ def test_sequence_kd_targets_are_cached_and_invalidated(tmp_path, monkeypatch, t
     assert n > 0
     again = pipeline.sequence_kd_data(teacher, data, cfg, "digest-a")
     assert len(calls) == n and again.labels == first.labels  # reused, not generated again
+    cfg.train.seed += 1  # greedy targets do not depend on the training seed: still reused
+    pipeline.sequence_kd_data(teacher, data, cfg, "digest-a")
+    assert len(calls) == n
     if task == "causal_lm":  # the prompt is kept, the teacher's continuation is the target
         assert first.input_ids[0][: data.prompt_lengths[0]] == data.input_ids[0][: data.prompt_lengths[0]]
         assert all(t == -100 for t in first.labels[0][: data.prompt_lengths[0]])

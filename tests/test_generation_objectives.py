@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from generation_fixtures import sentences, tiny_gpt2, tiny_llama, tiny_marian, translate, word_tokenizer
+from generation_fixtures import sentences, tiny_gpt2, tiny_llama, tiny_marian, tiny_mbart, translate, word_tokenizer
 from textdistill.config import GenerationConfig
 from textdistill.data.generation import encode_pairs
 from textdistill.losses import IGNORE_INDEX, TOKEN_LOSSES, topk_with_leftover
@@ -177,6 +177,22 @@ def test_topk_objective_from_hidden_states_equals_the_logits_path(task, build):
         for name in ("ce", "kd"):
             assert got[name].item() == pytest.approx(reference[name].item(), rel=1e-4)
         assert torch.allclose(grad, ref_grad, atol=1e-5)
+
+
+@pytest.mark.parametrize("build", [tiny_mbart, tiny_llama])
+def test_head_check_is_structural_under_bf16_autocast(build):
+    # training under autocast must not make the check compare a bfloat16 product with float32 logits
+    # (mBART adds a float32 zero bias to its logits): the answer is the model's, not the precision's
+    cfg, teacher, _, data = setup("seq2seq" if build is tiny_mbart else "causal_lm")
+    student = build(V, layers=2, seed=2)
+    batch = data.collate([0, 1])
+    with torch.no_grad():
+        top, ids, left = topk_with_leftover(gen.logits_of(teacher, batch), 5, cfg.temperature)
+    batch = {**batch, "teacher_top_logprobs": top, "teacher_top_ids": ids, "teacher_leftover": left}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert gen.head_factorises(student, batch)
+        terms = gen.cached_topk_objective(cfg, V)(student, batch)
+    assert all(torch.isfinite(t) for t in terms.values())
 
 
 def test_topk_objective_falls_back_to_logits_when_the_head_does_not_factorise():

@@ -230,7 +230,8 @@ def sequence_kd_data(teacher, data: TokenData, cfg: RunConfig, teacher_digest: s
     g = cfg.generation
     width = g.max_new_tokens + 1
     settings = {"mode": g.sequence_kd, "num_beams": g.num_beams if g.sequence_kd == "beam" else 1,
-                "max_new_tokens": g.max_new_tokens, "task": data.task, "seed": cfg.train.seed,
+                "max_new_tokens": g.max_new_tokens, "task": data.task,
+                "seed": cfg.train.seed if g.sequence_kd == "sample" else None,  # greedy and beam ignore it
                 "temperature": g.sample_temperature if g.sequence_kd == "sample" else None,
                 "prompt_tokens": g.on_policy_prompt_tokens}
     prompts = [ids[:p] for ids, p in zip(data.input_ids, data.prompt_lengths)]

@@ -92,7 +92,8 @@ def last_hidden(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
 
 def head_factorises(model: torch.nn.Module, batch: Batch) -> bool:
     """Whether `logits == last_hidden @ lm_head.weight.T` for this model, checked on one example in eval
-    mode: false for a wrapped (distributed) model, a head with a bias, logit scaling or soft-capping."""
+    mode and in float32 (the question is the model's structure, so any autocast is paused): false for a
+    wrapped (distributed) model, a head with a bias, logit scaling or soft-capping."""
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if head is None or getattr(head, "bias", None) is not None or not hasattr(model, "base_model"):
         return False
@@ -100,7 +101,8 @@ def head_factorises(model: torch.nn.Module, batch: Batch) -> bool:
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        device = head.weight.device.type
+        with torch.no_grad(), torch.autocast(device, enabled=False):
             logits = logits_of(model, one)
             return torch.allclose(last_hidden(model, one) @ head.weight.T, logits, atol=1e-4, rtol=1e-4)
     finally:
