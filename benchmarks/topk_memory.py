@@ -7,7 +7,8 @@ few k, and tokens per second of the teacher-scoring step (`topk_with_leftover` o
 Second table: forward + backward of the top-k loss from the student's last hidden states, through its
 LM head (`[V, D]`, D = 576 as in SmolLM2), once with the `[N, V]` logits materialised
 (`forward_kl_topk(hidden @ W.T, ...)`) and once vocabulary-chunked (`forward_kl_topk_from_hidden`),
-at each vocabulary size. The head's weight is frozen here so the peak counts the loss's activations,
+at each vocabulary size; then the same for the whole loss of the cached top-k objective (label
+cross-entropy + top-k KL, with `cross_entropy_from_hidden` on the chunked path). The head's weight is frozen here so the peak counts the loss's activations,
 not the parameter-sized gradient of the head (which any trained head has).
 
     python benchmarks/topk_memory.py            # defaults finish in well under a minute on 2 cores
@@ -22,7 +23,8 @@ import time
 
 import torch
 
-from textdistill.losses import forward_kl, forward_kl_topk, forward_kl_topk_from_hidden, topk_with_leftover
+from textdistill.losses import (cross_entropy, cross_entropy_from_hidden, forward_kl, forward_kl_topk,
+                               forward_kl_topk_from_hidden, topk_with_leftover)
 
 
 def teacher_bytes(obj) -> int:
@@ -93,10 +95,23 @@ def main() -> None:
         hidden = torch.randn(args.positions, args.hidden, generator=g, requires_grad=True)
         weight = torch.randn(vocab, args.hidden, generator=g) / args.hidden**0.5
         triple = topk_with_leftover(torch.randn(args.positions, vocab, generator=g) * 4, args.ks[0])
+        labels = torch.randint(0, vocab, (args.positions,), generator=g)
+        chunk = args.vocab_chunk
+
+        def whole_materialised():  # the objective's two terms, as cached_topk_objective's logits path
+            logits = hidden @ weight.T
+            (cross_entropy(logits, labels).sum() + forward_kl_topk(logits, *triple).sum()).backward()
+
+        def whole_chunked():  # ... and as its hidden-state path
+            (cross_entropy_from_hidden(hidden, weight, labels, chunk).sum()
+             + forward_kl_topk_from_hidden(hidden, weight, *triple, vocab_chunk=chunk).sum()).backward()
+
         paths = {
             "logits materialised": lambda: forward_kl_topk(hidden @ weight.T, *triple).sum().backward(),
             "vocab-chunked": lambda: forward_kl_topk_from_hidden(hidden, weight, *triple,
-                                                                 vocab_chunk=args.vocab_chunk).sum().backward(),
+                                                                 vocab_chunk=chunk).sum().backward(),
+            "CE + KL materialised": whole_materialised,
+            "CE + KL vocab-chunked": whole_chunked,
         }
         for name, fn in paths.items():
             times = []
@@ -106,7 +121,7 @@ def main() -> None:
                 times.append(time.perf_counter() - t0)
             peak = peak_step_bytes(fn)
             print(f"{vocab:>7} {name:>22} {peak / 2**20:>9.1f} {statistics.median(times) * 1e3:>8.1f}")
-        del hidden, weight, triple
+        del hidden, weight, triple, labels
 
 
 if __name__ == "__main__":
