@@ -18,7 +18,6 @@ Marian, mBART and T5, exact only on Llama).
 from __future__ import annotations
 
 import copy
-import logging
 import warnings
 from pathlib import Path
 
@@ -27,7 +26,6 @@ import torch
 
 from textdistill.errors import TextDistillError
 
-log = logging.getLogger("textdistill")
 ONNX_TOLERANCE = 1e-4
 
 
@@ -153,27 +151,6 @@ class OnnxGreedy:
 def check_generation_onnx(model, task: str, tokenizer, texts: list[str], out: Path, max_new_tokens: int = 12) -> dict:
     """Logits of the float32 graphs against PyTorch on `texts` (must agree within 1e-4), and greedy
     outputs of the ONNX Runtime loop against `model.generate` (float32 and int8)."""
-    import onnxruntime as ort
-
-    enc = tokenizer(texts, return_tensors="pt", padding=True)
-    ids, mask = enc["input_ids"], enc["attention_mask"]
-    session = lambda name: ort.InferenceSession(str(out / name), providers=["CPUExecutionProvider"])  # noqa: E731
-    feed = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
-    if task == "causal_lm":
-        got = session("model.onnx").run(None, feed)[0]
-        want = model(input_ids=ids, attention_mask=mask, use_cache=False).logits.numpy()
-        diff = float(np.abs(got - want)[mask.bool().numpy()].max())  # padded positions are not read
-    else:
-        hidden = session("encoder.onnx").run(None, feed)[0]
-        start = model.config.decoder_start_token_id
-        decoder_ids = torch.cat([torch.full((len(texts), 1), start), ids[:, :3]], 1)  # any prefix will do
-        got = session("decoder.onnx").run(None, {"decoder_input_ids": decoder_ids.numpy(), "encoder_hidden_states": hidden,
-                                                 "attention_mask": mask.numpy()})[0]
-        want = model(input_ids=ids, attention_mask=mask, decoder_input_ids=decoder_ids, use_cache=False).logits.numpy()
-        diff = float(np.abs(got - want).max())
-    if diff > ONNX_TOLERANCE:
-        raise TextDistillError(f"the ONNX graphs give different logits from PyTorch (max difference {diff:.2e}); "
-                               "please report this")
     # plain greedy; one token more than compared, since a configured forced EOS replaces the last one
     config = copy.deepcopy(model.generation_config)
     config.update(do_sample=False, num_beams=1, max_new_tokens=max_new_tokens + 1, bad_words_ids=None, min_length=0)
@@ -182,6 +159,24 @@ def check_generation_onnx(model, task: str, tokenizer, texts: list[str], out: Pa
         config.pad_token_id = eos
     start = getattr(model.config, "decoder_start_token_id", None)
     loops = {kind: OnnxGreedy(out, task, eos, start, int8=kind == "int8") for kind in ("float32", "int8")}
+    graphs = loops["float32"]  # its sessions also serve the logits check
+    enc = tokenizer(texts, return_tensors="pt", padding=True)
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    feed = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
+    if task == "causal_lm":
+        got = graphs.model.run(None, feed)[0]
+        want = model(input_ids=ids, attention_mask=mask, use_cache=False).logits.numpy()
+        diff = float(np.abs(got - want)[mask.bool().numpy()].max())  # padded positions are not read
+    else:
+        hidden = graphs.encoder.run(None, feed)[0]
+        decoder_ids = torch.cat([torch.full((len(texts), 1), start), ids[:, :3]], 1)  # any prefix will do
+        got = graphs.decoder.run(None, {"decoder_input_ids": decoder_ids.numpy(), "encoder_hidden_states": hidden,
+                                        "attention_mask": mask.numpy()})[0]
+        want = model(input_ids=ids, attention_mask=mask, decoder_input_ids=decoder_ids, use_cache=False).logits.numpy()
+        diff = float(np.abs(got - want).max())
+    if diff > ONNX_TOLERANCE:
+        raise TextDistillError(f"the ONNX graphs give different logits from PyTorch (max difference {diff:.2e}); "
+                               "please report this")
     same = dict.fromkeys(loops, 0)
     for text in texts:
         prompt = tokenizer(text)["input_ids"]
