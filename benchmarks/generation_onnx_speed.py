@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 
 from textdistill.config import load_config
-from textdistill.data.generation import load_generation_data
-from textdistill.models.generation import load_generation_model
+from textdistill.data.pairs import load_generation_data
+from textdistill.models.layers import load_generation_model
 from textdistill.models.loading import load_tokenizer
-from textdistill.pipeline.generation_onnx import OnnxGreedy
+from textdistill.models.onnx import OnnxGreedy
 
 
 def main() -> None:

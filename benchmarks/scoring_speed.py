@@ -18,7 +18,7 @@ import time
 import torch
 from transformers import BertConfig, BertForSequenceClassification
 
-from textdistill.data.classification import Encoded
+from textdistill.data.labelled import Encoded
 from textdistill.evaluation.predict import predict_logits
 
 

@@ -9,7 +9,7 @@ import torch
 
 from textdistill.config import load_config
 from textdistill.data.augment import token_variants
-from textdistill.data.classification import Encoded
+from textdistill.data.labelled import Encoded
 from textdistill.losses import IGNORE_INDEX
 from textdistill.pipeline.distill import run_distill
 

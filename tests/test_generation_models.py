@@ -11,11 +11,11 @@ import torch
 from generation_fixtures import (WORDS, sentences, tiny_gpt2, tiny_llama, tiny_marian, tiny_mbart, tiny_t5,
                                  translate, word_tokenizer, write_corpora)
 from textdistill.config import GenerationConfig, RunConfig
-from textdistill.data.generation import encode_pairs, load_generation_data, read_pairs
+from textdistill.data.pairs import encode_pairs, load_generation_data, read_pairs
 from textdistill.errors import TextDistillError
-from textdistill.models.generation import keep_layers, shared_vocabulary, shrunk
+from textdistill.models.layers import keep_layers, shared_vocabulary, shrunk
 from textdistill.pipeline import generation as pipeline
-from textdistill.training import generation as gen
+from textdistill.training import token_objectives as gen
 
 TOK = word_tokenizer()
 V = len(TOK)
@@ -193,7 +193,7 @@ def test_topk_cache_is_reused_and_matches_live_scores(tmp_path, monkeypatch):
 
 
 def test_source_shuffled_loss_pairs_each_target_with_another_source():
-    from textdistill.evaluation.generation import heldout_nll
+    from textdistill.evaluation.generative import heldout_nll
     from textdistill.pipeline.seq2seq_teacher import source_shuffled_loss
 
     model = tiny_mbart(V, seed=3)

@@ -10,10 +10,10 @@ import torch.nn.functional as F
 
 from generation_fixtures import sentences, tiny_gpt2, tiny_llama, tiny_marian, tiny_mbart, translate, word_tokenizer
 from textdistill.config import GenerationConfig
-from textdistill.data.generation import encode_pairs
+from textdistill.data.pairs import encode_pairs
 from textdistill.losses import IGNORE_INDEX, TOKEN_LOSSES, topk_with_leftover
-from textdistill.models.generation import keep_layers
-from textdistill.training import generation as gen
+from textdistill.models.layers import keep_layers
+from textdistill.training import token_objectives as gen
 from textdistill.training.loop import accumulate_gradients, make_accelerator
 from textdistill.config import TrainConfig
 

@@ -1,7 +1,7 @@
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, T5Config, T5ForConditionalGeneration
 
-from textdistill.evaluation.generation_speed import measure_generation_speed, pad_batch
+from textdistill.evaluation.decoding_speed import measure_generation_speed, pad_batch
 
 
 def tiny_models():

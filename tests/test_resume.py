@@ -17,15 +17,15 @@ from safetensors.torch import load_file
 
 from conftest import FILLER, NEGATIVE, POSITIVE, synthetic_frame, tiny_bert, write_tokenizer
 from textdistill.config import LossConfig, TrainConfig, load_config
-from textdistill.data.classification import TextSplit, bucketed_batches, encode
+from textdistill.data.labelled import TextSplit, bucketed_batches, encode
 from textdistill.errors import TextDistillError
 from textdistill.evaluation.predict import predict_logits
 from textdistill.pipeline.distill import run_distill
 from textdistill.pipeline.teacher import cache_root
-from textdistill.training import resume as resume_mod
+from textdistill.training import checkpoints as resume_mod
 from textdistill.training.loop import train
 from textdistill.training.objectives import classification_objective
-from textdistill.training.resume import checkpoint_problem, list_checkpoints
+from textdistill.training.checkpoints import checkpoint_problem, list_checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -378,9 +378,9 @@ def test_resume_refuses_a_changed_config_and_nothing_to_resume(tmp_path, tiny_ov
 
 
 def test_corrupt_cached_teacher_is_fine_tuned_again(tmp_path, tiny_overrides, teacher_dir, monkeypatch, caplog):
-    from textdistill.data.classification import load_classification_data
+    from textdistill.data.labelled import load_classification_data
     from textdistill.pipeline.teacher import builtin_teacher
-    from textdistill.training.checkpoint import file_digest
+    from textdistill.atomic import file_digest
 
     monkeypatch.setenv("TEXTDISTILL_CACHE", str(tmp_path / "cache"))
     cfg = load_config(None, {**tiny_overrides, "teacher.path": "builtin", "teacher.base": str(teacher_dir),

@@ -9,7 +9,7 @@ import torch
 
 from textdistill.errors import TextDistillError
 from textdistill.pipeline.runs import inside_run, is_run_folder
-from textdistill.training.resume import check_name, checkpoint_name
+from textdistill.training.checkpoints import check_name, checkpoint_name
 
 
 def test_paths_cannot_leave_the_run_folder(tmp_path):
@@ -48,7 +48,7 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path, monkeypatch):
     from safetensors.torch import save_file
 
     from textdistill.config import TrainConfig
-    from textdistill.training.resume import restore_checkpoint
+    from textdistill.training.checkpoints import restore_checkpoint
 
     folder = tmp_path / "student-step00000001"
     folder.mkdir()

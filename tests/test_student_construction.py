@@ -7,7 +7,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreT
 
 from conftest import FILLER, NEGATIVE, POSITIVE, synthetic_frame, tiny_bert, write_tokenizer
 from textdistill.config import LossConfig, StudentConfig, load_config
-from textdistill.data.classification import Encoded
+from textdistill.data.labelled import Encoded
 from textdistill.errors import TextDistillError
 from textdistill.models.students import build_student, construct_student, count_parameters
 from textdistill.models.vocab import (check_prunable, check_pruned_vocabulary, id_map, pruned_tokenizer, remap_encoded,
@@ -296,10 +296,10 @@ def test_distill_with_task_vocabulary_narrow_width_and_hidden_matching_then_expo
     assert 0 <= summary["results"]["student"]["accuracy"] <= 1
     # the teacher-output cache was keyed by the teacher's ids: scoring the teacher-tokenised train split
     # again (what a student.vocab 'teacher' run does) is served from the cache
-    from textdistill.data.classification import load_classification_data
+    from textdistill.data.labelled import load_classification_data
     from textdistill.pipeline.distill import cached_teacher_logits, teacher_folder_digest
     from textdistill.pipeline.runs import encode_splits
-    from textdistill.training.precision import resolve_precision
+    from textdistill.precision import resolve_precision
 
     cfg = load_config(None, overrides)
     train = encode_splits(teacher_tok, load_classification_data(cfg.data), 16, None).train

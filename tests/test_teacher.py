@@ -1,7 +1,7 @@
 """The built-in teacher is fine-tuned once and cached under a key of everything that produced it."""
 
 from textdistill.config import load_config
-from textdistill.data.classification import load_classification_data
+from textdistill.data.labelled import load_classification_data
 from textdistill.pipeline import teacher as teacher_mod
 
 

@@ -9,7 +9,7 @@ from transformers import AutoModelForSequenceClassification
 
 from conftest import FILLER, NEGATIVE, POSITIVE, synthetic_frame, tiny_bert, write_tokenizer
 from textdistill.config import LossConfig, TrainConfig, load_config
-from textdistill.data.classification import TextSplit, encode
+from textdistill.data.labelled import TextSplit, encode
 from textdistill.evaluation.predict import predict_logits
 from textdistill.models.students import build_student
 from textdistill.pipeline.distill import run_distill

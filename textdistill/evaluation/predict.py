@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from textdistill.data.classification import INFERENCE_TOKENS, Encoded, sequential_batches
+from textdistill.data.labelled import INFERENCE_TOKENS, Encoded, sequential_batches
 from textdistill.training.loop import model_inputs
-from textdistill.training.precision import autocast
+from textdistill.precision import autocast
 
 
 @torch.inference_mode()

@@ -16,7 +16,7 @@ import time
 import numpy as np
 import torch
 
-from textdistill.data.classification import Encoded
+from textdistill.data.labelled import Encoded
 from textdistill.training.loop import model_inputs
 
 

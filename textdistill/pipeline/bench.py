@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from textdistill.config import load_config
-from textdistill.data.classification import Encoded, load_classification_data, sequential_batches
+from textdistill.data.labelled import Encoded, load_classification_data, sequential_batches
 from textdistill.errors import TextDistillError
 from textdistill.evaluation.speed import measure_speed
 from textdistill.models.loading import load_classifier, load_tokenizer, teacher_label_order

@@ -51,7 +51,7 @@ def teacher(cfg: RunConfig, output: str | Path | None = None) -> dict:
     if cfg.task == "seq2seq":
         import shutil
 
-        from textdistill.data.generation import load_generation_data
+        from textdistill.data.pairs import load_generation_data
         from textdistill.pipeline.seq2seq_teacher import trained_seq2seq_teacher
 
         folder, info = trained_seq2seq_teacher(cfg, load_generation_data(cfg.generation))

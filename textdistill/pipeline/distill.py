@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from textdistill.cache import Field, cache_key, cached_outputs
 from textdistill.config import RunConfig
 from textdistill.data.augment import token_variants
-from textdistill.data.classification import Encoded, load_classification_data, sequential_batches
+from textdistill.data.labelled import Encoded, load_classification_data, sequential_batches
 from textdistill.evaluation.metrics import classification_metrics
 from textdistill.evaluation.predict import predict_logits
 from textdistill.evaluation.speed import measure_speed
@@ -33,17 +33,17 @@ from textdistill.models.students import construct_student, count_parameters
 from textdistill.models.vocab import (check_pruned_vocabulary, check_same_segmentation, id_map, pruned_tokenizer,
                                       remap_encoded, task_token_ids)
 from textdistill.models.width import calibration_batches
-from textdistill.pipeline.ensemble import ExtraTeacher, combined_scores, load_extra_teachers, teacher_results
+from textdistill.pipeline.extra_teachers import ExtraTeacher, combined_scores, load_extra_teachers, teacher_results
 from textdistill.pipeline.phases import finished_phase, mark_finished
 from textdistill.pipeline.runs import (EncodedSplits, apply_threads, check_max_length, concat, encode_splits,
                                        folder_weights_bytes, prepare_run_dir, save_model, write_json)
 from textdistill.pipeline.teacher import builtin_teacher, cache_root
 from textdistill.report.render import write_report
-from textdistill.training.checkpoint import atomic_write, file_digest
+from textdistill.atomic import atomic_write, file_digest
 from textdistill.training.distributed import is_main, share_from_main, wait_for_everyone
 from textdistill.training.loop import TrainResult, total_steps, train
-from textdistill.training.precision import resolve_precision
-from textdistill.training.resume import remove_checkpoints
+from textdistill.precision import resolve_precision
+from textdistill.training.checkpoints import remove_checkpoints
 from textdistill.training.intermediate import (build_projections, check_models, resolve_layer_map, use_eager_attention,
                                               uses_intermediate)
 from textdistill.training.objectives import classification_objective, label_objective

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from textdistill.config import RunConfig
-from textdistill.data.classification import load_classification_data
+from textdistill.data.labelled import load_classification_data
 from textdistill.errors import TextDistillError
 from textdistill.evaluation.metrics import classification_metrics
 from textdistill.evaluation.predict import predict_logits

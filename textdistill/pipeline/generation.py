@@ -27,13 +27,13 @@ import torch
 
 from textdistill.cache import Field, cache_key, cache_root, cached_outputs
 from textdistill.config import RunConfig
-from textdistill.data.classification import sequential_batches
-from textdistill.data.generation import TokenData, encode_pairs, load_generation_data
+from textdistill.data.labelled import sequential_batches
+from textdistill.data.pairs import TokenData, encode_pairs, load_generation_data
 from textdistill.errors import TextDistillError
-from textdistill.evaluation import generation as gen_eval
+from textdistill.evaluation import generative as gen_eval
 from textdistill.evaluation.text_metrics import distinct_share
 from textdistill.losses import IGNORE_INDEX, topk_with_leftover
-from textdistill.models.generation import (default_student_layers, keep_layers, layer_count, load_generation_model,
+from textdistill.models.layers import (default_student_layers, keep_layers, layer_count, load_generation_model,
                                            shared_vocabulary, shrunk)
 from textdistill.models.loading import load_tokenizer, resolve_model_dir
 from textdistill.models.students import count_parameters
@@ -41,9 +41,9 @@ from textdistill.pipeline.distill import teacher_folder_digest
 from textdistill.pipeline.phases import finished_phase, mark_finished
 from textdistill.pipeline.runs import apply_threads, folder_weights_bytes, prepare_run_dir, save_model, write_json
 from textdistill.report.render import write_report
-from textdistill.training import generation as objectives
+from textdistill.training import token_objectives as objectives
 from textdistill.training.loop import train, total_steps
-from textdistill.training.resume import remove_checkpoints
+from textdistill.training.checkpoints import remove_checkpoints
 
 log = logging.getLogger("textdistill")
 
@@ -369,7 +369,7 @@ def export_generation(source: Path, out: Path) -> dict:
     variants (`generation_onnx.py`), checked against PyTorch's logits and greedy outputs."""
     import json as json_module
 
-    from textdistill.pipeline.generation_onnx import check_generation_onnx, write_generation_onnx
+    from textdistill.models.onnx import check_generation_onnx, write_generation_onnx
 
     config = json_module.loads((source / "config.json").read_text(encoding="utf-8"))
     task = "seq2seq" if config.get("is_encoder_decoder") else "causal_lm"

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from textdistill.pipeline.runs import inside_run, write_json
-from textdistill.training.checkpoint import digest_problem, file_digest
+from textdistill.atomic import digest_problem, file_digest
 
 log = logging.getLogger("textdistill")
 

@@ -13,11 +13,11 @@ import yaml
 from safetensors import SafetensorError
 
 from textdistill.config import RunConfig, load_config, save_config, to_dict
-from textdistill.data.classification import ClassificationData, Encoded, encode
+from textdistill.data.labelled import ClassificationData, Encoded, encode
 from textdistill.errors import TextDistillError
-from textdistill.training.checkpoint import atomic_write, write_failed
+from textdistill.atomic import atomic_write, write_failed
 from textdistill.training.distributed import is_main, wait_for_everyone
-from textdistill.training.resume import COSMETIC
+from textdistill.training.checkpoints import COSMETIC
 
 log = logging.getLogger("textdistill")
 MARKER = "config.yaml"

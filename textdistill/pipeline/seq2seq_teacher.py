@@ -21,10 +21,10 @@ import torch
 
 from textdistill.cache import cache_root
 from textdistill.config import RunConfig
-from textdistill.data.generation import GenerationData, encode_pairs
+from textdistill.data.pairs import GenerationData, encode_pairs
 from textdistill.pipeline.runs import save_model, write_json
-from textdistill.training.checkpoint import digest_problem, file_digest
-from textdistill.training.generation import count_target_tokens, label_objective
+from textdistill.atomic import digest_problem, file_digest
+from textdistill.training.token_objectives import count_target_tokens, label_objective
 from textdistill.training.loop import train
 
 log = logging.getLogger("textdistill")
@@ -82,8 +82,8 @@ def new_seq2seq_model(vocab_size: int, layers: int, d_model: int, heads: int, ff
 def source_shuffled_loss(model, data, batch_size: int) -> float:
     """Mean target-token loss with every source paired with the next example's target: a teacher that
     reads its source scores clearly worse here than on the right pairs."""
-    from textdistill.data.generation import TokenData
-    from textdistill.evaluation.generation import heldout_nll
+    from textdistill.data.pairs import TokenData
+    from textdistill.evaluation.generative import heldout_nll
 
     roll = list(range(1, len(data))) + [0]
     swapped = TokenData(data.task, [data.input_ids[i] for i in roll], data.labels,
@@ -123,7 +123,7 @@ def trained_seq2seq_teacher(cfg: RunConfig, data: GenerationData, resume: bool =
     if not resume:
         shutil.rmtree(work, ignore_errors=True)
     (work / "checkpoints").mkdir(parents=True, exist_ok=True)
-    from textdistill.evaluation.generation import heldout_nll
+    from textdistill.evaluation.generative import heldout_nll
 
     def evaluate(m):
         nll, n = heldout_nll(m, validation, cfg.teacher.batch_size)

@@ -12,12 +12,12 @@ from pathlib import Path
 
 from textdistill.cache import cache_root
 from textdistill.config import RunConfig, TrainConfig
-from textdistill.data.classification import ClassificationData, load_classification_data
+from textdistill.data.labelled import ClassificationData, load_classification_data
 from textdistill.evaluation.metrics import classification_metrics
 from textdistill.evaluation.predict import predict_logits
 from textdistill.models.loading import load_classifier, load_tokenizer, resolve_model_dir
 from textdistill.pipeline.runs import encode_splits, save_model, write_json
-from textdistill.training.checkpoint import digest_problem, file_digest
+from textdistill.atomic import digest_problem, file_digest
 from textdistill.training.distributed import is_main, wait_for_everyone
 from textdistill.training.loop import train
 from textdistill.training.objectives import label_objective

@@ -6,7 +6,7 @@ import html
 import json
 from pathlib import Path
 
-from textdistill.training.checkpoint import atomic_write
+from textdistill.atomic import atomic_write
 
 COLUMNS = ("teacher", "student", "baseline")
 TITLES = {"teacher": "teacher", "student": "student (distilled)", "baseline": "baseline (no teacher)"}

@@ -31,11 +31,11 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from textdistill.config import TrainConfig
-from textdistill.data.classification import bucketed_batches
-from textdistill.training.checkpoint import load_weights, save_weights, write_failed
+from textdistill.data.labelled import bucketed_batches
+from textdistill.atomic import load_weights, save_weights, write_failed
 from textdistill.training.distributed import check_data_parallel, process_share
-from textdistill.training.precision import autocast, resolve_precision, set_dropout
-from textdistill.training.resume import (Progress, check_name, keep_metrics_until, newest_checkpoint,
+from textdistill.precision import autocast, resolve_precision, set_dropout
+from textdistill.training.checkpoints import (Progress, check_name, keep_metrics_until, newest_checkpoint,
                                         restore_checkpoint, save_checkpoint)
 from textdistill.training.stopping import FiniteWatch, Interrupted, StopRequest
 

@@ -37,7 +37,7 @@ from safetensors.torch import load_file, save_file
 
 from textdistill.config import TrainConfig
 from textdistill.errors import TextDistillError
-from textdistill.training.checkpoint import (atomic_write, digest_problem, file_digest, fsync_dir, fsync_file,
+from textdistill.atomic import (atomic_write, digest_problem, file_digest, fsync_dir, fsync_file,
                                              state_on_cpu)
 
 log = logging.getLogger("textdistill")

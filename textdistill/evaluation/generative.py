@@ -12,10 +12,10 @@ import logging
 
 import torch
 
-from textdistill.data.classification import sequential_batches
-from textdistill.data.generation import TokenData
+from textdistill.data.labelled import sequential_batches
+from textdistill.data.pairs import TokenData
 from textdistill.losses import IGNORE_INDEX, cross_entropy, masked_sum
-from textdistill.training.generation import left_padded_prompts, logits_of
+from textdistill.training.token_objectives import left_padded_prompts, logits_of
 
 log = logging.getLogger("textdistill")
 
@@ -108,7 +108,7 @@ def generation_speed(models: dict[str, torch.nn.Module], data: TokenData, max_ne
                      prompt_tokens: int = 8) -> dict[str, dict]:
     """Greedy decoding speed at batch 1 (`generation_speed.measure_generation_speed`: models interleaved,
     exactly `max_new_tokens` per call): tokens per second and latency p50/p95 per call."""
-    from textdistill.evaluation.generation_speed import measure_generation_speed
+    from textdistill.evaluation.decoding_speed import measure_generation_speed
 
     ids = speed_prompts(data, prompts, prompt_tokens)
     measured = measure_generation_speed(models, ids, data.pad_id, max_new_tokens=max_new_tokens, batch_sizes=(1,),
