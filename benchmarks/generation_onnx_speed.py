@@ -17,7 +17,7 @@ import torch
 
 from textdistill.config import load_config
 from textdistill.data.pairs import load_generation_data
-from textdistill.models.layers import load_generation_model
+from textdistill.models.loading import load_generation_model
 from textdistill.models.loading import load_tokenizer
 from textdistill.models.onnx import OnnxGreedy
 

@@ -22,7 +22,7 @@ import torch
 from textdistill.config import load_config
 from textdistill.data.pairs import encode_pairs, load_generation_data
 from textdistill.evaluation.generative import generation_speed
-from textdistill.models.layers import load_generation_model
+from textdistill.models.loading import load_generation_model
 from textdistill.models.loading import load_tokenizer
 
 

@@ -24,7 +24,7 @@ def test_the_demo_runs_the_recipe_spelled_out_in_the_rotten_tomatoes_and_bbc_con
     import dataclasses
 
     from textdistill.pipeline.commands import DEMO_DEFAULTS
-    from textdistill.models.students import default_layers
+    from textdistill.models.layers import default_layers
 
     demo = load_config(None, DEMO_DEFAULTS)
     demo.student.layers = default_layers(6)  # empty means this rule; the file spells it out

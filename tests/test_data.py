@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from conftest import synthetic_frame
 from textdistill.config import DataConfig
-from textdistill.data.labelled import bucketed_batches, load_classification_data, sequential_batches
+from textdistill.data.batching import bucketed_batches, sequential_batches
+from textdistill.data.labelled import load_classification_data
 from textdistill.errors import TextDistillError
 
 

@@ -13,8 +13,10 @@ from generation_fixtures import (WORDS, sentences, tiny_gpt2, tiny_llama, tiny_m
 from textdistill.config import GenerationConfig, RunConfig
 from textdistill.data.pairs import encode_pairs, load_generation_data, read_pairs
 from textdistill.errors import TextDistillError
-from textdistill.models.layers import keep_layers, shared_vocabulary, shrunk
+from textdistill.models.layers import keep_layers, shrunk
+from textdistill.models.loading import shared_vocabulary
 from textdistill.pipeline import generation as pipeline
+from textdistill.models.inputs import logits_of, prompt_lengths
 from textdistill.training import token_objectives as gen
 
 TOK = word_tokenizer()
@@ -30,10 +32,10 @@ def test_keeping_all_layers_reproduces_the_teacher(build, task, n):
     data = encode_pairs(TOK, PAIRS, task, GenerationConfig(), getattr(teacher.config, "decoder_start_token_id", None))
     batch = data.collate([0, 1, 2])
     copy_ = keep_layers(teacher, {"decoder": list(range(n))})
-    assert torch.allclose(gen.logits_of(copy_, batch), gen.logits_of(teacher, batch), atol=1e-5)
+    assert torch.allclose(logits_of(copy_, batch), logits_of(teacher, batch), atol=1e-5)
     small = keep_layers(teacher, {"decoder": [n - 1]})
     assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in teacher.parameters())
-    assert torch.isfinite(gen.logits_of(small, batch)).all()
+    assert torch.isfinite(logits_of(small, batch)).all()
 
 
 def test_kept_layers_carry_the_teacher_weights():
@@ -84,7 +86,7 @@ def test_padding_rows_are_handled_by_shared_ids():
     plain = gen.live_teacher_objective(cfg, teacher, V)(student, batch)["kd"]
     wide = gen.live_teacher_objective(cfg, teacher, V)(padded, batch)["kd"]
     # logits are sliced to the shared ids before the softmax: the padding rows drop out on either side
-    assert gen.logits_of(padded, batch).shape[-1] == V + 12
+    assert logits_of(padded, batch).shape[-1] == V + 12
     assert wide.item() == pytest.approx(plain.item(), rel=1e-5)
     wide_teacher = copy.deepcopy(teacher)
     wide_teacher.resize_token_embeddings(V + 12)

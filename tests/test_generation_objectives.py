@@ -13,6 +13,7 @@ from textdistill.config import GenerationConfig
 from textdistill.data.pairs import encode_pairs
 from textdistill.losses import IGNORE_INDEX, TOKEN_LOSSES, topk_with_leftover
 from textdistill.models.layers import keep_layers
+from textdistill.models.inputs import logits_of, prompt_lengths
 from textdistill.training import token_objectives as gen
 from textdistill.training.loop import accumulate_gradients, make_accelerator
 from textdistill.config import TrainConfig
@@ -37,9 +38,9 @@ def setup(task="causal_lm", **settings):
 
 def reference_terms(cfg, student, teacher, batch):
     """The objective written out: explicit softmaxes, a loop over target positions."""
-    s_logits = gen.logits_of(student, batch).double()
+    s_logits = logits_of(student, batch).double()
     with torch.no_grad():
-        t_logits = gen.logits_of(teacher, batch).double()
+        t_logits = logits_of(teacher, batch).double()
     ce, kd = 0.0, 0.0
     T = cfg.temperature
     for b, t in (batch["targets"] != IGNORE_INDEX).nonzero().tolist():
@@ -139,7 +140,7 @@ def test_topk_teacher_is_exact_at_full_k_and_a_lower_bound_below():
     full = gen.live_teacher_objective(cfg, teacher, V)(student, batch)["kd"].item()
     for k in (V, 8, 1):
         with torch.no_grad():
-            top, ids, left = topk_with_leftover(gen.logits_of(teacher, batch), k, cfg.temperature)
+            top, ids, left = topk_with_leftover(logits_of(teacher, batch), k, cfg.temperature)
         topk_batch = {**batch, "teacher_top_logprobs": top, "teacher_top_ids": ids, "teacher_leftover": left}
         value = gen.cached_topk_objective(cfg, V)(student, topk_batch)["kd"].item()
         if k == V:
@@ -154,7 +155,7 @@ def test_topk_objective_from_hidden_states_equals_the_logits_path(task, build):
     student = build(V, layers=2, seed=2)
     batch = data.collate([0, 1, 2])
     with torch.no_grad():
-        top, ids, left = topk_with_leftover(gen.logits_of(teacher, batch), 5, cfg.temperature)
+        top, ids, left = topk_with_leftover(logits_of(teacher, batch), 5, cfg.temperature)
     batch = {**batch, "teacher_top_logprobs": top, "teacher_top_ids": ids, "teacher_leftover": left}
     assert gen.head_factorises(student, batch)
     student.eval()  # the same dropout-free forward on both paths
@@ -166,7 +167,7 @@ def test_topk_objective_from_hidden_states_equals_the_logits_path(task, build):
         terms.append(got)
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
     model = copy.deepcopy(student)
-    logits = gen.logits_of(model, batch)
+    logits = logits_of(model, batch)
     mask = batch["targets"] != IGNORE_INDEX
     from textdistill.losses import forward_kl_topk
     kd = forward_kl_topk(logits[mask], top[mask], ids[mask], left[mask], cfg.temperature)
@@ -187,7 +188,7 @@ def test_head_check_is_structural_under_bf16_autocast(build):
     student = build(V, layers=2, seed=2)
     batch = data.collate([0, 1])
     with torch.no_grad():
-        top, ids, left = topk_with_leftover(gen.logits_of(teacher, batch), 5, cfg.temperature)
+        top, ids, left = topk_with_leftover(logits_of(teacher, batch), 5, cfg.temperature)
     batch = {**batch, "teacher_top_logprobs": top, "teacher_top_ids": ids, "teacher_leftover": left}
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert gen.head_factorises(student, batch)
@@ -199,7 +200,7 @@ def test_topk_objective_falls_back_to_logits_when_the_head_does_not_factorise():
     cfg, teacher, student, data = setup(temperature=1.0)
     batch = data.collate([0, 1])
     with torch.no_grad():
-        top, ids, left = topk_with_leftover(gen.logits_of(teacher, batch), V, cfg.temperature)
+        top, ids, left = topk_with_leftover(logits_of(teacher, batch), V, cfg.temperature)
         student.get_output_embeddings().bias = torch.nn.Parameter(torch.randn(V))  # logits = h W^T + b
     batch = {**batch, "teacher_top_logprobs": top, "teacher_top_ids": ids, "teacher_leftover": left}
     assert not gen.head_factorises(student, batch)
@@ -231,10 +232,10 @@ def test_student_samples_are_well_formed(task):
     sampled = gen.student_samples(student, batch, cfg, task, data.pad_id, TOK.eos_token_id)
     targets = sampled["targets"]
     assert 0 < gen.count_target_tokens(sampled) <= 3 * cfg.max_new_tokens
-    logits = gen.logits_of(student, sampled)
+    logits = logits_of(student, sampled)
     assert logits.shape[:2] == targets.shape and torch.isfinite(logits).all()
     if task == "causal_lm":  # prompts are left-padded to width P; the first target is the token at P
-        width = int(gen.prompt_lengths(batch, cfg).max())
+        width = int(prompt_lengths(batch, cfg.on_policy_prompt_tokens).max())
         assert (targets[:, : width - 1] == IGNORE_INDEX).all()
         assert (targets[:, width - 1] != IGNORE_INDEX).all()
 

@@ -17,7 +17,8 @@ from safetensors.torch import load_file
 
 from conftest import FILLER, NEGATIVE, POSITIVE, synthetic_frame, tiny_bert, write_tokenizer
 from textdistill.config import LossConfig, TrainConfig, load_config
-from textdistill.data.labelled import TextSplit, bucketed_batches, encode
+from textdistill.data.batching import bucketed_batches
+from textdistill.data.labelled import TextSplit, encode
 from textdistill.errors import TextDistillError
 from textdistill.evaluation.predict import predict_logits
 from textdistill.pipeline.distill import run_distill
@@ -380,7 +381,7 @@ def test_resume_refuses_a_changed_config_and_nothing_to_resume(tmp_path, tiny_ov
 def test_corrupt_cached_teacher_is_fine_tuned_again(tmp_path, tiny_overrides, teacher_dir, monkeypatch, caplog):
     from textdistill.data.labelled import load_classification_data
     from textdistill.pipeline.teacher import builtin_teacher
-    from textdistill.atomic import file_digest
+    from textdistill.hashing import file_digest
 
     monkeypatch.setenv("TEXTDISTILL_CACHE", str(tmp_path / "cache"))
     cfg = load_config(None, {**tiny_overrides, "teacher.path": "builtin", "teacher.base": str(teacher_dir),

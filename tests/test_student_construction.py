@@ -297,7 +297,8 @@ def test_distill_with_task_vocabulary_narrow_width_and_hidden_matching_then_expo
     # the teacher-output cache was keyed by the teacher's ids: scoring the teacher-tokenised train split
     # again (what a student.vocab 'teacher' run does) is served from the cache
     from textdistill.data.labelled import load_classification_data
-    from textdistill.pipeline.distill import cached_teacher_logits, teacher_folder_digest
+    from textdistill.hashing import folder_digest
+    from textdistill.pipeline.distill import cached_teacher_logits
     from textdistill.pipeline.runs import encode_splits
     from textdistill.precision import resolve_precision
 
@@ -305,7 +306,7 @@ def test_distill_with_task_vocabulary_narrow_width_and_hidden_matching_then_expo
     train = encode_splits(teacher_tok, load_classification_data(cfg.data), 16, None).train
     teacher = AutoModelForSequenceClassification.from_pretrained(str(teacher_dir)).eval()
     caplog.clear()
-    cached_teacher_logits(teacher, train, 32, teacher_folder_digest(teacher_dir), 16,
+    cached_teacher_logits(teacher, train, 32, folder_digest(teacher_dir), 16,
                           resolve_precision(cfg.train.mixed_precision))
     assert "teacher scores: from the cache" in caplog.text
     # eval and bench read the text through each model's own tokenizer: they reproduce the run's numbers

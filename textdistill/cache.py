@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from textdistill.hashing import file_digest
+
 log = logging.getLogger("textdistill")
 FORMAT_VERSION = 1
 
@@ -63,14 +65,6 @@ def cache_key(*parts) -> str:
     return h.hexdigest()
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _write_json(path: Path, value: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(value, indent=1, sort_keys=True), encoding="utf-8")
@@ -88,7 +82,7 @@ def _problem(folder: Path, key: str, count: int, fields: dict[str, Field]) -> st
         return "its key or layout differs"
     for name in fields:
         path = folder / f"{name}.bin"
-        if not path.is_file() or _file_sha256(path) != sums.get(name):
+        if not path.is_file() or file_digest(path) != sums.get(name):
             return f"{name}.bin does not match its checksum"
     return None
 
@@ -162,6 +156,6 @@ def cached_outputs(
     if not done.all():
         raise ValueError(f"teacher cache batches left {int((~done).sum())} of {count} examples unscored")
     del arrays
-    _write_json(folder / "complete.json", {name: _file_sha256(folder / f"{name}.bin") for name in fields})
+    _write_json(folder / "complete.json", {name: file_digest(folder / f"{name}.bin") for name in fields})
     (folder / "done.npy").unlink()
     return _open(folder, count, fields, "r"), {"cached": False, "computed": computed}

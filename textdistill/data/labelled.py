@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,6 +10,7 @@ import pandas as pd
 import torch
 
 from textdistill.config import DataConfig
+from textdistill.data.batching import pad_rows
 from textdistill.data.builtin import load_builtin
 from textdistill.data.files import read_table, require_column
 from textdistill.errors import TextDistillError
@@ -188,26 +188,14 @@ class Encoded:
 
     def collate(self, index: list[int]) -> dict[str, torch.Tensor]:
         """Pad the examples `index` to their longest member (dynamic padding)."""
-        width = max(self.lengths[i] for i in index)
-        input_ids = torch.full((len(index), width), self.pad_id, dtype=torch.long)  # [B, L]
-        attention_mask = torch.zeros((len(index), width), dtype=torch.long)  # [B, L]
-        token_type_ids = torch.zeros((len(index), width), dtype=torch.long) if self.token_type_ids else None
-        for row, i in enumerate(index):
-            n = self.lengths[i]
-            input_ids[row, :n] = torch.tensor(self.input_ids[i])
-            attention_mask[row, :n] = 1
-            if token_type_ids is not None:
-                token_type_ids[row, :n] = torch.tensor(self.token_type_ids[i])
+        input_ids, attention_mask = pad_rows([self.input_ids[i] for i in index], self.pad_id)  # [B, L] each
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": self.labels[index]}
-        if token_type_ids is not None:
-            batch["token_type_ids"] = token_type_ids
+        if self.token_type_ids:
+            batch["token_type_ids"] = pad_rows([self.token_type_ids[i] for i in index], 0)[0]  # [B, L]
         if self.teacher_logits is not None:
-            batch["teacher_logits"] = self.teacher_logits[index]
+            batch["teacher_logits"] = self.teacher_logits[index]  # [B, C]
         if self.teacher_input_ids is not None:
-            teacher_ids = torch.full((len(index), width), self.teacher_pad_id, dtype=torch.long)  # [B, L]
-            for row, i in enumerate(index):
-                teacher_ids[row, : self.lengths[i]] = torch.tensor(self.teacher_input_ids[i])
-            batch["teacher_input_ids"] = teacher_ids
+            batch["teacher_input_ids"] = pad_rows([self.teacher_input_ids[i] for i in index], self.teacher_pad_id)[0]
         return batch
 
 
@@ -228,43 +216,3 @@ def encode(tokenizer, split: TextSplit, label_ids: list[int], max_length: int, r
         lengths=[len(x) for x in ids],
         pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
     )
-
-
-def bucketed_batches(lengths: list[int], batch_size: int, seed: int, epoch: int, bucket: int = 50) -> list[list[int]]:
-    """Shuffle, sort by length within chunks of `bucket` batches, then shuffle the batches.
-
-    Batches hold examples of similar length, so dynamic padding wastes little compute; the order is a
-    pure function of (seed, epoch) so an interrupted run can find its place again.
-    """
-    rng = np.random.default_rng([seed, epoch])
-    order = rng.permutation(len(lengths))
-    batches: list[list[int]] = []
-    chunk = batch_size * bucket
-    for start in range(0, len(order), chunk):
-        part = sorted(order[start : start + chunk].tolist(), key=lambda i: lengths[i])
-        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
-    return [batches[i] for i in rng.permutation(len(batches))]
-
-
-# Padded tokens per inference batch at most. On a CPU, batches past a few thousand tokens run slower per
-# token (benchmarks/scoring_speed.py: 2-thread bfloat16 MiniLM at 128 tokens per text, 14.2k tokens/s at 32
-# texts per batch against 11.5k at 128); short texts still fill `batch_size`.
-INFERENCE_TOKENS = 4096
-
-
-def sequential_batches(lengths: list[int], batch_size: int, max_tokens: int | None = INFERENCE_TOKENS) -> list[list[int]]:
-    """Batches for inference: sorted by length (little padding), each of at most `batch_size` examples and
-    `max_tokens` padded tokens (never fewer than one example); callers restore the original order."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    batches: list[list[int]] = []
-    for i in order:  # ascending lengths: the newest example sets the batch's padded length
-        if batches and len(batches[-1]) < batch_size and (
-                max_tokens is None or (len(batches[-1]) + 1) * max(lengths[i], 1) <= max_tokens):
-            batches[-1].append(i)
-        else:
-            batches.append([i])
-    return batches
-
-
-def steps_per_epoch(n_examples: int, batch_size: int, grad_accum_steps: int) -> int:
-    return math.ceil(math.ceil(n_examples / batch_size) / grad_accum_steps)

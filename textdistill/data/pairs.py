@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from textdistill.config import GenerationConfig
+from textdistill.data.batching import pad_rows
 from textdistill.errors import TextDistillError
 from textdistill.losses import IGNORE_INDEX
 
@@ -142,13 +143,13 @@ class TokenData:
     def collate(self, index: list[int]) -> dict[str, torch.Tensor]:
         batch = {"prompt_length": torch.tensor([self.prompt_lengths[i] for i in index])}
         if self.task == "causal_lm":
-            batch["input_ids"], batch["attention_mask"] = _pad([self.input_ids[i] for i in index], self.pad_id)
-            labels, _ = _pad([self.labels[i] for i in index], IGNORE_INDEX)
+            batch["input_ids"], batch["attention_mask"] = pad_rows([self.input_ids[i] for i in index], self.pad_id)
+            labels, _ = pad_rows([self.labels[i] for i in index], IGNORE_INDEX)
             # logit t predicts token t + 1
             batch["targets"] = torch.cat([labels[:, 1:], torch.full_like(labels[:, :1], IGNORE_INDEX)], 1)  # [B, L]
         else:
-            batch["input_ids"], batch["attention_mask"] = _pad([self.input_ids[i] for i in index], self.pad_id)
-            targets, _ = _pad([self.labels[i] for i in index], IGNORE_INDEX)
+            batch["input_ids"], batch["attention_mask"] = pad_rows([self.input_ids[i] for i in index], self.pad_id)
+            targets, _ = pad_rows([self.labels[i] for i in index], IGNORE_INDEX)
             starts = torch.full_like(targets[:, :1], self.decoder_start_id)
             decoder = torch.cat([starts, targets[:, :-1]], 1)  # [B, T] the target shifted right
             batch["decoder_input_ids"] = decoder.masked_fill(decoder == IGNORE_INDEX, self.pad_id)
@@ -160,16 +161,6 @@ class TokenData:
             for name, array in self.teacher_topk.items():
                 batch[f"teacher_{name}"] = torch.from_numpy(np.stack([array[i, :width] for i in index]))
         return batch
-
-
-def _pad(rows: list[list[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), value, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for b, r in enumerate(rows):
-        ids[b, : len(r)] = torch.tensor(r, dtype=torch.long)
-        mask[b, : len(r)] = 1
-    return ids, mask
 
 
 def encode_pairs(tokenizer, pairs: list[Pair], task: str, cfg: GenerationConfig,

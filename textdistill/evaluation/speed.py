@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from textdistill.data.labelled import Encoded
-from textdistill.training.loop import model_inputs
+from textdistill.models.inputs import model_inputs
 
 
 @torch.inference_mode()

@@ -14,14 +14,16 @@ import numpy as np
 import torch
 
 from textdistill.config import load_config
-from textdistill.data.labelled import Encoded, load_classification_data, sequential_batches
+from textdistill.data.batching import sequential_batches
+from textdistill.data.labelled import Encoded, load_classification_data
 from textdistill.errors import TextDistillError
 from textdistill.evaluation.speed import measure_speed
 from textdistill.models.loading import load_classifier, load_tokenizer, teacher_label_order
 from textdistill.pipeline.export import export_onnx
-from textdistill.pipeline.runs import encode_splits, folder_weights_bytes, write_json
+from textdistill.atomic import write_json
+from textdistill.pipeline.runs import encode_splits, folder_weights_bytes
 from textdistill.report.render import write_report
-from textdistill.training.loop import model_inputs
+from textdistill.models.inputs import model_inputs
 
 
 class OnnxClassifier:

@@ -9,7 +9,6 @@ trains; the main process alone scores with the teacher (shared with the others) 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import time
@@ -23,7 +22,8 @@ from safetensors.torch import load_file, save_file
 from textdistill.cache import Field, cache_key, cached_outputs
 from textdistill.config import RunConfig
 from textdistill.data.augment import token_variants
-from textdistill.data.labelled import Encoded, load_classification_data, sequential_batches
+from textdistill.data.batching import sequential_batches
+from textdistill.data.labelled import Encoded, load_classification_data
 from textdistill.evaluation.metrics import classification_metrics
 from textdistill.evaluation.predict import predict_logits
 from textdistill.evaluation.speed import measure_speed
@@ -36,10 +36,12 @@ from textdistill.models.width import calibration_batches
 from textdistill.pipeline.extra_teachers import ExtraTeacher, combined_scores, load_extra_teachers, teacher_results
 from textdistill.pipeline.phases import finished_phase, mark_finished
 from textdistill.pipeline.runs import (EncodedSplits, apply_threads, check_max_length, concat, encode_splits,
-                                       folder_weights_bytes, prepare_run_dir, save_model, write_json)
+                                       folder_weights_bytes, prepare_run_dir, save_model)
+from textdistill.atomic import write_json
 from textdistill.pipeline.teacher import builtin_teacher, cache_root
 from textdistill.report.render import write_report
-from textdistill.atomic import atomic_write, file_digest
+from textdistill.atomic import atomic_write
+from textdistill.hashing import content_digest, folder_digest
 from textdistill.training.distributed import is_main, share_from_main, wait_for_everyone
 from textdistill.training.loop import TrainResult, total_steps, train
 from textdistill.precision import resolve_precision
@@ -142,9 +144,9 @@ def run_distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False, *
             len(train_set), dataclasses.replace(student_train, epochs=1.0, max_steps=None))
         student_train = dataclasses.replace(student_train, max_steps=min(trial_steps, full_steps), checkpoint_every=0)
     # a checkpoint only continues on the data and teacher outputs it was trained on
-    data_identity = {"train": _digest_encoded(splits.train)}
-    identity = {**data_identity, "unlabeled": _digest_encoded(splits.unlabeled),
-                "augmented": _digest_encoded(augmented), "teacher_scores": _digest(scores)}
+    data_identity = {"train": _encoded_digest(splits.train)}
+    identity = {**data_identity, "unlabeled": _encoded_digest(splits.unlabeled),
+                "augmented": _encoded_digest(augmented), "teacher_scores": content_digest(scores)}
 
     def evaluate(m):
         logits = predict_logits(m, own.validation, cfg.teacher.batch_size)
@@ -303,7 +305,7 @@ def teacher_scores(run_dir: Path, teacher: torch.nn.Module, parts: dict[str, Enc
     elif done is not None:
         scores = load_file(str(run_dir / SCORES))
     else:
-        digests = [teacher_folder_digest(folder) for _, folder, _ in teachers]
+        digests = [folder_digest(folder) for _, folder, _ in teachers]
         scores = {}
         for i, k, name in names:
             model, _, model_order = teachers[i]
@@ -313,16 +315,6 @@ def teacher_scores(run_dir: Path, teacher: torch.nn.Module, parts: dict[str, Enc
         mark_finished(run_dir, "teacher_scores", [SCORES], {"seconds": time.perf_counter() - started})
     seconds = done["seconds"] if done is not None else time.perf_counter() - started
     return {name: share_from_main(scores[name]) for _, _, name in names}, seconds  # same order on every process
-
-
-def teacher_folder_digest(folder: Path) -> str:
-    """sha256 over the names and contents of a model folder's weight, config and tokenizer files."""
-    h = hashlib.sha256()
-    for f in sorted(folder.iterdir()):
-        if f.is_file() and f.suffix in (".json", ".txt", ".safetensors", ".bin", ".model"):
-            h.update(f.name.encode())
-            h.update(file_digest(f).encode())
-    return h.hexdigest()
 
 
 def cached_teacher_logits(teacher: torch.nn.Module, part: Encoded, batch_size: int, teacher_digest: str,
@@ -386,20 +378,6 @@ def trained_phase(run_dir: Path, name: str, model: torch.nn.Module, tokenizer, r
     return model, info
 
 
-def _digest_encoded(data: Encoded | None) -> str | None:
-    """sha256 of a tokenised split's token ids and labels."""
-    if data is None:
-        return None
-    h = hashlib.sha256()
-    h.update(np.asarray(data.lengths, dtype=np.int64).tobytes())
-    h.update(np.asarray([i for ids in data.input_ids for i in ids], dtype=np.int64).tobytes())
-    h.update(data.labels.numpy().tobytes())
-    return h.hexdigest()
-
-
-def _digest(tensors: dict[str, torch.Tensor]) -> str:
-    h = hashlib.sha256()
-    for k in sorted(tensors):
-        h.update(k.encode())
-        h.update(tensors[k].contiguous().numpy().tobytes())
-    return h.hexdigest()
+def _encoded_digest(data: Encoded | None) -> str | None:
+    """What a tokenised split is, for a checkpoint's identity: its token ids and labels."""
+    return None if data is None else content_digest(data.input_ids, data.labels)

@@ -15,10 +15,8 @@ last checkpoint):
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
-import math
 import time
 from pathlib import Path
 
@@ -27,19 +25,21 @@ import torch
 
 from textdistill.cache import Field, cache_key, cache_root, cached_outputs
 from textdistill.config import RunConfig
-from textdistill.data.labelled import sequential_batches
+from textdistill.data.batching import sequential_batches
 from textdistill.data.pairs import TokenData, encode_pairs, load_generation_data
 from textdistill.errors import TextDistillError
+from textdistill.hashing import content_digest, folder_digest
 from textdistill.evaluation import generative as gen_eval
+from textdistill.evaluation import text_metrics
 from textdistill.evaluation.text_metrics import distinct_share
 from textdistill.losses import IGNORE_INDEX, topk_with_leftover
-from textdistill.models.layers import (default_student_layers, keep_layers, layer_count, load_generation_model,
-                                           shared_vocabulary, shrunk)
-from textdistill.models.loading import load_tokenizer, resolve_model_dir
+from textdistill.models.layers import default_layers, keep_layers, layer_count, shrunk
+from textdistill.models.inputs import logits_of, prompt_lengths
+from textdistill.models.loading import load_generation_model, load_tokenizer, resolve_model_dir, shared_vocabulary
 from textdistill.models.students import count_parameters
-from textdistill.pipeline.distill import teacher_folder_digest
 from textdistill.pipeline.phases import finished_phase, mark_finished
-from textdistill.pipeline.runs import apply_threads, folder_weights_bytes, prepare_run_dir, save_model, write_json
+from textdistill.atomic import write_json
+from textdistill.pipeline.runs import apply_threads, folder_weights_bytes, prepare_run_dir, save_model
 from textdistill.report.render import write_report
 from textdistill.training import token_objectives as objectives
 from textdistill.training.loop import train, total_steps
@@ -71,7 +71,7 @@ def run_generation_distill(cfg: RunConfig, overwrite: bool = False, resume: bool
     start_id = teacher.config.decoder_start_token_id if task == "seq2seq" else None
     splits = {name: encode_pairs(tokenizer, getattr(data, name), task, g, start_id)
               for name in ("train", "validation", "test")}
-    digest = teacher_folder_digest(Path(teacher_dir))
+    digest = folder_digest(Path(teacher_dir))
 
     # Phase 2: the teacher signal computed once, cached on disk across runs.
     train_set = splits["train"]
@@ -83,11 +83,11 @@ def run_generation_distill(cfg: RunConfig, overwrite: bool = False, resume: bool
         train_set.teacher_topk = cached_topk(teacher, train_set, g.topk, g.temperature, shared, digest,
                                              cfg.teacher.batch_size)
     objective = student_objective(cfg, teacher, shared, train_set, tokenizer)
-    identity = {"train": digest_data(train_set), "teacher": digest}
+    identity = {"train": _tokens_digest(train_set), "teacher": digest}
 
     def evaluate(m):
         nll, n = gen_eval.heldout_nll(m, splits["validation"], cfg.teacher.batch_size)
-        return {"neg_nll": -nll / max(n, 1), "perplexity": math.exp(nll / max(n, 1))}
+        return {"neg_nll": -nll / max(n, 1), "perplexity": text_metrics.perplexity(nll, n)}
 
     models: dict[str, torch.nn.Module] = {"teacher": teacher}
     runs: dict[str, dict] = {}
@@ -103,7 +103,7 @@ def run_generation_distill(cfg: RunConfig, overwrite: bool = False, resume: bool
             run_dir, "baseline", baseline, student_tokenizer, resume, cfg,
             lambda: train(baseline, splits["train"], objectives.label_objective(), same_budget, name="baseline",
                           run_dir=run_dir, evaluate=evaluate, metric="neg_nll", count=objectives.count_target_tokens,
-                          resume=resume, identity={"train": digest_data(splits["train"])}))
+                          resume=resume, identity={"train": _tokens_digest(splits["train"])}))
 
     # Phase 5: evaluation, report, export check.
     results = evaluate_models(cfg, models, splits["test"], tokenizer, data.kind, shared)
@@ -152,7 +152,7 @@ def student_layers(cfg: RunConfig, teacher: torch.nn.Module) -> dict[str, list[i
     if cfg.student.init != "teacher_layers":
         return None
     g = cfg.generation
-    keep = {"decoder": g.student_layers or default_student_layers(layer_count(teacher, "decoder"))}
+    keep = {"decoder": g.student_layers or default_layers(layer_count(teacher, "decoder"))}
     if cfg.task == "seq2seq" and g.student_encoder_layers is not None:
         keep["encoder"] = g.student_encoder_layers
     return keep
@@ -247,7 +247,7 @@ def sequence_kd_data(teacher, data: TokenData, cfg: RunConfig, teacher_digest: s
         out = objectives.student_samples(teacher, batch, g, data.task, pad, eos,
                                          do_sample=g.sequence_kd == "sample", num_beams=settings["num_beams"])
         tokens = torch.full((len(index), width), -1, dtype=torch.int32)
-        starts = objectives.prompt_lengths(batch, g) if data.task == "causal_lm" else None
+        starts = prompt_lengths(batch, g.on_policy_prompt_tokens) if data.task == "causal_lm" else None
         for b in range(len(index)):
             row = out["targets"][b]
             ids = row[row != IGNORE_INDEX]
@@ -292,7 +292,7 @@ def cached_topk(teacher, data: TokenData, k: int, temperature: float, shared: in
     @torch.inference_mode()
     def score(index: list[int]) -> dict[str, torch.Tensor]:
         batch = data.collate(index)
-        logits = objectives.logits_of(teacher, batch)[..., :shared]  # [B, T_b, shared]
+        logits = logits_of(teacher, batch)[..., :shared]  # [B, T_b, shared]
         top, ids, left = topk_with_leftover(logits, k, temperature)
         pad = width - logits.shape[1]
         return {"top_logprobs": torch.nn.functional.pad(top, (0, 0, 0, pad)),
@@ -312,14 +312,6 @@ def concat(a: TokenData, b: TokenData) -> TokenData:
                      a.pad_id, a.decoder_start_id)
 
 
-def digest_data(data: TokenData) -> str:
-    h = hashlib.sha256()
-    for rows in (data.input_ids, data.labels):
-        h.update(np.asarray([len(r) for r in rows], dtype=np.int64).tobytes())
-        h.update(np.asarray([i for r in rows for i in r], dtype=np.int64).tobytes())
-    return h.hexdigest()
-
-
 def evaluate_models(cfg: RunConfig, models: dict[str, torch.nn.Module], test: TokenData, tokenizer, kind: str,
                     shared: int) -> dict[str, dict]:
     g, batch = cfg.generation, cfg.teacher.batch_size
@@ -328,7 +320,7 @@ def evaluate_models(cfg: RunConfig, models: dict[str, torch.nn.Module], test: To
     for name, model in models.items():
         model.eval()
         nll, n = gen_eval.heldout_nll(model, test, batch)
-        r = {"perplexity": gen_eval.perplexity(nll, n), "nll_per_token": nll / max(n, 1), "test_tokens": n}
+        r = {"perplexity": text_metrics.perplexity(nll, n), "nll_per_token": nll / max(n, 1), "test_tokens": n}
         if name != "teacher":
             r["token_agreement"] = gen_eval.token_agreement(model, models["teacher"], test, batch, shared)
         if kind in ("parallel", "prompt_response"):
@@ -353,7 +345,7 @@ def check_export(folder: Path, task: str, model: torch.nn.Module, test: TokenDat
     """Reload the saved student folder with plain `transformers` and compare its logits on test examples."""
     reloaded = load_generation_model(folder, task, "student export")
     batch = test.collate(list(range(min(4, len(test)))))
-    diff = float((objectives.logits_of(model.eval(), batch) - objectives.logits_of(reloaded, batch)).abs().max())
+    diff = float((logits_of(model.eval(), batch) - logits_of(reloaded, batch)).abs().max())
     if diff > 1e-4:
         raise TextDistillError(f"the saved student gives different logits after reloading (max difference {diff:.2e}); "
                                "please report this")
@@ -394,3 +386,8 @@ def export_generation(source: Path, out: Path) -> dict:
     onnx = check_generation_onnx(model, task, tokenizer, PROBES, out)
     return {"output": str(out), "task": task, "files": sorted(p.name for p in out.iterdir()),
             "max_logit_difference": diff, **onnx}
+
+
+def _tokens_digest(data: TokenData) -> str:
+    """What a training set is, for a checkpoint's identity: its inputs and targets."""
+    return content_digest(data.input_ids, data.labels)

@@ -11,8 +11,9 @@ import json
 import logging
 from pathlib import Path
 
-from textdistill.pipeline.runs import inside_run, write_json
-from textdistill.atomic import digest_problem, file_digest
+from textdistill.atomic import write_json
+from textdistill.pipeline.runs import inside_run
+from textdistill.hashing import digest_problem, file_digest
 
 log = logging.getLogger("textdistill")
 

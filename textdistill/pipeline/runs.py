@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from dataclasses import dataclass
@@ -180,10 +179,6 @@ def save_model(model: torch.nn.Module, tokenizer, folder: Path) -> None:
     except (OSError, SafetensorError) as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise write_failed(folder, e) from None
-
-
-def write_json(path: Path, value: dict) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(value, indent=2), encoding="utf-8"))
 
 
 def folder_weights_bytes(folder: Path) -> int:

@@ -22,8 +22,9 @@ import torch
 from textdistill.cache import cache_root
 from textdistill.config import RunConfig
 from textdistill.data.pairs import GenerationData, encode_pairs
-from textdistill.pipeline.runs import save_model, write_json
-from textdistill.atomic import digest_problem, file_digest
+from textdistill.atomic import write_json
+from textdistill.pipeline.runs import save_model
+from textdistill.hashing import digest_problem, file_digest
 from textdistill.training.token_objectives import count_target_tokens, label_objective
 from textdistill.training.loop import train
 

@@ -16,8 +16,9 @@ from textdistill.data.labelled import ClassificationData, load_classification_da
 from textdistill.evaluation.metrics import classification_metrics
 from textdistill.evaluation.predict import predict_logits
 from textdistill.models.loading import load_classifier, load_tokenizer, resolve_model_dir
-from textdistill.pipeline.runs import encode_splits, save_model, write_json
-from textdistill.atomic import digest_problem, file_digest
+from textdistill.atomic import write_json
+from textdistill.pipeline.runs import encode_splits, save_model
+from textdistill.hashing import digest_problem, file_digest, update_with_folder
 from textdistill.training.distributed import is_main, wait_for_everyone
 from textdistill.training.loop import train
 from textdistill.training.objectives import label_objective
@@ -41,10 +42,7 @@ def teacher_cache_key(cfg: RunConfig, data: ClassificationData) -> str:
     finetune = {k: v for k, v in dataclasses.asdict(cfg.teacher.finetune).items()
                 if k not in ("progress", "threads") and v != recipe1.get(k, defaults[k])}
     h = hashlib.sha256()
-    for f in sorted(base.iterdir()):
-        if f.is_file() and (f.suffix in (".json", ".txt", ".safetensors", ".bin", ".model")):
-            h.update(f.name.encode())
-            h.update(file_digest(f).encode())
+    update_with_folder(h, base)
     payload = {
         "recipe": RECIPE_VERSION,
         "finetune": finetune,

@@ -8,7 +8,7 @@ from textdistill.config import LossConfig
 from textdistill.losses import (HIDDEN_LOSSES, IGNORE_INDEX, SOFT_LOSSES, attention_forward_kl, cross_entropy,
                                 hidden_mse, masked_mean_per_example, masked_sum)
 from textdistill.training.intermediate import LayerMatch, Projections, live_teacher_features, teacher_inputs
-from textdistill.training.loop import Batch, model_inputs
+from textdistill.models.inputs import Batch, model_inputs
 from textdistill.training.schedules import scheduled, teacher_weights
 
 

@@ -26,21 +26,15 @@ import math
 import torch
 
 from textdistill.config import GenerationConfig
+from textdistill.models.inputs import Batch, last_hidden, left_padded_prompts, logits_of, model_inputs, prompt_lengths
 from textdistill.losses import (IGNORE_INDEX, TOKEN_LOSSES, chunked, cross_entropy, cross_entropy_from_hidden,
                                forward_kl_topk, forward_kl_topk_from_hidden, masked_sum)
 
-Batch = dict[str, torch.Tensor]
-FORWARD_KEYS = ("input_ids", "attention_mask", "decoder_input_ids", "decoder_attention_mask", "position_ids")
 
 
 def count_target_tokens(batch: Batch) -> int:
     """The unit of normalisation for generation: one per predicted token."""
     return int((batch["targets"] != IGNORE_INDEX).sum())
-
-
-def logits_of(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-    """`[B, T, V]` logits aligned with `batch['targets']` (causal LM or encoder-decoder)."""
-    return model(**{k: batch[k] for k in FORWARD_KEYS if k in batch}, use_cache=False).logits
 
 
 def divergence(cfg: GenerationConfig, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
@@ -85,11 +79,6 @@ def live_teacher_objective(cfg: GenerationConfig, teacher: torch.nn.Module, shar
     return objective
 
 
-def last_hidden(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-    """`[B, T, D]` hidden states that the model's LM head turns into `logits_of(model, batch)`."""
-    return model.base_model(**{k: batch[k] for k in FORWARD_KEYS if k in batch}, use_cache=False).last_hidden_state
-
-
 def head_factorises(model: torch.nn.Module, batch: Batch) -> bool:
     """Whether `logits == last_hidden @ lm_head.weight.T` for this model, checked on one example in eval
     mode and in float32 (the question is the model's structure, so any autocast is paused): false for a
@@ -97,7 +86,7 @@ def head_factorises(model: torch.nn.Module, batch: Batch) -> bool:
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if head is None or getattr(head, "bias", None) is not None or not hasattr(model, "base_model"):
         return False
-    one = {k: v[:1] for k, v in batch.items() if k in FORWARD_KEYS}
+    one = {k: v[:1] for k, v in model_inputs(batch).items()}
     was_training = model.training
     model.eval()
     try:
@@ -187,14 +176,6 @@ def on_policy_objective(cfg: GenerationConfig, teacher: torch.nn.Module, shared:
     return objective
 
 
-def prompt_lengths(batch: Batch, cfg: GenerationConfig) -> torch.Tensor:
-    """Prompt tokens per causal-LM example; plain text (no prompt) uses its first `on_policy_prompt_tokens`."""
-    lengths = batch["attention_mask"].sum(-1)  # [B]
-    own = batch["prompt_length"]
-    fallback = torch.minimum(torch.full_like(lengths, cfg.on_policy_prompt_tokens), (lengths - 1).clamp(min=1))
-    return torch.where(own > 1, own, fallback)
-
-
 @torch.no_grad()
 def student_samples(model: torch.nn.Module, batch: Batch, cfg: GenerationConfig, task: str, pad_id: int,
                     eos_id: int | None, do_sample: bool = True, num_beams: int = 1) -> Batch:
@@ -217,7 +198,7 @@ def student_samples(model: torch.nn.Module, batch: Batch, cfg: GenerationConfig,
                     "decoder_input_ids": out[:, :-1],
                     "decoder_attention_mask": torch.cat([torch.ones_like(valid[:, :1]), valid[:, :-1]], 1).long(),
                     "targets": targets}
-        prompts = left_padded_prompts(batch, prompt_lengths(batch, cfg), pad_id)
+        prompts = left_padded_prompts(batch, prompt_lengths(batch, cfg.on_policy_prompt_tokens), pad_id)
         out = model.generate(**prompts, **settings)  # [B, P + N]
         width = prompts["input_ids"].shape[1]
         valid = _until_eos(out[:, width:], eos_id, pad_id)  # [B, N]
@@ -230,17 +211,6 @@ def student_samples(model: torch.nn.Module, batch: Batch, cfg: GenerationConfig,
                 "position_ids": (attention.long().cumsum(-1) - 1).clamp(min=0), "targets": targets}
     finally:
         model.train(was_training)
-
-
-def left_padded_prompts(batch: Batch, lengths: torch.Tensor, pad_id: int) -> Batch:
-    """The first `lengths[b]` tokens of each row, left-padded (what batched generation needs)."""
-    width = int(lengths.max())
-    ids = torch.full((len(lengths), width), pad_id, dtype=torch.long, device=lengths.device)
-    mask = torch.zeros_like(ids)
-    for b, n in enumerate(lengths.tolist()):
-        ids[b, width - n:] = batch["input_ids"][b, :n]
-        mask[b, width - n:] = 1
-    return {"input_ids": ids, "attention_mask": mask}
 
 
 def _until_eos(generated: torch.Tensor, eos_id: int | None, pad_id: int) -> torch.Tensor:
