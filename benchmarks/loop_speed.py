@@ -45,9 +45,10 @@ from transformers import BertConfig, BertForSequenceClassification
 
 from textdistill.config import LossConfig, TrainConfig
 from textdistill.data.labelled import Encoded
-from textdistill.pipeline.distill import cached_teacher_logits
+from textdistill.tasks.classification import cached_teacher_logits
 from textdistill.training.loop import train
-from textdistill.training.objectives import classification_objective, label_objective
+from textdistill.training.example_objectives import classification_objective
+from textdistill.training.objectives import label_objective
 from textdistill.precision import resolve_precision
 
 T, ALPHA, BETA = 2.0, 0.5, 0.5

@@ -11,7 +11,7 @@ from textdistill.config import load_config
 from textdistill.data.augment import token_variants
 from textdistill.data.labelled import Encoded
 from textdistill.losses import IGNORE_INDEX
-from textdistill.pipeline.distill import run_distill
+from textdistill.pipeline.run import run_distill
 
 CLS, SEP, MASK = 2, 3, 4
 

@@ -194,7 +194,7 @@ def test_long_texts_warn_with_count_and_model_limit_is_an_error(tmp_path, caplog
     from transformers import AutoTokenizer
 
     from textdistill.data.labelled import TextSplit, encode
-    from textdistill.pipeline.runs import encode_splits
+    from textdistill.data.labelled import encode_splits
 
     tok = AutoTokenizer.from_pretrained(str(teacher_dir))
     split = TextSplit(texts=["good film"] * 3 + ["the plot was very dull and the actors were weak"] * 2,

@@ -10,7 +10,7 @@ from textdistill.errors import TextDistillError
 from textdistill.losses import attention_forward_kl, hidden_cosine, hidden_mse, masked_mean_per_example
 from textdistill.training.intermediate import (LayerMatch, build_projections, check_models, resolve_layer_map,
                                               use_eager_attention)
-from textdistill.training.objectives import classification_objective
+from textdistill.training.example_objectives import classification_objective
 from textdistill.training.schedules import scheduled, teacher_weights
 
 from conftest import tiny_bert
@@ -94,7 +94,7 @@ def test_config_range_checks_and_types(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("data:\n  dataset: rotten_tomatoes\n")
     cfg = load_config(path, {"loss.layer_pairs": [[0, 2], [1, 5]], "loss.hidden_loss": "cosine"})
-    assert cfg.loss.layer_pairs == [[0, 2], [1, 5]]
+    assert cfg.loss.layer_pairs == ((0, 2), (1, 5))  # frozen: lists become tuples
     for key, value, msg in (("loss.layer_pairs", [[0]], "layer_pairs entry"),
                             ("loss.attention_weight", -1, "attention_weight must be non-negative"),
                             ("loss.temperature_end", 0, "temperature_end must be positive"),
@@ -127,7 +127,7 @@ def _batch(vocab=30, n=4, length=7, labels=2):
     ids = torch.randint(5, vocab, (n, length), generator=g)
     mask = torch.ones(n, length, dtype=torch.long)
     mask[0, 4:] = 0  # ragged
-    return {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([0, 1, -100, 1]),
+    return {"input_ids": ids, "attention_mask": mask, "targets": torch.tensor([0, 1, -100, 1]),
             "teacher_logits": torch.randn(n, labels, generator=g)}
 
 
@@ -178,7 +178,7 @@ def test_identical_models_match_with_zero_intermediate_loss():
 
 
 def test_distill_with_intermediate_matching_end_to_end(tiny_overrides):
-    from textdistill.pipeline.distill import run_distill
+    from textdistill.pipeline.run import run_distill
 
     overrides = {**tiny_overrides, "student.init": "shrink", "student.num_layers": 2, "student.hidden_size": 16,
                  "loss.hidden_loss": "mse", "loss.attention_weight": 0.5, "loss.schedule": "linear",
@@ -199,7 +199,7 @@ def test_distill_with_intermediate_matching_end_to_end(tiny_overrides):
 
 def test_attention_matching_restores_attention_implementation(tiny_overrides):
     from textdistill.models.loading import load_classifier
-    from textdistill.pipeline.distill import run_distill
+    from textdistill.pipeline.run import run_distill
 
     overrides = {**tiny_overrides, "loss.attention_weight": 1.0, "train.epochs": 1, "report.baseline": False}
     run_distill(load_config(None, overrides))

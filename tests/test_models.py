@@ -9,7 +9,8 @@ from textdistill.config import StudentConfig
 from textdistill.errors import TextDistillError
 from textdistill.models.loading import check_same_vocabulary, teacher_label_order
 from textdistill.models.layers import default_layers
-from textdistill.models.students import build_student, count_parameters
+from textdistill.models.size import count_parameters
+from textdistill.models.students import build_student
 
 
 @pytest.fixture()

@@ -90,9 +90,9 @@ def llama_teacher(tmp_path):
 
 GENERATION = {"train.batch_size": 8, "train.max_steps": 6, "train.progress": False, "train.learning_rate": 3e-3,
               "train.freeze_embeddings": False, "train.threads": 1, "train.mixed_precision": "no",
-              "teacher.batch_size": 16, "generation.max_new_tokens": 8, "generation.speed_prompts": 2,
-              "generation.max_eval_examples": 8, "generation.max_length": 40,
-              "generation.validation_fraction": 0.1, "generation.test_fraction": 0.1}
+              "teacher.batch_size": 16, "generation.max_new_tokens": 8, "report.latency_examples": 2,
+              "data.max_eval_examples": 8, "data.max_length": 40,
+              "data.validation_fraction": 0.1, "data.test_fraction": 0.1}
 TEXT_METRICS = ("perplexity", "nll_per_token", "test_tokens", "token_agreement", "rouge_l", "bleu", "chrf",
                 "distinct_outputs")
 
@@ -109,9 +109,9 @@ def _generation_numbers(summary: dict, run_dir: Path) -> dict:
 def test_causal_lm_run_is_pinned(tmp_path, llama_teacher):
     files = write_corpora(tmp_path / "data", 60)
     cfg = load_config(None, {**GENERATION, "task": "causal_lm", "output_dir": str(tmp_path / "run"),
-                             "teacher.path": str(llama_teacher), "generation.train": str(files["prompt_response"]),
-                             "generation.loss": "jsd", "generation.jsd_beta": 0.3, "generation.temperature": 2.0,
-                             "generation.ce_weight": 0.3, "generation.kd_weight": 0.7,
+                             "teacher.path": str(llama_teacher), "data.train": str(files["prompt_response"]),
+                             "loss.soft": "jsd", "loss.jsd_beta": 0.3, "loss.temperature": 2.0,
+                             "loss.alpha": 0.3, "loss.beta": 0.7,
                              "generation.on_policy_fraction": 0.5})
     summary = commands.distill(cfg)
     _check(_generation_numbers(summary, tmp_path / "run"), PINNED["causal_lm"])
@@ -120,8 +120,8 @@ def test_causal_lm_run_is_pinned(tmp_path, llama_teacher):
 def test_causal_lm_topk_run_is_pinned(tmp_path, llama_teacher):
     files = write_corpora(tmp_path / "data", 60)
     cfg = load_config(None, {**GENERATION, "task": "causal_lm", "output_dir": str(tmp_path / "run"),
-                             "teacher.path": str(llama_teacher), "generation.train": str(files["text"]),
-                             "generation.topk": 5, "generation.student_layers": [1, 5]})
+                             "teacher.path": str(llama_teacher), "data.train": str(files["text"]),
+                             "generation.topk": 5, "student.layers": [1, 5]})
     summary = commands.distill(cfg)
     _check(_generation_numbers(summary, tmp_path / "run"), PINNED["causal_lm_topk"])
 
@@ -129,11 +129,11 @@ def test_causal_lm_topk_run_is_pinned(tmp_path, llama_teacher):
 def test_seq2seq_run_is_pinned(tmp_path):
     files = write_corpora(tmp_path / "data", 60)
     cfg = load_config(None, {**GENERATION, "task": "seq2seq", "output_dir": str(tmp_path / "run"),
-                             "teacher.path": "train", "generation.train": str(files["parallel"]),
-                             "generation.teacher_layers": 3, "generation.teacher_d_model": 32,
-                             "generation.teacher_heads": 2, "generation.teacher_ffn": 64,
-                             "generation.vocab_size": 100, "generation.sequence_kd": "greedy",
-                             "generation.with_references": True, "generation.student_layers": [2],
+                             "teacher.path": "train", "data.train": str(files["parallel"]),
+                             "teacher.architecture.num_layers": 3, "teacher.architecture.hidden_size": 32,
+                             "teacher.architecture.num_heads": 2, "teacher.architecture.intermediate_size": 64,
+                             "teacher.architecture.vocab_size": 100, "generation.sequence_kd": "greedy",
+                             "generation.with_references": True, "student.layers": [2],
                              "teacher.finetune.max_steps": 8, "teacher.finetune.batch_size": 8,
                              "teacher.finetune.progress": False, "teacher.finetune.learning_rate": 3e-3,
                              "teacher.finetune.threads": 1})

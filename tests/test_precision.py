@@ -8,7 +8,7 @@ from textdistill.config import TrainConfig, load_config
 from textdistill.data.labelled import TextSplit, encode
 from textdistill.errors import TextDistillError
 from textdistill.evaluation.predict import predict_logits
-from textdistill.pipeline.distill import cached_teacher_logits
+from textdistill.tasks.classification import cached_teacher_logits
 from textdistill.pipeline.teacher import cache_root
 from textdistill.training.loop import make_accelerator, train
 from textdistill.training.objectives import label_objective

@@ -21,11 +21,11 @@ from textdistill.data.batching import bucketed_batches
 from textdistill.data.labelled import TextSplit, encode
 from textdistill.errors import TextDistillError
 from textdistill.evaluation.predict import predict_logits
-from textdistill.pipeline.distill import run_distill
+from textdistill.pipeline.run import run_distill
 from textdistill.pipeline.teacher import cache_root
 from textdistill.training import checkpoints as resume_mod
 from textdistill.training.loop import train
-from textdistill.training.objectives import classification_objective
+from textdistill.training.example_objectives import classification_objective
 from textdistill.training.checkpoints import checkpoint_problem, list_checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -325,22 +325,21 @@ def test_killed_and_interrupted_run_resumes_to_identical_weights(tmp_path, tiny_
 # --- phases, caches and guards of the whole pipeline --------------------------------------------------
 
 def test_resume_skips_finished_phases_and_reruns_one_whose_output_changed(tmp_path, tiny_overrides, monkeypatch):
-    import textdistill.pipeline.distill as distill_mod
+    import textdistill.pipeline.run as run_mod
+    import textdistill.tasks.classification as task_mod
 
     cfg = load_config(None, {**tiny_overrides, "train.max_steps": 3, "train.threads": 1})
     first = run_distill(cfg)
     run_dir = Path(cfg.output_dir)
     assert run_distill(cfg, resume=True) == first  # a finished run: nothing to do
-    # the report phase and the baseline's saved model are lost; the teacher scores are corrupted
+    # the report phase and the baseline's saved model are lost; the cached teacher scores are gone
     (run_dir / "phases" / "report.json").unlink()
     (run_dir / "baseline" / "model.safetensors").write_bytes(b"truncated")
-    scores = run_dir / "teacher_scores.safetensors"
-    scores.write_bytes(scores.read_bytes()[:-8])
-    shutil.rmtree(cache_root() / "scores")  # and the cross-run copy is gone, so the teacher must score again
+    shutil.rmtree(cache_root() / "scores")  # so the teacher must score again
     trained, scored = [], []
-    real_train, real_predict = distill_mod.train, distill_mod.predict_logits
-    monkeypatch.setattr(distill_mod, "train", lambda *a, **k: trained.append(k["name"]) or real_train(*a, **k))
-    monkeypatch.setattr(distill_mod, "predict_logits", lambda m, d, *a, **k: scored.append(len(d)) or real_predict(m, d, *a, **k))
+    real_train, real_predict = run_mod.train, task_mod.predict_logits
+    monkeypatch.setattr(run_mod, "train", lambda *a, **k: trained.append(k["name"]) or real_train(*a, **k))
+    monkeypatch.setattr(task_mod, "predict_logits", lambda m, d, *a, **k: scored.append(len(d)) or real_predict(m, d, *a, **k))
     second = run_distill(cfg, resume=True)
     assert trained == ["baseline"]  # the student phase was finished and intact
     assert first["sizes"]["train"] in scored  # the corrupt teacher scores were computed again
@@ -349,19 +348,20 @@ def test_resume_skips_finished_phases_and_reruns_one_whose_output_changed(tmp_pa
 
 
 def test_a_second_run_reads_the_teacher_scores_from_the_cross_run_cache(tmp_path, tiny_overrides, monkeypatch):
-    import textdistill.pipeline.distill as distill_mod
+    import textdistill.tasks.classification as task_mod
 
     overrides = {**tiny_overrides, "train.max_steps": 1, "report.baseline": False, "train.threads": 1}
     first = load_config(None, overrides)
     first_sizes = run_distill(first)["sizes"]["train"]
     scored = []
-    real_predict = distill_mod.predict_logits
-    monkeypatch.setattr(distill_mod, "predict_logits", lambda m, d, *a, **k: scored.append(len(d)) or real_predict(m, d, *a, **k))
+    real_predict = task_mod.predict_logits
+    monkeypatch.setattr(task_mod, "predict_logits", lambda m, d, *a, **k: scored.append(len(d)) or real_predict(m, d, *a, **k))
     second = load_config(None, {**overrides, "output_dir": str(tmp_path / "second")})
     run_distill(second)
     assert first_sizes not in scored  # the teacher did not score the training split again
-    a = load_file(str(Path(first.output_dir) / "teacher_scores.safetensors"))
-    b = load_file(str(Path(second.output_dir) / "teacher_scores.safetensors"))
+    # the cached scores are the same targets: the two runs train the same student
+    a = load_file(str(Path(first.output_dir) / "student" / "model.safetensors"))
+    b = load_file(str(Path(second.output_dir) / "student" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 

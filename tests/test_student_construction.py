@@ -9,12 +9,13 @@ from conftest import FILLER, NEGATIVE, POSITIVE, synthetic_frame, tiny_bert, wri
 from textdistill.config import LossConfig, StudentConfig, load_config
 from textdistill.data.labelled import Encoded
 from textdistill.errors import TextDistillError
-from textdistill.models.students import build_student, construct_student, count_parameters
+from textdistill.models.size import count_parameters
+from textdistill.models.students import build_student, construct_student
 from textdistill.models.vocab import (check_prunable, check_pruned_vocabulary, id_map, pruned_tokenizer, remap_encoded,
                                       task_token_ids)
 from textdistill.models.width import calibration_batches
 from textdistill.training.intermediate import build_projections, check_models, resolve_layer_map
-from textdistill.training.objectives import classification_objective
+from textdistill.training.example_objectives import classification_objective
 
 WORDS = ["the", "film", "fun", "play", "player", "##ing", "##er", "##ed", "cat", "a", "good", "bad"]
 CORPUS = ["the playing film", "a funer film", "The FILM, a fun play!"]
@@ -271,7 +272,7 @@ def test_distill_with_task_vocabulary_narrow_width_and_hidden_matching_then_expo
     from transformers import pipeline
 
     from textdistill.pipeline.bench import run_bench
-    from textdistill.pipeline.distill import run_distill
+    from textdistill.pipeline.run import run_distill
     from textdistill.pipeline.evaluate import run_eval
     from textdistill.pipeline.export import run_export
 
@@ -298,8 +299,8 @@ def test_distill_with_task_vocabulary_narrow_width_and_hidden_matching_then_expo
     # again (what a student.vocab 'teacher' run does) is served from the cache
     from textdistill.data.labelled import load_classification_data
     from textdistill.hashing import folder_digest
-    from textdistill.pipeline.distill import cached_teacher_logits
-    from textdistill.pipeline.runs import encode_splits
+    from textdistill.tasks.classification import cached_teacher_logits
+    from textdistill.data.labelled import encode_splits
     from textdistill.precision import resolve_precision
 
     cfg = load_config(None, overrides)

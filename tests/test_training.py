@@ -12,9 +12,9 @@ from textdistill.config import LossConfig, TrainConfig, load_config
 from textdistill.data.labelled import TextSplit, encode
 from textdistill.evaluation.predict import predict_logits
 from textdistill.models.students import build_student
-from textdistill.pipeline.distill import run_distill
+from textdistill.pipeline.run import run_distill
 from textdistill.training.loop import accumulate_gradients, make_accelerator
-from textdistill.training.objectives import classification_objective
+from textdistill.training.example_objectives import classification_objective
 
 
 def _encoded(tmp_path, n=8):
@@ -72,16 +72,16 @@ def test_one_step_leaves_teacher_identical_and_moves_student(tiny_overrides, tea
 
 
 def test_teacher_is_scored_frozen_in_eval_mode(tiny_overrides, monkeypatch):
-    import textdistill.pipeline.distill as distill_mod
+    import textdistill.tasks.classification as task_mod
 
     seen = []
-    real = distill_mod.predict_logits
+    real = task_mod.predict_logits
 
     def spy(model, *args, **kwargs):
         seen.append((model, model.training, any(p.requires_grad for p in model.parameters())))
         return real(model, *args, **kwargs)
 
-    monkeypatch.setattr(distill_mod, "predict_logits", spy)
+    monkeypatch.setattr(task_mod, "predict_logits", spy)
     run_distill(load_config(None, {**tiny_overrides, "train.max_steps": 2, "report.baseline": False}))
     teacher, training, needs_grad = seen[0]
     assert not training and not needs_grad

@@ -1,10 +1,13 @@
-"""Which examples go together: length-bucketed training batches, length-sorted inference batches, padding.
+"""Which examples go together: length-bucketed training batches, length-sorted inference batches, padding,
+and joining or subsetting tokenised example sets.
 
 Every task's examples are token-id rows of different lengths; batches of similar lengths waste little
 compute on padding. Training batches are a pure function of (seed, epoch), so a resumed run finds its place.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import torch
@@ -57,3 +60,49 @@ def pad_rows(rows: list[list[int]], value: int, left: bool = False) -> tuple[tor
         ids[b, cols] = torch.tensor(list(r), dtype=torch.long)
         mask[b, cols] = 1
     return ids, mask
+
+
+def concat(a, b):
+    """The examples of `a` followed by those of `b`, two tokenised sets of one class (`Encoded`, `TokenData`).
+
+    Every per-example field is joined: lists and arrays along the examples, dicts of arrays key by key.
+    Other fields (padding id, task) must agree. A per-example field that only one side has is an error: the
+    joined set would hold it for some examples only.
+    """
+    if type(a) is not type(b):
+        raise ValueError(f"cannot join {type(a).__name__} and {type(b).__name__} examples")
+    joined = {}
+    for f in dataclasses.fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if (x is None) != (y is None):
+            raise ValueError(f"both parts need {f.name}, or neither")
+        joined[f.name] = _join(x, y, f.name)
+    return type(a)(**joined)
+
+
+def _join(x, y, name: str):
+    if x is None or isinstance(x, list):
+        return None if x is None else x + y
+    if isinstance(x, torch.Tensor):
+        return torch.cat([x, y])
+    if isinstance(x, np.ndarray):
+        return np.concatenate([x, y])
+    if isinstance(x, dict):
+        return {k: _join(x[k], y[k], f"{name}.{k}") for k in x}
+    if x != y:
+        raise ValueError(f"cannot join examples whose {name} differs ({x!r} vs {y!r})")
+    return x
+
+
+def subset(examples, index: list[int]):
+    """The examples `index` of a tokenised set, every per-example field taken at those positions."""
+    def pick(value):
+        if isinstance(value, list):
+            return [value[i] for i in index]
+        if isinstance(value, (torch.Tensor, np.ndarray)):
+            return value[index]
+        if isinstance(value, dict):
+            return {k: pick(v) for k, v in value.items()}
+        return value
+
+    return type(examples)(**{f.name: pick(getattr(examples, f.name)) for f in dataclasses.fields(examples)})

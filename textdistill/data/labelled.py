@@ -1,4 +1,4 @@
-"""Labelled text for classification: splits, label ids, tokenisation once per run, dynamic padding."""
+"""Labelled text for classification: reading and splitting it, label ids, tokenising every split once per run."""
 
 from __future__ import annotations
 
@@ -189,7 +189,7 @@ class Encoded:
     def collate(self, index: list[int]) -> dict[str, torch.Tensor]:
         """Pad the examples `index` to their longest member (dynamic padding)."""
         input_ids, attention_mask = pad_rows([self.input_ids[i] for i in index], self.pad_id)  # [B, L] each
-        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": self.labels[index]}
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "targets": self.labels[index]}
         if self.token_type_ids:
             batch["token_type_ids"] = pad_rows([self.token_type_ids[i] for i in index], 0)[0]  # [B, L]
         if self.teacher_logits is not None:
@@ -215,4 +215,34 @@ def encode(tokenizer, split: TextSplit, label_ids: list[int], max_length: int, r
         labels=torch.tensor(label_ids, dtype=torch.long),
         lengths=[len(x) for x in ids],
         pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
+    )
+
+
+@dataclass
+class EncodedSplits:
+    train: Encoded
+    validation: Encoded
+    test: Encoded
+    unlabeled: Encoded | None
+
+
+def check_max_length(max_length: int, model_max: int | None) -> None:
+    if model_max is not None and max_length > model_max:
+        raise TextDistillError(
+            f"data.max_length {max_length} exceeds the model's {model_max} positions; set data.max_length <= {model_max}"
+        )
+
+
+def encode_splits(tokenizer, data: ClassificationData, max_length: int, model_max: int | None) -> EncodedSplits:
+    """Tokenise every split once per run."""
+    check_max_length(max_length, model_max)
+
+    def enc(split, role):
+        return encode(tokenizer, split, data.label_ids(split), max_length, role)
+
+    return EncodedSplits(
+        train=enc(data.train, "train"),
+        validation=enc(data.validation, "validation"),
+        test=enc(data.test, "test"),
+        unlabeled=enc(data.unlabeled, "unlabeled") if data.unlabeled is not None else None,
     )

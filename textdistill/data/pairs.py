@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from textdistill.config import GenerationConfig
+from textdistill.config import DataConfig
 from textdistill.data.batching import pad_rows
 from textdistill.errors import TextDistillError
 from textdistill.losses import IGNORE_INDEX
@@ -37,7 +37,7 @@ class GenerationData:
     name: str
 
 
-def load_generation_data(cfg: GenerationConfig) -> GenerationData:
+def load_generation_data(cfg: DataConfig) -> GenerationData:
     if cfg.dataset is not None:
         from textdistill.data import bible  # the data engineer's module; imported only when used
 
@@ -47,7 +47,7 @@ def load_generation_data(cfg: GenerationConfig) -> GenerationData:
             pairs, kind = [tuple(p) for p in bible.parallel_verses()], "parallel"
         name = cfg.dataset
     else:
-        pairs, kind = read_pairs(Path(cfg.train), "generation.train")
+        pairs, kind = read_pairs(Path(cfg.train), "data.train")
         name = cfg.train
     pairs = [(cfg.source_prefix + p if kind != "text" else p, r) for p, r in pairs]
     rng = np.random.default_rng(cfg.split_seed)
@@ -57,7 +57,7 @@ def load_generation_data(cfg: GenerationConfig) -> GenerationData:
         path = getattr(cfg, split)
         if path is not None:
             held[split] = [(cfg.source_prefix + p if kind != "text" else p, r)
-                           for p, r in read_pairs(Path(path), f"generation.{split}")[0]]
+                           for p, r in read_pairs(Path(path), f"data.{split}")[0]]
         else:
             n = max(1, round(frac * len(pairs)))
             held[split] = [pairs[i] for i in order[:n]]
@@ -132,10 +132,6 @@ class TokenData:
     def __len__(self) -> int:
         return len(self.input_ids)
 
-    def subset(self, index: list[int]) -> "TokenData":
-        return TokenData(self.task, [self.input_ids[i] for i in index], [self.labels[i] for i in index],
-                         [self.prompt_lengths[i] for i in index], self.pad_id, self.decoder_start_id)
-
     def target_length(self, i: int) -> int:
         """Logit positions of example i (the width of its `targets` row)."""
         return len(self.labels[i]) if self.task == "seq2seq" else len(self.input_ids[i])
@@ -163,7 +159,7 @@ class TokenData:
         return batch
 
 
-def encode_pairs(tokenizer, pairs: list[Pair], task: str, cfg: GenerationConfig,
+def encode_pairs(tokenizer, pairs: list[Pair], task: str, cfg: DataConfig,
                  decoder_start_id: int | None = None) -> TokenData:
     """Tokenise once: causal LM (prompt + response, chat template when the tokenizer has one and
     `cfg.chat_template`) or seq2seq (source, target ending with EOS)."""
@@ -191,7 +187,7 @@ def encode_pairs(tokenizer, pairs: list[Pair], task: str, cfg: GenerationConfig,
         labels.append([IGNORE_INDEX] * len(p_ids) + r_ids)
         prompts.append(len(p_ids))
     if truncated:
-        log.warning("%d of %d examples were truncated to generation.max_length / max_target_length",
+        log.warning("%d of %d examples were truncated to data.max_length / max_target_length",
                     truncated, len(pairs))
     return TokenData(task, inputs, labels, prompts, pad, decoder_start_id)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import logging
 import re
-from pathlib import Path
 
 import torch
 

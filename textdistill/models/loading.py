@@ -11,7 +11,7 @@ import torch
 from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification,
                           AutoTokenizer, PreTrainedTokenizerBase)
 
-from textdistill.data.builtin import package_dir
+from textdistill.packages import package_dir
 from textdistill.errors import TextDistillError
 from textdistill.models.split_archive import SPLIT_ARCHIVES, unpacked_model_dir
 

@@ -33,10 +33,6 @@ def _label_config(config, label_names: list[str]) -> None:
     config.label2id = {n: i for i, n in enumerate(label_names)}
 
 
-def count_parameters(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def build_student(cfg: StudentConfig, teacher: torch.nn.Module, label_names: list[str], seed: int,
                   trust_remote_code: bool = False, kept_ids: list[int] | None = None,
                   calibration: list[dict[str, torch.Tensor]] | None = None) -> torch.nn.Module:

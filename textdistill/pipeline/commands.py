@@ -3,63 +3,48 @@
 from __future__ import annotations
 
 import json
+from importlib import resources
 from pathlib import Path
 
 from textdistill.config import GENERATION_TASKS, RunConfig, load_config
 from textdistill.errors import TextDistillError
 from textdistill.pipeline.bench import run_bench
-from textdistill.pipeline.distill import run_distill
 from textdistill.pipeline.evaluate import run_eval
 from textdistill.pipeline.export import run_export as export
+from textdistill.pipeline.run import run_distill
 from textdistill.pipeline.sweep import run_sweep
-from textdistill.pipeline.teacher import run_teacher
 from textdistill.report.render import summary_table, write_report
+from textdistill.tasks import TASKS
 
-__all__ = ["DEMO_DEFAULTS", "bench", "demo", "distill", "evaluate", "export", "report", "summary_text", "sweep",
-           "teacher"]
+__all__ = ["DEMO", "bench", "demo", "demo_config", "distill", "evaluate", "export", "report", "shipped_config",
+           "summary_text", "sweep", "teacher"]
 
-# The default student recipe (configs/rotten_tomatoes.yaml and configs/bbc_news.yaml spell out the same):
-# teacher layers 2 and 5 with half the feed-forward width, the task's vocabulary, width 256 initialised
-# from the teacher's most active dimensions, hidden-state matching, one teacher-labelled token variant
-# per text, temperature 4 -> 1 and the soft term weighted by the teacher's confidence, 4 epochs.
-RECIPE = {
-    "student.vocab": "task", "student.hidden_size": 256,
-    "loss.hidden_loss": "mse", "loss.schedule": "linear", "loss.temperature": 4.0, "loss.temperature_end": 1.0,
-    "loss.soft_weighting": "confidence",
-    "train.epochs": 4.0, "train.freeze_embeddings": False,
-}
-# The embedded default: the built-in data with the default recipe.
-DEMO_DEFAULTS = {"data.dataset": "rotten_tomatoes", "output_dir": "runs/demo", **RECIPE}
+# The built-in default: the default recipe on the built-in Rotten Tomatoes data, as the shipped file spells it.
+DEMO = {"config": "rotten_tomatoes.yaml", "output_dir": "runs/demo"}
+
+
+def shipped_config(name: str) -> Path:
+    """A config file shipped inside the package (`textdistill/configs/`), e.g. 'rotten_tomatoes.yaml'."""
+    path = Path(str(resources.files("textdistill") / "configs" / name))
+    if not path.is_file():
+        raise TextDistillError(f"no shipped config {name!r}; the package's configs are in {path.parent}")
+    return path
+
+
+def demo_config(overrides: dict | None = None) -> RunConfig:
+    """The demo's config: the shipped default recipe, its run folder `runs/demo`, then `overrides`."""
+    return load_config(shipped_config(DEMO["config"]), {"output_dir": DEMO["output_dir"], **(overrides or {})})
 
 
 def distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False, **kwargs) -> dict | None:
-    """`distill`: the classification recipe (`pipeline/distill.py`), or for `task: causal_lm | seq2seq` the
-    generation recipe (`pipeline/generation.py`)."""
-    if cfg.task in GENERATION_TASKS:
-        from textdistill.pipeline.generation import run_generation_distill
-
-        return run_generation_distill(cfg, overwrite=overwrite, resume=resume)
+    """`distill`: the one run of every task (`pipeline/run.py`)."""
     return run_distill(cfg, overwrite, resume, **kwargs)
 
 
 def teacher(cfg: RunConfig, output: str | Path | None = None) -> dict:
     """`teacher`: fine-tune a classifier teacher, or for seq2seq train the encoder-decoder teacher of
     `teacher.path: train` (cached; copied to `output` when given)."""
-    if cfg.task == "causal_lm":
-        raise TextDistillError("textdistill teacher trains classification and seq2seq teachers; a causal_lm run uses "
-                               "teacher.path 'builtin' (SmolLM2-135M-Instruct) or a model folder")
-    if cfg.task == "seq2seq":
-        import shutil
-
-        from textdistill.data.pairs import load_generation_data
-        from textdistill.pipeline.seq2seq_teacher import trained_seq2seq_teacher
-
-        folder, info = trained_seq2seq_teacher(cfg, load_generation_data(cfg.generation))
-        if output is not None:
-            shutil.copytree(folder, output, dirs_exist_ok=True)
-            folder = Path(output)
-        return {"teacher": str(folder), **info}
-    return run_teacher(cfg, output=output)
+    return TASKS[cfg.task].train_teacher(cfg, output)
 
 
 def sweep(cfg: RunConfig, overwrite: bool = False) -> dict | None:
@@ -88,8 +73,7 @@ def bench(run_dir: str | Path, latency_examples: int = 100, throughput_batches: 
 
 def demo(overrides: dict | None = None) -> dict:
     """The built-in default: MiniLM teacher fine-tuned on Rotten Tomatoes (cached), distilled, reported."""
-    cfg: RunConfig = load_config(None, {**DEMO_DEFAULTS, **(overrides or {})})
-    return distill(cfg, overwrite=True)
+    return distill(demo_config(overrides), overwrite=True)
 
 
 def report(run_dir: str | Path) -> str:

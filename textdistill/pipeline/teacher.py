@@ -12,12 +12,12 @@ from pathlib import Path
 
 from textdistill.cache import cache_root
 from textdistill.config import RunConfig, TrainConfig
-from textdistill.data.labelled import ClassificationData, load_classification_data
+from textdistill.data.labelled import ClassificationData, encode_splits, load_classification_data
 from textdistill.evaluation.metrics import classification_metrics
 from textdistill.evaluation.predict import predict_logits
 from textdistill.models.loading import load_classifier, load_tokenizer, resolve_model_dir
 from textdistill.atomic import write_json
-from textdistill.pipeline.runs import encode_splits, save_model
+from textdistill.pipeline.runs import save_model
 from textdistill.hashing import digest_problem, file_digest, update_with_folder
 from textdistill.training.distributed import is_main, wait_for_everyone
 from textdistill.training.loop import train
