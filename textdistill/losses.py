@@ -173,37 +173,65 @@ def forward_kl_topk(
     """KL(p' || q') over the k teacher ids plus one bucket for everything else (teacher = p, first).
 
     `[..., V], [..., k], [..., k], [...] -> [...]`; the teacher side comes from `topk_with_leftover`
-    at the same temperature. q' lumps the student's mass outside the k ids into the bucket.
+    at the same temperature (k distinct ids). q' lumps the student's mass outside the k ids into the bucket.
     Bound: 0 <= forward_kl - forward_kl_topk = r * KL(p_rest / r || q_rest / Q) where r and Q are the
     teacher's and the student's mass outside the k ids (log-sum inequality); it is 0 when k = V, and
     small when r is. Never larger than the full KL, so it under-penalises, never over-penalises. Teacher
-    memory is k + 1 numbers per position; the only V-sized terms are the student's logits and one float32 copy.
+    memory is k + 1 numbers per position; the only V-sized terms are the student's logits and one float32
+    copy (the logits with the k ids masked, kept for the backward pass).
     """
-    # log q at the k ids as gathered logit minus logsumexp: no [..., V] log-softmax is kept for backward
     scaled = student_logits.float() / temperature  # [..., V]
-    s_top = scaled.gather(-1, teacher_top_ids) - torch.logsumexp(scaled, dim=-1, keepdim=True)  # [..., k]
-    return _topk_kl(s_top, teacher_top_logprobs, teacher_leftover)
+    top = scaled.gather(-1, teacher_top_ids)  # [..., k]
+    # log Q from the logits outside the ids: 1 - sum(top-k q) cancels to 0 in float32 once Q < ~1e-7
+    outside = torch.logsumexp(scaled.scatter(-1, teacher_top_ids, float("-inf")), dim=-1)  # [...]
+    return _topk_kl(top, outside, teacher_top_logprobs, teacher_leftover)
 
 
-def _topk_kl(student_top: torch.Tensor, teacher_top: torch.Tensor, teacher_leftover: torch.Tensor) -> torch.Tensor:
-    """KL(p' || q') over k ids + one leftover bucket, from log-probs at the ids. `[..., k] x2, [...] -> [...]`."""
-    s_left = torch.log((-torch.expm1(torch.logsumexp(student_top, dim=-1).clamp(max=0.0))).clamp(min=1e-30))  # [...]
+def _topk_kl(student_top: torch.Tensor, student_outside: torch.Tensor, teacher_top: torch.Tensor,
+             teacher_leftover: torch.Tensor) -> torch.Tensor:
+    """KL(p' || q') over k ids + one leftover bucket. `[..., k], [...], [..., k], [...] -> [...]`.
+
+    The student side is unnormalised, in log space: its (scaled) logits at the k ids and the logsumexp of
+    its logits outside them; the log-normaliser is their logaddexp, so no mass is ever found by
+    subtraction. With k = V the outside is -inf: its logsumexp's backward yields NaN only at masked
+    entries, where the masking op's backward puts 0, and the teacher's leftover is -inf too (term 0).
+    """
+    log_norm = torch.logaddexp(student_outside, torch.logsumexp(student_top, dim=-1))  # [...]
+    s_top = student_top - log_norm.unsqueeze(-1)  # [..., k]
+    s_left = student_outside - log_norm  # [...]
     t_top = teacher_top.float()
     t_left = teacher_leftover.float()
-    top = (t_top.exp() * (t_top - student_top)).sum(-1)  # [...]
+    top = (t_top.exp() * (t_top - s_top)).sum(-1)  # [...]
     left = torch.where(torch.isfinite(t_left), t_left.exp() * (t_left - s_left), torch.zeros_like(t_left))
     return top + left
 
 
-def _block_logsumexp(hidden: torch.Tensor, weight_block: torch.Tensor, temperature: float) -> torch.Tensor:
-    return torch.logsumexp((hidden @ weight_block.T).float() / temperature, dim=-1)  # [...]
+def _block_logsumexp(hidden: torch.Tensor, weight_block: torch.Tensor, temperature: float,
+                     exclude_ids: torch.Tensor | None = None, start: int = 0) -> torch.Tensor:
+    """logsumexp of one vocabulary block's logits (rows `start`.. of the head), `exclude_ids` masked out."""
+    logits = (hidden @ weight_block.T).float() / temperature  # [..., Vb]
+    if exclude_ids is not None:
+        logits = logits.masked_fill(_block_hits(exclude_ids, start, logits.shape[-1]), float("-inf"))
+    return torch.logsumexp(logits, dim=-1)  # [...]
+
+
+def _block_hits(ids: torch.Tensor, start: int, width: int) -> torch.Tensor:
+    """`[..., k]` vocabulary ids -> `[..., width]` bool, true at the ids inside block `[start, start + width)`."""
+    local = ids - start  # [..., k]
+    inside = (local >= 0) & (local < width)
+    slot = torch.where(inside, local, torch.full_like(local, width))  # ids of other blocks go to a spare slot
+    hits = torch.zeros(*ids.shape[:-1], width + 1, dtype=torch.bool, device=ids.device)  # [..., width + 1]
+    return hits.scatter(-1, slot, True)[..., :width]
 
 
 def log_normaliser_from_hidden(
-    hidden: torch.Tensor, lm_head_weight: torch.Tensor, temperature: float = 1.0, vocab_chunk: int = 4096
+    hidden: torch.Tensor, lm_head_weight: torch.Tensor, temperature: float = 1.0, vocab_chunk: int = 4096,
+    exclude_ids: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """logsumexp_v (hidden . w_v / T) without holding the `[..., V]` logits. `[..., D], [V, D] -> [...]`.
 
+    With `exclude_ids` `[..., k]`, the sum runs over the vocabulary outside those ids (masked inside each
+    block): the log of the mass outside them, exact even where that mass is far below float32's epsilon.
     A logsumexp over vocabulary blocks of `vocab_chunk` rows, each block recomputed in the backward pass
     (activation checkpointing): peak activation memory is `positions x vocab_chunk`, independent of V.
     """
@@ -212,8 +240,9 @@ def log_normaliser_from_hidden(
     from torch.utils.checkpoint import checkpoint
 
     # split, not slicing: its backward concatenates the block gradients once instead of one [V, D] per block
-    blocks = [checkpoint(_block_logsumexp, hidden, block, temperature, use_reentrant=False)
-              for block in lm_head_weight.split(vocab_chunk)]  # each [...]
+    blocks = [checkpoint(_block_logsumexp, hidden, block, temperature, exclude_ids, i * vocab_chunk,
+                         use_reentrant=False)
+              for i, block in enumerate(lm_head_weight.split(vocab_chunk))]  # each [...]
     return torch.logsumexp(torch.stack(blocks, dim=-1), dim=-1)  # [...]
 
 
@@ -250,12 +279,14 @@ def forward_kl_topk_from_hidden(
     `[..., D], [V, D], [..., k], [..., k], [...] -> [...]`; equal to
     `forward_kl_topk(student_hidden @ lm_head_weight.T, ...)`. The student's `[..., V]` logits are never
     held: the log-normaliser comes from `log_normaliser_from_hidden`, and the k logits are dot products
-    with the k gathered rows. Peak activation memory is `positions x (vocab_chunk + k x D)`: independent
+    with the k gathered rows; the student's mass outside the k ids is a logsumexp over the other rows of
+    each block (`exclude_ids`), never 1 minus the mass at the ids. Peak activation memory is `positions x (vocab_chunk + k x D)`: independent
     of V (the weight's own gradient is parameter-sized, as for any trained layer).
     """
-    log_norm = log_normaliser_from_hidden(student_hidden, lm_head_weight, temperature, vocab_chunk)  # [...]
     picked = _logits_at(student_hidden, lm_head_weight, teacher_top_ids) / temperature  # [..., k]
-    return _topk_kl(picked - log_norm.unsqueeze(-1), teacher_top_logprobs, teacher_leftover)
+    outside = log_normaliser_from_hidden(student_hidden, lm_head_weight, temperature, vocab_chunk,
+                                         exclude_ids=teacher_top_ids)  # [...]
+    return _topk_kl(picked, outside, teacher_top_logprobs, teacher_leftover)
 
 
 def logit_mse(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
