@@ -91,3 +91,43 @@ def test_topk_kl_is_exact_bounded_and_has_true_gradients_for_any_confidence(seed
         assert bool((value.double() <= full + 1e-5 * scale).all()), name  # never above the full KL
         assert torch.isfinite(grad).all(), name
         assert torch.allclose(grad.double(), expected_grad, rtol=0, atol=1e-5 * grad_scale), name
+
+
+PAIRS = [(f"translate : {s}", translate(s)) for s in sentences(6, seed=3)]
+
+
+def all_masked_setup(**settings):
+    tok = word_tokenizer()
+    cfg = GenerationConfig(max_new_tokens=6, **settings)
+    teacher, student = tiny_llama(len(tok), layers=4, seed=1), tiny_llama(len(tok), layers=2, seed=2)
+    batch = encode_pairs(tok, PAIRS, "causal_lm", cfg).collate([0, 1])
+    batch["targets"] = torch.full_like(batch["targets"], IGNORE_INDEX)  # no position to learn from
+    with torch.no_grad():
+        top, ids, left = topk_with_leftover(gen.logits_of(teacher, batch), 4, cfg.temperature)
+    batch.update(teacher_top_logprobs=top, teacher_top_ids=ids, teacher_leftover=left)
+    return cfg, teacher, student, batch, len(tok)
+
+
+@pytest.mark.parametrize("loss", ["forward_kl", "jsd"])
+def test_chunked_kd_alone_on_an_all_masked_micro_batch_gives_zero_and_zero_gradients(loss):
+    # ce_weight 0: the kd term is the whole loss, so it must stay on the autograd graph even when empty
+    grads = []
+    for chunk_size in (0, 3):
+        cfg, teacher, student, batch, vocab = all_masked_setup(loss=loss, chunk_size=chunk_size, ce_weight=0.0,
+                                                               kd_weight=1.0)
+        total, terms = accumulate_gradients(student, [batch], gen.live_teacher_objective(cfg, teacher, vocab),
+                                            make_accelerator(TrainConfig(mixed_precision="no")),
+                                            count=gen.count_target_tokens)
+        assert total.item() == 0.0 and terms["kd"].item() == 0.0
+        grads.append(torch.cat([p.grad.flatten() for p in student.parameters() if p.grad is not None]))
+    assert torch.equal(grads[0], grads[1]) and not grads[1].any()
+
+
+@pytest.mark.parametrize("vocab_chunk", [3, 10_000])
+def test_cached_topk_kd_alone_on_an_all_masked_micro_batch_gives_zero_and_zero_gradients(vocab_chunk):
+    cfg, _, student, batch, vocab = all_masked_setup(ce_weight=0.0, kd_weight=1.0)
+    model = copy.deepcopy(student)
+    terms = gen.cached_topk_objective(cfg, vocab, vocab_chunk)(model, batch)
+    sum(terms.values()).backward()
+    assert terms["kd"].item() == 0.0
+    assert all(not p.grad.any() for p in model.parameters() if p.grad is not None)

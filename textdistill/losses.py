@@ -138,12 +138,10 @@ def chunked(loss_fn, student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     lead = student_logits.shape[:-1]
     flat_s = student_logits.reshape(-1, student_logits.shape[-1])  # [N, V]
     flat_t = teacher_logits.reshape(-1, teacher_logits.shape[-1])  # [N, V]
-    parts = [
-        loss_fn(flat_s[i : i + chunk_size], flat_t[i : i + chunk_size], **kwargs)  # [chunk]
-        for i in range(0, flat_s.shape[0], chunk_size)
-    ]
-    if not parts:
-        return student_logits.new_zeros(lead, dtype=torch.float32)
+    # no position at all (an all-masked micro-batch): one call on the empty tensors keeps the result on the
+    # autograd graph, so a loss made of this term alone still backpropagates (zero gradients), as unchunked
+    starts = range(0, flat_s.shape[0], chunk_size) or range(1)
+    parts = [loss_fn(flat_s[i : i + chunk_size], flat_t[i : i + chunk_size], **kwargs) for i in starts]  # [chunk]
     return torch.cat(parts).reshape(lead)
 
 
