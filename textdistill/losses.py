@@ -17,6 +17,7 @@ KL(target || input); we avoid it so the direction is visible in the code.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -276,10 +277,11 @@ def forward_kl_topk_from_hidden(
 
     `[..., D], [V, D], [..., k], [..., k], [...] -> [...]`; equal to
     `forward_kl_topk(student_hidden @ lm_head_weight.T, ...)`. The student's `[..., V]` logits are never
-    held: the log-normaliser comes from `log_normaliser_from_hidden`, and the k logits are dot products
-    with the k gathered rows; the student's mass outside the k ids is a logsumexp over the other rows of
-    each block (`exclude_ids`), never 1 minus the mass at the ids. Peak activation memory is `positions x (vocab_chunk + k x D)`: independent
-    of V (the weight's own gradient is parameter-sized, as for any trained layer).
+    held: the k logits are dot products with the k gathered rows, and the student's mass outside the k ids
+    is a logsumexp over the other rows, masked inside each block (`log_normaliser_from_hidden` with
+    `exclude_ids`), never 1 minus the mass at the ids. Peak activation memory is
+    `positions x (vocab_chunk + k x D)`: independent of V (the weight's own gradient is parameter-sized,
+    as for any trained layer).
     """
     picked = _logits_at(student_hidden, lm_head_weight, teacher_top_ids) / temperature  # [..., k]
     outside = log_normaliser_from_hidden(student_hidden, lm_head_weight, temperature, vocab_chunk,
@@ -327,6 +329,127 @@ def attention_forward_kl(student_attention: torch.Tensor, teacher_attention: tor
     t = teacher_attention.float()
     per_row = (torch.xlogy(t, t) - t * s.clamp_min(1e-12).log()).sum(-1)  # [B, H, Lq]
     return per_row.mean(1)
+
+
+# ---- Losses of the newer methods: decoupled (DKD), adaptive (ADL) and mutual (DML / ONE) distillation.
+
+
+def decoupled_forward_kl_terms(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """DKD's two parts of KL(p || q) (teacher p first), per position: (TCKD, NCKD).
+
+    TCKD = KL(b_p || b_q) over the binary [p_y, 1 - p_y]; NCKD = KL(p_rest || q_rest) over the non-target
+    classes renormalised. `[..., C], [..., C], [...] -> ([...], [...])`, C >= 2; IGNORE_INDEX labels give 0.
+    Classical KD decomposes as forward_kl = TCKD + (1 - p_y) NCKD. Zhao et al. 2022,
+    https://arxiv.org/abs/2203.08679. No T^2 here. The non-target masses are logsumexps of the
+    non-target logits, so a confident model keeps an exact NCKD.
+    """
+    if student_logits.shape[-1] < 2:
+        raise ValueError(f"decoupled KL needs at least 2 classes, got {student_logits.shape[-1]}")
+    valid = labels != IGNORE_INDEX  # [...]
+    target = torch.where(valid, labels, torch.zeros_like(labels)).long().unsqueeze(-1)  # [..., 1]
+    is_target = torch.zeros_like(student_logits, dtype=torch.bool).scatter(-1, target, True)  # [..., C]
+
+    def parts(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scaled = logits.float() / temperature  # [..., C]
+        rest = scaled.masked_fill(is_target, float("-inf"))  # [..., C]
+        rest_norm = torch.logsumexp(rest, dim=-1, keepdim=True)  # [..., 1]
+        both = torch.cat([scaled.gather(-1, target), rest_norm], dim=-1)  # [..., 2]: target, all others
+        return both - torch.logsumexp(both, dim=-1, keepdim=True), rest - rest_norm  # log b, log p_rest
+
+    s_bin, s_rest = parts(student_logits)
+    t_bin, t_rest = parts(teacher_logits)
+    tckd = (t_bin.exp() * (t_bin - s_bin)).sum(-1)
+    nckd = torch.where(is_target, torch.zeros_like(t_rest), t_rest.exp() * (t_rest - s_rest)).sum(-1)
+    return torch.where(valid, tckd, torch.zeros_like(tckd)), torch.where(valid, nckd, torch.zeros_like(nckd))
+
+
+def decoupled_forward_kl(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    alpha: float = 1.0,
+    beta: float = 8.0,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """DKD = alpha * TCKD + beta * NCKD (`decoupled_forward_kl_terms`), per position. `[..., C] x2, [...] -> [...]`.
+
+    alpha = 1, beta = 1 - p_y would be classical KD; DKD frees beta (the paper's CIFAR-100 setting is
+    alpha 1, beta 8). Zhao et al. 2022, https://arxiv.org/abs/2203.08679. No T^2 here.
+    """
+    tckd, nckd = decoupled_forward_kl_terms(student_logits, teacher_logits, labels, temperature)
+    return alpha * tckd + beta * nckd
+
+
+def adaptive_forward_kl(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    beta: float = 1.5,
+    gamma: float = 1.0,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """Adaptive distillation loss: w * KL(p || q), w = (1 - exp(-(KL(p || q) + beta * H(p))))^gamma.
+
+    `[..., V], [..., V] -> [...]`, teacher p first. The per-example weight w in [0, 1) grows with the
+    teacher-student gap (KL) and with the teacher's uncertainty (entropy H), so examples already mimicked
+    with a confident teacher fade out, focal-loss style; gamma = 0 is `forward_kl`. The gradient flows
+    through w, as in the paper's loss. ADL, Tang et al. 2019, https://arxiv.org/abs/1901.00366. No T^2 here.
+    """
+    if beta < 0 or gamma < 0:
+        raise ValueError(f"adaptive KL needs beta >= 0 and gamma >= 0, got beta {beta}, gamma {gamma}")
+    s = _log_probs(student_logits, temperature)
+    t = _log_probs(teacher_logits, temperature)
+    p = t.exp()
+    kl = (p * (t - s)).sum(-1)  # [...]
+    entropy = -(p * t).sum(-1)  # [...]
+    # floored so that pow's gradient stays finite where the gap is exactly 0 (identical inputs, beta 0)
+    weight = (-torch.expm1(-(kl + beta * entropy))).clamp_min(1e-12).pow(gamma)  # [...]
+    return weight * kl
+
+
+def mutual_forward_kl(peer_logits: Sequence[torch.Tensor], temperature: float = 1.0) -> torch.Tensor:
+    """Deep mutual learning's peer term for each of K >= 2 peers: 1/(K-1) sum_{j != i} KL(p_j || p_i).
+
+    `K x [..., V] -> [K, ...]`; entry i is `forward_kl(peer_i, stop_grad(peer_j))` averaged over the other
+    peers: each peer learns from the others and its entry sends gradient to itself only. Zhang et al. 2018,
+    https://arxiv.org/abs/1706.00384. No T^2 here.
+    """
+    k = len(peer_logits)
+    if k < 2:
+        raise ValueError(f"mutual learning needs at least 2 peers, got {k}")
+    return torch.stack([
+        sum(forward_kl(peer_logits[i], peer_logits[j].detach(), temperature) for j in range(k) if j != i) / (k - 1)
+        for i in range(k)
+    ])
+
+
+def peer_ensemble_logits(peer_logits: Sequence[torch.Tensor], weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Gated ensemble of K peers' logits: sum_k w_k z_k with w normalised over k (uniform when None).
+
+    `K x [..., V], weights [K, ...] or [K] (non-negative) -> [..., V]` float32. ONE's on-the-fly teacher, Lan
+    et al. 2018, https://arxiv.org/abs/1806.04606 (its gate gives per-example softmax weights; OKDDip's
+    attention weights fit the same slot).
+    """
+    z = torch.stack([p.float() for p in peer_logits])  # [K, ..., V]
+    w = torch.ones(z.shape[:-1], device=z.device) if weights is None else weights.float()  # [K, ...] or [K]
+    if (w < 0).any():
+        raise ValueError("peer ensemble weights must be non-negative")
+    w = w / w.sum(0, keepdim=True)
+    return (w.reshape(w.shape + (1,) * (z.dim() - w.dim())) * z).sum(0)
+
+
+def peer_ensemble_forward_kl(
+    peer_logits: Sequence[torch.Tensor], weights: torch.Tensor | None = None, temperature: float = 1.0
+) -> torch.Tensor:
+    """Each peer against the peers' ensemble as teacher: KL(stop_grad(p_ens) || p_i). `K x [..., V] -> [K, ...]`.
+
+    p_ens = softmax(`peer_ensemble_logits` / T), a constant target like a teacher's (the ensemble's own
+    cross-entropy, if any, trains the gate). ONE, Lan et al. 2018, https://arxiv.org/abs/1806.04606;
+    OKDDip, Chen et al. 2020, https://arxiv.org/abs/1912.00350. No T^2 here.
+    """
+    target = peer_ensemble_logits(peer_logits, weights).detach()  # [..., V]
+    return torch.stack([forward_kl(peer, target, temperature) for peer in peer_logits])
 
 
 def masked_mean_per_example(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
