@@ -1,6 +1,8 @@
-"""DKD, adaptive and mutual-learning losses against independent formulas."""
+"""VID, contrastive, DKD, adaptive and mutual-learning losses (and their heads) against independent formulas."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
@@ -8,8 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from textdistill.losses import (IGNORE_INDEX, adaptive_forward_kl, decoupled_forward_kl, decoupled_forward_kl_terms,
-                                forward_kl, masked_sum, mutual_forward_kl, peer_ensemble_forward_kl,
-                                peer_ensemble_logits)
+                                forward_kl, info_nce_student_to_teacher, masked_mean_per_example, masked_sum,
+                                mutual_forward_kl, peer_ensemble_forward_kl, peer_ensemble_logits, vid_nll)
+from textdistill.training.heads import ContrastiveHeads, MemoryBank, VIDHead, mean_pool
 
 DETERMINISTIC = settings(max_examples=30, deadline=None, derandomize=True, database=None,
                          suppress_health_check=list(HealthCheck))
@@ -35,6 +38,178 @@ def logits_pair(seed: int, shape=(4, 6), gap: float = 0.0):
 def grad_of(fn, *inputs):
     leaves = [x.clone().requires_grad_() for x in inputs]
     return torch.autograd.grad(fn(*leaves).sum(), leaves)
+
+
+# ---- VID -------------------------------------------------------------------------------------------------
+
+def test_vid_is_the_gaussian_negative_log_likelihood():
+    g = torch.Generator().manual_seed(0)
+    mu, teacher = torch.randn(2, 5, 8, generator=g), torch.randn(2, 5, 8, generator=g)
+    variance = torch.rand(8, generator=g) + 0.1
+    normal = torch.distributions.Normal(mu.double(), variance.double().sqrt())
+    expected = -normal.log_prob(teacher.double()).mean(-1) - 0.5 * math.log(2 * math.pi)
+    assert_close(vid_nll(mu, teacher, variance), expected)
+    # not 0 on identical features: what is left is the log-variance term
+    assert_close(vid_nll(teacher, teacher, variance), 0.5 * variance.log().mean().expand(2, 5))
+
+
+def test_vid_variance_is_learned_to_the_residual_variance():
+    # the NLL's minimiser over sigma_d^2 is the mean squared residual of dimension d
+    g = torch.Generator().manual_seed(1)
+    mu, teacher = torch.randn(64, 4, generator=g), torch.randn(64, 4, generator=g) * 3
+    best = (teacher - mu).pow(2).mean(0)  # [4]
+    for factor in (1.0, 0.5, 2.0):
+        variance = (best * factor).requires_grad_()
+        vid_nll(mu, teacher, variance).sum().backward()
+        grad = variance.grad
+        assert (grad.abs() < 1e-4).all() if factor == 1.0 else ((grad > 0) == (factor > 1.0)).all()
+
+
+def test_vid_head_variance_starts_at_init_and_is_floored():
+    head = VIDHead(student_width=6, teacher_width=10, init_variance=5.0, min_variance=1e-3)
+    assert_close(head.variance(), torch.full((10,), 5.0))
+    assert head(torch.randn(2, 3, 6)).shape == (2, 3, 10) and head.variance().shape == (10,)
+    with torch.no_grad():
+        head.raw_variance.fill_(-1e4)  # as if training had pushed it down without bound
+    assert (head.variance() >= 1e-3).all()
+    loss = vid_nll(head(torch.randn(2, 3, 6)), torch.randn(2, 3, 10), head.variance()).sum()
+    loss.backward()
+    assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in head.parameters())
+    with pytest.raises(ValueError, match="min_variance"):
+        VIDHead(6, 10, init_variance=1e-6, min_variance=1e-5)
+
+
+def test_vid_all_masked_gives_zero_and_masks_are_respected():
+    head = VIDHead(4, 4)
+    hidden, teacher = torch.randn(3, 5, 4, requires_grad=True), torch.randn(3, 5, 4)
+    mask = torch.zeros(3, 5, dtype=torch.bool)
+    per_example = masked_mean_per_example(vid_nll(head(hidden), teacher, head.variance()), mask)  # [3]
+    total = masked_sum(per_example, torch.zeros(3, dtype=torch.bool))
+    total.backward()
+    assert total.item() == 0.0 and torch.isfinite(hidden.grad).all() and not hidden.grad.any()
+    mask[0, :2] = True
+    changed = teacher.clone()
+    changed[:, 2:] += 100.0  # outside the mask
+    a = masked_mean_per_example(vid_nll(head(hidden), teacher, head.variance()), mask)
+    b = masked_mean_per_example(vid_nll(head(hidden), changed, head.variance()), mask)
+    assert torch.equal(a, b)
+
+
+# ---- contrastive -----------------------------------------------------------------------------------------
+
+def reference_info_nce(student, teacher, temperature, negatives=None, valid=None):
+    """Per anchor i: -log exp(cos(s_i, t_i)/tau) / (sum over valid j of exp(cos(s_i, t_j)/tau) + bank terms)."""
+    n = student.shape[0]
+    valid = torch.ones(n, dtype=torch.bool) if valid is None else valid
+    out = []
+    for i in range(n):
+        if not valid[i]:
+            out.append((student[i].sum() + teacher[i].sum()) * 0.0)  # no positive: 0, on the graph
+            continue
+        cos = lambda a, b: (a @ b) / (a.norm() * b.norm())  # noqa: E731
+        denominator = sum(torch.exp(cos(student[i], teacher[j]) / temperature) for j in range(n) if valid[j])
+        if negatives is not None:
+            denominator = denominator + sum(torch.exp(cos(student[i], m) / temperature) for m in negatives)
+        out.append(-torch.log(torch.exp(cos(student[i], teacher[i]) / temperature) / denominator))
+    return torch.stack(out)
+
+
+@DETERMINISTIC
+@given(seed=st.integers(0, 10_000), batch=st.integers(1, 6), bank=st.integers(0, 5),
+       temperature=st.sampled_from([0.05, 0.1, 1.0]), drop=st.integers(0, 63))
+def test_info_nce_matches_reference_values_and_gradients(seed, batch, bank, temperature, drop):
+    g = torch.Generator().manual_seed(seed)
+    s, t = torch.randn(batch, 5, generator=g), torch.randn(batch, 5, generator=g)
+    negatives = torch.randn(bank, 5, generator=g) if bank else None
+    valid = torch.tensor([not (drop >> i) & 1 for i in range(batch)])
+    bank64 = None if negatives is None else negatives.double()
+    fn = lambda s_, t_: info_nce_student_to_teacher(s_, t_, temperature, negatives, valid)  # noqa: E731
+    ref = lambda s_, t_: reference_info_nce(s_, t_, temperature, bank64, valid)  # noqa: E731
+    value, expected = fn(s, t), ref(s.double(), t.double())
+    assert_close(value, expected)
+    assert (value >= -1e-6).all()  # the positive is one of the candidates
+    for got, want in zip(grad_of(fn, s, t), grad_of(ref, s.double(), t.double())):
+        assert torch.isfinite(got).all()
+        assert_close(got, want, rel=1e-4)
+
+
+def test_info_nce_masks_examples_without_a_teacher_representation():
+    g = torch.Generator().manual_seed(3)
+    s, t = torch.randn(4, 6, generator=g), torch.randn(4, 6, generator=g)
+    valid = torch.tensor([True, False, True, True])
+    base = info_nce_student_to_teacher(s, t, 0.1, teacher_valid=valid)
+    garbage = t.clone()
+    garbage[1] = torch.randn(6, generator=g) * 100  # no teacher representation: its content must not matter
+    assert torch.equal(info_nce_student_to_teacher(s, garbage, 0.1, teacher_valid=valid), base)
+    assert base[1] == 0 and (base[valid] > 0).all()
+    # the same as dropping the example from the batch
+    keep = valid.nonzero().squeeze(-1)
+    assert_close(base[keep], info_nce_student_to_teacher(s[keep], t[keep], 0.1))
+
+
+@pytest.mark.parametrize("bank", [0, 3])
+def test_info_nce_all_masked_gives_zero_with_finite_gradients(bank):
+    s, t = torch.randn(3, 4, requires_grad=True), torch.randn(3, 4, requires_grad=True)
+    negatives = torch.randn(bank, 4) if bank else None
+    values = info_nce_student_to_teacher(s, t, 0.1, negatives, torch.zeros(3, dtype=torch.bool))
+    total = masked_sum(values, torch.zeros(3, dtype=torch.bool)) + values.sum()
+    total.backward()
+    assert total.item() == 0.0
+    assert torch.isfinite(s.grad).all() and torch.isfinite(t.grad).all()
+
+
+def test_info_nce_direction_and_sharp_limit():
+    g = torch.Generator().manual_seed(4)
+    s, t = torch.randn(4, 6, generator=g), torch.randn(4, 6, generator=g)
+    assert not torch.allclose(info_nce_student_to_teacher(s, t, 0.5), info_nce_student_to_teacher(t, s, 0.5),
+                              atol=1e-3)
+    # matched, mutually orthogonal representations at a sharp temperature: every positive wins, loss -> 0
+    eye = torch.eye(4)
+    assert (info_nce_student_to_teacher(eye, eye * 3, 0.01) < 1e-30).all()
+    # a bank negative equal to the positive is as likely as it: loss log 2 for every anchor
+    assert_close(info_nce_student_to_teacher(eye[:1], eye[:1], 0.1, negatives=eye[:1]), torch.tensor([math.log(2)]))
+
+
+def test_contrastive_heads_and_pooling():
+    heads = ContrastiveHeads(student_width=6, teacher_width=10, dim=8)
+    s, t = heads(torch.randn(3, 6), torch.randn(3, 10))
+    assert s.shape == t.shape == (3, 8)
+    hidden = torch.randn(3, 4, 6)
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0]])
+    pooled = mean_pool(hidden, mask)
+    assert_close(pooled[0], hidden[0, :2].mean(0))
+    assert_close(pooled[1], hidden[1].mean(0))
+    assert torch.equal(pooled[2], torch.zeros(6))
+
+
+def test_memory_bank_is_a_fifo_of_valid_rows_that_excludes_the_batch():
+    bank = MemoryBank(size=4, width=2)
+    assert bank.negatives().shape == (0, 2)
+    bank.push(torch.tensor([[0.0, 0], [1, 1], [2, 2]]), ids=torch.tensor([0, 1, 2]),
+              valid=torch.tensor([True, False, True]))  # example 1 has no teacher representation
+    assert bank.negatives()[:, 0].tolist() == [0.0, 2.0]
+    bank.push(torch.tensor([[3.0, 3], [4, 4], [5, 5]]), ids=torch.tensor([3, 4, 5]))  # overwrites the oldest
+    assert sorted(bank.negatives()[:, 0].tolist()) == [2.0, 3.0, 4.0, 5.0]
+    assert sorted(bank.negatives(exclude_ids=torch.tensor([4, 9]))[:, 0].tolist()) == [2.0, 3.0, 5.0]
+    bank.push(torch.arange(12.0).reshape(6, 2), ids=torch.arange(10, 16))  # more rows than slots: the newest
+    assert sorted(bank.negatives()[:, 0].tolist()) == [4.0, 6.0, 8.0, 10.0]
+    restored = MemoryBank(size=4, width=2)
+    restored.load_state_dict(bank.state_dict())  # checkpointed with the run
+    assert torch.equal(restored.negatives(), bank.negatives())
+    with pytest.raises(ValueError, match="size"):
+        MemoryBank(0, 2)
+
+
+def test_bank_negatives_feed_the_loss_through_the_teacher_head():
+    heads = ContrastiveHeads(6, 10, dim=8)
+    bank = MemoryBank(16, 10)
+    bank.push(torch.randn(5, 10), ids=torch.arange(5))
+    ids = torch.tensor([3, 7])
+    s, t = heads(torch.randn(2, 6), torch.randn(2, 10))
+    loss = info_nce_student_to_teacher(s, t, 0.1, heads.teacher(bank.negatives(exclude_ids=ids))).sum()
+    loss.backward()
+    assert heads.teacher.weight.grad.abs().sum() > 0 and heads.student.weight.grad.abs().sum() > 0
+    assert not bank.representations.requires_grad
 
 
 # ---- DKD -------------------------------------------------------------------------------------------------

@@ -331,7 +331,8 @@ def attention_forward_kl(student_attention: torch.Tensor, teacher_attention: tor
     return per_row.mean(1)
 
 
-# ---- Losses of the newer methods: decoupled (DKD), adaptive (ADL) and mutual (DML / ONE) distillation.
+# ---- Losses of the newer methods: decoupled (DKD), adaptive (ADL), mutual (DML / ONE), variational (VID)
+# and contrastive (CRD / CoDIR) distillation. Their trainable pieces live in `training/heads.py`.
 
 
 def decoupled_forward_kl_terms(
@@ -450,6 +451,53 @@ def peer_ensemble_forward_kl(
     """
     target = peer_ensemble_logits(peer_logits, weights).detach()  # [..., V]
     return torch.stack([forward_kl(peer, target, temperature) for peer in peer_logits])
+
+
+def vid_nll(student_mean: torch.Tensor, teacher_hidden: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
+    """VID's -log N(h_t | mu, sigma^2) up to a constant: mean_d [log s2_d + (h_t,d - mu_d)^2 / s2_d] / 2.
+
+    `[..., D], [..., D], [D] -> [...]`. mu is the student's features through the learned regressor and
+    s2 = sigma^2 the learned per-dimension variance: `vid_nll(head(h_s), h_t, head.variance())` with
+    `training.heads.VIDHead`. Direction: the teacher's features are the data, the student's prediction
+    the model. Mean over d, like `hidden_mse`, so the scale does not grow with the width; the constant
+    log(2 pi) / 2 is dropped. Minimising it maximises the variational lower bound of I(teacher; student)
+    of VID, Ahn et al. 2019, https://arxiv.org/abs/1904.05835. Not 0 on identical features: the
+    log-variance term remains.
+    """
+    var = variance.float()  # [D]
+    return 0.5 * (var.log() + (teacher_hidden.float() - student_mean.float()).pow(2) / var).mean(-1)
+
+
+def info_nce_student_to_teacher(
+    student_repr: torch.Tensor,
+    teacher_repr: torch.Tensor,
+    temperature: float = 0.07,
+    negatives: torch.Tensor | None = None,
+    teacher_valid: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """InfoNCE with the student as anchor: -log softmax_c (cos(s_i, c) / tau) at c = t_i, per example.
+
+    `[B, D], [B, D] -> [B]`; candidates c: the teacher representations of the batch (t_i the positive,
+    t_j the in-batch negatives) and the optional extra `negatives` `[M, D]` (a memory bank of teacher
+    representations, `training.heads.MemoryBank`). `teacher_valid` `[B]` marks examples that have a
+    teacher representation: the others are neither positives nor negatives and give 0. Inputs are L2-
+    normalised here. Direction: one student anchor against teacher candidates (swapping the arguments
+    gives the teacher-anchored loss). The softmax (InfoNCE) form of CoDIR, Sun et al. 2020,
+    https://arxiv.org/abs/2009.14167, and of CRD's bound, Tian et al. 2020, https://arxiv.org/abs/1910.10699.
+    """
+    s = F.normalize(student_repr.float(), dim=-1)  # [B, D]
+    t = F.normalize(teacher_repr.float(), dim=-1)  # [B, D]
+    valid = (torch.ones(t.shape[0], dtype=torch.bool, device=t.device) if teacher_valid is None
+             else teacher_valid.bool())  # [B]
+    # an example without a teacher representation is no candidate for any anchor; the NaN an all -inf row
+    # would give in logsumexp's backward lands on masked entries only, where masked_fill's backward puts 0
+    scores = (s @ t.T / temperature).masked_fill(~valid[None, :], float("-inf"))  # [B, B]
+    positive = scores.diagonal()  # [B]
+    if negatives is not None:
+        bank = F.normalize(negatives.float(), dim=-1)  # [M, D]
+        scores = torch.cat([scores, s @ bank.T / temperature], dim=-1)  # [B, B + M]
+    loss = torch.logsumexp(scores, dim=-1) - positive
+    return torch.where(valid, loss, torch.zeros_like(loss))
 
 
 def masked_mean_per_example(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
