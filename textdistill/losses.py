@@ -179,11 +179,22 @@ def forward_kl_topk(
     memory is k + 1 numbers per position; the only V-sized terms are the student's logits and one float32
     copy (the logits with the k ids masked, kept for the backward pass).
     """
-    scaled = student_logits.float() / temperature  # [..., V]
-    top = scaled.gather(-1, teacher_top_ids)  # [..., k]
+    # gathered from the model's own logits (gather keeps its input for the backward pass, and those are held
+    # anyway), so the float32 copy below is free to be masked in place: one V-sized copy, as for the KL
+    top = student_logits.gather(-1, teacher_top_ids).float() / temperature  # [..., k]
+    scaled = student_logits.float() / temperature  # [..., V], a new tensor
+    with torch.no_grad():  # see _EXCLUDED
+        scaled.scatter_(-1, teacher_top_ids, _EXCLUDED)
     # log Q from the logits outside the ids: 1 - sum(top-k q) cancels to 0 in float32 once Q < ~1e-7
-    outside = torch.logsumexp(scaled.scatter(-1, teacher_top_ids, float("-inf")), dim=-1)  # [...]
+    outside = torch.logsumexp(scaled, dim=-1)  # [...]
     return _topk_kl(top, outside, teacher_top_logprobs, teacher_leftover)
+
+
+# An excluded logit is overwritten with this floor outside autograd. logsumexp gives it the weight
+# e^(floor - lse) = 0, in value and in gradient, so no masking op is needed in the backward pass; being
+# finite, a row whose logits are all excluded (k = V, or a vocabulary block inside the top-k) still has
+# a finite logsumexp and gradient, where -inf would give e^(-inf + inf) = NaN.
+_EXCLUDED = -1e30
 
 
 def _topk_kl(student_top: torch.Tensor, student_outside: torch.Tensor, teacher_top: torch.Tensor,
@@ -192,8 +203,8 @@ def _topk_kl(student_top: torch.Tensor, student_outside: torch.Tensor, teacher_t
 
     The student side is unnormalised, in log space: its (scaled) logits at the k ids and the logsumexp of
     its logits outside them; the log-normaliser is their logaddexp, so no mass is ever found by
-    subtraction. With k = V the outside is -inf: its logsumexp's backward yields NaN only at masked
-    entries, where the masking op's backward puts 0, and the teacher's leftover is -inf too (term 0).
+    subtraction. With k = V the outside is about `_EXCLUDED` (weight 0) and the teacher's leftover -inf
+    (term 0).
     """
     log_norm = torch.logaddexp(student_outside, torch.logsumexp(student_top, dim=-1))  # [...]
     s_top = student_top - log_norm.unsqueeze(-1)  # [..., k]
@@ -208,9 +219,10 @@ def _topk_kl(student_top: torch.Tensor, student_outside: torch.Tensor, teacher_t
 def _block_logsumexp(hidden: torch.Tensor, weight_block: torch.Tensor, temperature: float,
                      exclude_ids: torch.Tensor | None = None, start: int = 0) -> torch.Tensor:
     """logsumexp of one vocabulary block's logits (rows `start`.. of the head), `exclude_ids` masked out."""
-    logits = (hidden @ weight_block.T).float() / temperature  # [..., Vb]
+    logits = (hidden @ weight_block.T).float() / temperature  # [..., Vb], a new tensor
     if exclude_ids is not None:
-        logits = logits.masked_fill(_block_hits(exclude_ids, start, logits.shape[-1]), float("-inf"))
+        with torch.no_grad():  # in place, outside autograd: see _EXCLUDED
+            logits.masked_fill_(_block_hits(exclude_ids, start, logits.shape[-1]), _EXCLUDED)
     return torch.logsumexp(logits, dim=-1)  # [...]
 
 
@@ -220,7 +232,7 @@ def _block_hits(ids: torch.Tensor, start: int, width: int) -> torch.Tensor:
     inside = (local >= 0) & (local < width)
     slot = torch.where(inside, local, torch.full_like(local, width))  # ids of other blocks go to a spare slot
     hits = torch.zeros(*ids.shape[:-1], width + 1, dtype=torch.bool, device=ids.device)  # [..., width + 1]
-    return hits.scatter(-1, slot, True)[..., :width]
+    return hits.scatter_(-1, slot, True)[..., :width].contiguous()  # contiguous: masked_fill is 3x faster
 
 
 def log_normaliser_from_hidden(
@@ -283,9 +295,11 @@ def forward_kl_topk_from_hidden(
     `positions x (vocab_chunk + k x D)`: independent of V (the weight's own gradient is parameter-sized,
     as for any trained layer).
     """
-    picked = _logits_at(student_hidden, lm_head_weight, teacher_top_ids) / temperature  # [..., k]
     outside = log_normaliser_from_hidden(student_hidden, lm_head_weight, temperature, vocab_chunk,
                                          exclude_ids=teacher_top_ids)  # [...]
+    # after the blocks: autograd runs the later node first, so the k gathered rows ([..., k, D]) are freed
+    # before the blocks are recomputed in the backward pass instead of being held through it
+    picked = _logits_at(student_hidden, lm_head_weight, teacher_top_ids) / temperature  # [..., k]
     return _topk_kl(picked, outside, teacher_top_logprobs, teacher_leftover)
 
 
