@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from generation_fixtures import tiny_llama, word_tokenizer, write_corpora
+from generation_fixtures import tiny_llama, write_corpora
 from textdistill.config import load_config
 from textdistill.errors import TextDistillError
 from textdistill.pipeline import commands
@@ -16,14 +16,6 @@ FAST = {"train.batch_size": 8, "train.max_steps": 6, "train.progress": False, "t
         "generation.max_new_tokens": 8, "report.latency_examples": 2, "data.max_eval_examples": 8,
         "data.max_length": 40, "data.validation_fraction": 0.1, "data.test_fraction": 0.1,
         "report.baseline": True}
-
-
-@pytest.fixture()
-def llama_teacher(tmp_path):
-    folder = tmp_path / "teacher"
-    tok = word_tokenizer(folder)
-    tiny_llama(len(tok), layers=6).save_pretrained(str(folder))
-    return folder
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from generation_fixtures import tiny_llama, word_tokenizer, write_corpora
+from generation_fixtures import write_corpora
 from textdistill.config import load_config
 from textdistill.pipeline import commands
 
@@ -78,14 +78,6 @@ def _test_logits(folder: Path, test_file: str) -> list[float]:
     with torch.inference_mode():
         logits = model(**tokenizer(texts, padding=True, truncation=True, max_length=16, return_tensors="pt")).logits
     return [float(logits.sum()), float(logits.abs().sum())]
-
-
-@pytest.fixture()
-def llama_teacher(tmp_path):
-    folder = tmp_path / "teacher"
-    tok = word_tokenizer(folder)
-    tiny_llama(len(tok), layers=6).save_pretrained(str(folder))
-    return folder
 
 
 GENERATION = {"train.batch_size": 8, "train.max_steps": 6, "train.progress": False, "train.learning_rate": 3e-3,
