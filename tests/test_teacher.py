@@ -15,8 +15,8 @@ def test_builtin_teacher_is_cached_and_keyed(tiny_overrides, teacher_dir, tmp_pa
     cfg = _cfg(tiny_overrides, teacher_dir)
     data = load_classification_data(cfg.data)
     calls = []
-    real = teacher_mod.fine_tune_teacher
-    monkeypatch.setattr(teacher_mod, "fine_tune_teacher", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = teacher_mod.train  # the training loop, as the fine-tuning calls it
+    monkeypatch.setattr(teacher_mod, "train", lambda *a, **k: calls.append(1) or real(*a, **k))
 
     folder, info = teacher_mod.builtin_teacher(cfg, data)
     assert not info["cached"] and (folder / "model.safetensors").is_file()

@@ -13,26 +13,20 @@ import dataclasses
 import hashlib
 import json
 import logging
-import shutil
-import time
 from pathlib import Path
 
 import torch
 
-from textdistill.atomic import write_json
 from textdistill.cache import cache_root
 from textdistill.config import RunConfig
 from textdistill.data.pairs import GenerationData, TokenData, encode_pairs
 from textdistill.evaluation.generative import heldout_nll
-from textdistill.hashing import digest_problem, file_digest
-from textdistill.pipeline.runs import save_model
-from textdistill.training.distributed import is_main, wait_for_everyone
+from textdistill.pipeline.teacher_cache import cached_teacher
 from textdistill.training.loop import train
 from textdistill.training.objectives import label_objective
 from textdistill.training.token_objectives import count_target_tokens
 
 log = logging.getLogger("textdistill")
-TEACHER_INFO = "textdistill_teacher.json"
 RECIPE_VERSION = 2  # 2: pre-LN (mBART-style) teacher
 SPECIAL = ["<pad>", "</s>", "<unk>", "<s>"]  # ids 0..3; the decoder starts from the pad id
 
@@ -106,56 +100,33 @@ def teacher_key(cfg: RunConfig, data: GenerationData) -> str:
 
 
 def trained_seq2seq_teacher(cfg: RunConfig, data: GenerationData, resume: bool = False) -> tuple[Path, dict]:
-    """The teacher folder for this data and these settings: trained once, then read from the cache.
-
-    Every process trains (data parallelism); the main process alone writes the folder."""
+    """The teacher folder for this data and these settings: trained once, then read from the cache."""
     folder = cache_root() / "gen_teachers" / teacher_key(cfg, data)
-    info_path = folder / TEACHER_INFO
-    if info_path.is_file():
-        info = json.loads(info_path.read_text(encoding="utf-8"))
-        if digest_problem(folder, {"model.safetensors": info.get("weights_sha256", "")}) is None:
-            log.info("teacher: using the cached seq2seq teacher %s", folder)
-            return folder, {**info, "cached": True}
-        wait_for_everyone()  # every process has read the info file before it is removed
-        if is_main():
-            info_path.unlink()
     a, d = cfg.teacher.architecture, cfg.data
-    started = time.perf_counter()
-    tokenizer = train_tokenizer([t for pair in data.train for t in pair], a.vocab_size)
-    model = new_seq2seq_model(len(tokenizer), a.num_layers, a.hidden_size, a.num_heads, a.intermediate_size,
-                              max(d.max_length, d.max_target_length) + 2, seed=cfg.teacher.finetune.seed)
-    train_set = encode_pairs(tokenizer, data.train, "seq2seq", d, model.config.decoder_start_token_id)
-    validation = encode_pairs(tokenizer, data.validation, "seq2seq", d, model.config.decoder_start_token_id)
-    work = folder.with_name(folder.name + ".work")
-    if is_main():
-        if not resume:
-            shutil.rmtree(work, ignore_errors=True)
-        (work / "checkpoints").mkdir(parents=True, exist_ok=True)
-    wait_for_everyone()
 
-    def evaluate(m):
-        nll, n = heldout_nll(m, validation, cfg.teacher.batch_size)
-        return {"neg_loss": -nll / max(n, 1)}
+    def train_teacher(work: Path, resume: bool):
+        tokenizer = train_tokenizer([t for pair in data.train for t in pair], a.vocab_size)
+        model = new_seq2seq_model(len(tokenizer), a.num_layers, a.hidden_size, a.num_heads, a.intermediate_size,
+                                  max(d.max_length, d.max_target_length) + 2, seed=cfg.teacher.finetune.seed)
+        train_set = encode_pairs(tokenizer, data.train, "seq2seq", d, model.config.decoder_start_token_id)
+        validation = encode_pairs(tokenizer, data.validation, "seq2seq", d, model.config.decoder_start_token_id)
 
-    log.info("teacher: training a %d-layer encoder-decoder from scratch (cached afterwards at %s)",
-             a.num_layers, folder)
-    result = train(model, train_set, label_objective(), cfg.teacher.finetune, name="teacher", run_dir=work,
-                   evaluate=evaluate, metric="neg_loss", count=count_target_tokens, resume=resume)
-    if is_main():
-        save_model(model, tokenizer, folder)
-    wait_for_everyone()
-    shuffled = source_shuffled_loss(model, validation, cfg.teacher.batch_size)
-    best = -result.best_score if result.best_score is not None else None
-    if best is not None and shuffled - best < 0.01 * best:
-        log.warning("teacher: its validation loss is %.3f with the sources shuffled and %.3f with the right ones: "
-                    "it ignores the source (a language model of the targets). Train it longer or at a lower "
-                    "teacher.finetune.learning_rate", shuffled, best)
-    info = {"base": "trained here (teacher.path 'train')", "train_seconds": result.seconds, "steps": result.steps,
-            "validation_loss": best, "validation_loss_sources_shuffled": shuffled,
-            "weights_sha256": file_digest(folder / "model.safetensors"),
-            "wall_seconds": time.perf_counter() - started}
-    if is_main():
-        write_json(info_path, info)  # written last: its presence marks a complete teacher
-        shutil.rmtree(work, ignore_errors=True)
-    wait_for_everyone()
-    return folder, {**info, "cached": False}
+        def evaluate(m):
+            nll, n = heldout_nll(m, validation, cfg.teacher.batch_size)
+            return {"neg_loss": -nll / max(n, 1)}
+
+        log.info("teacher: training a %d-layer encoder-decoder from scratch (cached afterwards at %s)",
+                 a.num_layers, folder)
+        result = train(model, train_set, label_objective(), cfg.teacher.finetune, name="teacher", run_dir=work,
+                       evaluate=evaluate, metric="neg_loss", count=count_target_tokens, resume=resume)
+        shuffled = source_shuffled_loss(model, validation, cfg.teacher.batch_size)
+        best = -result.best_score if result.best_score is not None else None
+        if best is not None and shuffled - best < 0.01 * best:
+            log.warning("teacher: its validation loss is %.3f with the sources shuffled and %.3f with the right ones: "
+                        "it ignores the source (a language model of the targets). Train it longer or at a lower "
+                        "teacher.finetune.learning_rate", shuffled, best)
+        return model, tokenizer, {"base": "trained here (teacher.path 'train')", "train_seconds": result.seconds,
+                                  "steps": result.steps, "validation_loss": best,
+                                  "validation_loss_sources_shuffled": shuffled}
+
+    return cached_teacher(folder, train_teacher, resume)
