@@ -6,7 +6,7 @@ A MiniLM-shaped teacher (6 layers, hidden 384, random weights: speed does not de
 1. forward of 32 x 128 tokens in float32, under bfloat16 autocast, and with bfloat16 weights (medians of
    3, interleaved), with the largest |logit difference| from float32;
 2. `predict_logits` under bf16 autocast at several batch sizes, for texts of 128 and of 32 tokens: the
-   measurement behind the 4,096-token cap on inference batches (`data/classification.py`).
+   measurement behind the 4,096-token cap on inference batches (`data/batching.py`).
 """
 
 from __future__ import annotations
