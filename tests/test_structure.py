@@ -24,10 +24,11 @@ GENERATION = {
 }
 # The run skeleton and what it is made of: written once, for every task.
 SKELETON = {
-    "pipeline.run", "pipeline.signal", "pipeline.phases", "pipeline.runs", "pipeline.teacher_cache", "training.loop", "training.objectives",
-    "training.checkpoints", "training.distributed", "training.stopping", "training.schedules", "data.batching",
-    "models.inputs", "models.layers", "models.loading", "models.size", "models.onnx", "schema", "hashing", "atomic", "packages", "cache", "config", "config_checks",
-    "losses", "precision", "tasks.base",
+    "pipeline.run", "pipeline.signal", "pipeline.phases", "pipeline.runs", "pipeline.teacher_cache",
+    "training.loop", "training.objectives", "training.checkpoints", "training.distributed", "training.stopping",
+    "training.schedules", "data.batching", "models.inputs", "models.layers", "models.loading", "models.size",
+    "models.onnx", "schema", "config", "config_checks", "hashing", "atomic", "packages", "cache", "losses",
+    "precision", "tasks.base",
 }
 
 
@@ -41,8 +42,8 @@ def modules() -> dict[str, set[str]]:
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("textdistill"):
                 base = node.module.removeprefix("textdistill").lstrip(".")
                 for alias in node.names:  # `from textdistill.x import y` may name a module y
-                    imported.add(f"{base}.{alias.name}".lstrip(".") if f"{base}.{alias.name}".lstrip(".") in NAMES
-                                 else base)
+                    module = f"{base}.{alias.name}".lstrip(".")
+                    imported.add(module if module in NAMES else base)
             elif isinstance(node, ast.Import):
                 imported |= {a.name.removeprefix("textdistill.") for a in node.names if a.name.startswith("textdistill.")}
         out[name.removesuffix(".__init__")] = imported - {""}

@@ -137,7 +137,8 @@ def _check_student(cfg: RunConfig) -> None:
         need(v is None or v >= 1, f"student.{name} must be at least 1 or empty, got {v}")
     if s.hidden_size is not None and s.num_heads is not None:
         need(s.hidden_size % s.num_heads == 0,
-             f"student.hidden_size {s.hidden_size} is not divisible by student.num_heads {s.num_heads}; pick sizes where it is")
+             f"student.hidden_size {s.hidden_size} is not divisible by student.num_heads {s.num_heads}; "
+             "pick sizes where it is")
     need(s.vocab == "teacher" or s.init != "pretrained",
          "student.vocab 'task' prunes the teacher's vocabulary, but student.init 'pretrained' brings its own "
          "tokenizer; set student.vocab to 'teacher' or student.init to 'teacher_layers' or 'shrink'")
@@ -190,7 +191,8 @@ def _check_generation(cfg: RunConfig) -> None:
          "generation.on_policy_fraction needs loss.beta > 0 (student samples have no reference to fit)")
     need(g.topk >= 0, f"generation.topk must be 0 (full distribution) or positive, got {g.topk}")
     need(g.topk == 0 or loss.soft == "forward_kl",
-         f"generation.topk works with loss.soft 'forward_kl' only (it is {loss.soft!r}); set topk: 0 or soft: forward_kl")
+         f"generation.topk works with loss.soft 'forward_kl' only (it is {loss.soft!r}); "
+         "set topk: 0 or soft: forward_kl")
     need(g.chunk_size >= 0, f"generation.chunk_size must be 0 (off) or positive, got {g.chunk_size}")
     need(g.num_beams >= 1, f"generation.num_beams must be at least 1, got {g.num_beams}")
     need(g.sequence_kd != "off" or not g.with_references,

@@ -1,8 +1,8 @@
 """Students made of a subset of the teacher's layers, and smaller configs of the teacher's architecture.
 
 `select_layers` renames a teacher state dict's layer keys for every student made of teacher layers
-(classifiers and generation models). A generation student made by `keep_layers` is the teacher's architecture with fewer layers; its weights are the
-teacher's, layer for layer (DistilBERT's initialisation, for decoders: keep every third layer ending
+(classifiers and generation models). A generation student made by `keep_layers` is the teacher's
+architecture with fewer layers; its weights are the teacher's, layer for layer (DistilBERT's initialisation, for decoders: keep every third layer ending
 with the last). For encoder-decoders the encoder is kept (whole or a subset) and the decoder thinned,
 "shrink and fine-tune" (Shleifer & Rush 2020, https://arxiv.org/abs/2010.13002).
 """

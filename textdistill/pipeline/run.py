@@ -108,7 +108,8 @@ def prepare(cfg: RunConfig, run_dir: Path, resume: bool) -> Plan:
                 serve.seconds, attention)
 
 
-def step_budget(train_cfg: TrainConfig, budget_examples: int, baseline_examples: int) -> tuple[TrainConfig, TrainConfig]:
+def step_budget(train_cfg: TrainConfig, budget_examples: int,
+                baseline_examples: int) -> tuple[TrainConfig, TrainConfig]:
     """The student's and the baseline's train settings: the same optimizer steps (`budget_examples` for
     `train.epochs`) and the same evaluation schedule, whatever extra data the teacher signal adds to the
     student's set (token variants, sequence-KD targets) or the gold set lacks."""

@@ -2,10 +2,10 @@
 
 Every trial is built from the phases of an ordinary run (`run.prepare`, `run.train_student`) for one
 setting and stops after the student phase, so trials train exactly as the final run does; the teacher is
-fine-tuned and scored once (the caches serve every later trial and the final run). A short probe first measures the seconds per step, per evaluation and of
-setting up a trial; the trials then all get the same number of steps (the full run's, shortened to fit
-the budget, down to `sweep.min_trial_steps`), so their validation accuracies compare. Trials that still
-do not fit are listed as skipped. The best setting (highest validation accuracy, the first on ties) is
+fine-tuned and scored once (the caches serve every later trial and the final run). A short probe first
+measures the seconds per step, per evaluation and of setting up a trial; the trials then all get the same
+number of steps (the full run's, shortened to fit the budget, down to `sweep.min_trial_steps`), so their
+validation accuracies compare. Trials that still do not fit are listed as skipped. The best setting (highest validation accuracy, the first on ties) is
 then run in full, and the grid goes into its summary.json and report.
 """
 

@@ -186,7 +186,8 @@ class ClassificationTask:
 
 
 def task_vocabulary(tokenizer, data: ClassificationData) -> list[int]:
-    """Sorted teacher ids kept by student.vocab 'task': special tokens and the train, unlabelled and validation text's."""
+    """Sorted teacher ids kept by student.vocab 'task': the special tokens and the train, unlabelled and
+    validation text's."""
     kept: set[int] = set()
     for split in (data.train, data.unlabeled, data.validation):
         if split is not None:

@@ -36,8 +36,8 @@ from textdistill.models.inputs import Batch
 from textdistill.atomic import write_failed
 from textdistill.training.distributed import check_data_parallel, process_share
 from textdistill.precision import autocast, resolve_precision, set_dropout
-from textdistill.training.checkpoints import (Progress, check_name, load_weights, save_weights, keep_metrics_until, newest_checkpoint,
-                                        restore_checkpoint, save_checkpoint)
+from textdistill.training.checkpoints import (Progress, check_name, keep_metrics_until, load_weights,
+                                              newest_checkpoint, restore_checkpoint, save_checkpoint, save_weights)
 from textdistill.training.stopping import FiniteWatch, Interrupted, StopRequest
 
 Objective = Callable[[torch.nn.Module, Batch, float], dict[str, torch.Tensor]]
