@@ -86,7 +86,7 @@ def plain_loop(teacher, student, data: Encoded, batch_size: int) -> float:
         inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
         with torch.no_grad():
             teacher_logits = teacher(**inputs).logits
-        loss = kd_loss(student(**inputs).logits, teacher_logits, batch["labels"])
+        loss = kd_loss(student(**inputs).logits, teacher_logits, batch["targets"])
         loss.backward()
         opt.step()
         opt.zero_grad()
@@ -96,7 +96,7 @@ def plain_loop(teacher, student, data: Encoded, batch_size: int) -> float:
 def textbrewer_run(tb, teacher, student, data: Encoded, batch_size: int, cached: bool, out: Path) -> list[float]:
     """Seconds of each epoch of a TextBrewer run (two epochs when cached: caching + training, then training)."""
     batches = [data.collate(list(range(i, min(i + batch_size, len(data))))) for i in range(0, len(data), batch_size)]
-    batches = [{"input_ids": b["input_ids"], "attention_mask": b["attention_mask"], "labels": b["labels"]}
+    batches = [{"input_ids": b["input_ids"], "attention_mask": b["attention_mask"], "labels": b["targets"]}
                for b in batches]
 
     def adaptor(batch, outputs):
