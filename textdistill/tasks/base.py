@@ -86,3 +86,6 @@ class Task(Protocol):
     def test_results(self, cfg: RunConfig, models: dict[str, torch.nn.Module], prepared: Prepared,
                      teacher: Teacher) -> tuple[dict[str, dict], dict]:
         """Test metrics and speed of each model, and the task's summary entries that need them."""
+
+    def train_teacher(self, cfg: RunConfig, output: str | Path | None = None) -> dict:
+        """`textdistill teacher`: make this task's teacher from the configured data (into `output`)."""
