@@ -38,7 +38,8 @@ from textdistill.precision import resolve_precision
 from textdistill.tasks.base import Prepared, Teacher, Training
 from textdistill.training.intermediate import (build_projections, check_models, resolve_layer_map, use_eager_attention,
                                               uses_intermediate)
-from textdistill.training.example_objectives import classification_objective, count_examples
+from textdistill.training.example_objectives import classification_objective
+from textdistill.training.loop import count_examples
 
 log = logging.getLogger("textdistill")
 

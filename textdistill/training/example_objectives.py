@@ -1,7 +1,7 @@
 """Objectives whose unit is the example: classification (one label, one teacher distribution per text).
 
 Every objective returns per-term sums over the micro-batch's examples; the loop divides by the step's
-example count (`count_examples`, unlabelled examples included), so gradient accumulation is exact. The
+example count (`loop.count_examples`, unlabelled examples included), so gradient accumulation is exact. The
 terms are those of every task (`training/objectives.py`) plus intermediate-layer matching.
 """
 
@@ -16,11 +16,6 @@ from textdistill.models.inputs import Batch, model_inputs
 from textdistill.training.intermediate import LayerMatch, Projections, live_teacher_features, teacher_inputs
 from textdistill.training.objectives import loss_weights, soft_loss, soft_scale
 from textdistill.training.schedules import teacher_weights
-
-
-def count_examples(batch: Batch) -> int:
-    """The unit of normalisation for classification: one per example (unlabelled ones too)."""
-    return batch["input_ids"].shape[0]
 
 
 def classification_objective(cfg: LossConfig, teacher: torch.nn.Module | None = None,
