@@ -11,7 +11,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, pipeline
 
 from textdistill.errors import TextDistillError
-from textdistill.models.loading import load_tokenizer, refuse_custom_code
+from textdistill.models.loading import cap_model_max_length, load_tokenizer, refuse_custom_code
 from textdistill.pipeline.runs import save_model
 
 PROBES = [
@@ -106,6 +106,7 @@ def run_export(source: str | Path, output: str | Path, overwrite: bool = False) 
         return export_generation(src, out)
     model = AutoModelForSequenceClassification.from_pretrained(str(src)).eval()
     tokenizer = load_tokenizer(src, "export")
+    cap_model_max_length(tokenizer, model)
     before = _logits(model, tokenizer, PROBES)
     save_model(model, tokenizer, out)
 
