@@ -396,3 +396,49 @@ def test_corrupt_cached_teacher_is_fine_tuned_again(tmp_path, tiny_overrides, te
     assert folder_again == folder and not info["cached"]  # never loaded: fine-tuned again
     assert any("cached teacher" in r.message and "checksum" in r.message for r in caplog.records)
     assert file_digest(weights) == info["weights_sha256"]
+
+
+def test_resume_is_refused_when_the_data_or_the_teacher_outputs_changed(tmp_path, tiny_overrides, teacher_dir,
+                                                                         monkeypatch):
+    import pandas as pd
+
+    import textdistill.pipeline.distill as distill_mod
+
+    train_file, teacher = tmp_path / "train.csv", tmp_path / "teacher"
+    synthetic_frame(160).to_csv(train_file, index=False)
+    shutil.copytree(teacher_dir, teacher)
+    cfg = load_config(None, {**tiny_overrides, "data.train": str(train_file), "teacher.path": str(teacher),
+                             "train.checkpoint_every": 2, "train.threads": 1, "report.baseline": False})
+    real, calls = distill_mod.classification_objective, []
+
+    def crashing(*args, **kwargs):
+        objective = real(*args, **kwargs)
+
+        def crash_in_step_5(model, batch, progress):
+            calls.append(1)
+            if len(calls) == 5:
+                raise Crash
+            return objective(model, batch, progress)
+
+        return crash_in_step_5
+
+    monkeypatch.setattr(distill_mod, "classification_objective", crashing)
+    with pytest.raises(Crash):
+        run_distill(cfg)  # stopped in step 5, with the checkpoints of steps 2 and 4
+    monkeypatch.setattr(distill_mod, "classification_objective", real)
+    run_dir = Path(cfg.output_dir)
+    assert list_checkpoints(run_dir / "checkpoints", "student")
+    frame = pd.read_csv(train_file)
+    frame.assign(label=frame["label"].map({"pos": "neg", "neg": "pos"})).to_csv(train_file, index=False)
+    with pytest.raises(TextDistillError, match="trained on different data or teacher outputs than this run has now"):
+        run_distill(cfg, resume=True)
+    # the data as it was, but another teacher in the folder, scoring again (its saved scores lost)
+    frame.to_csv(train_file, index=False)
+    tiny_bert(29, seed=11).save_pretrained(str(teacher))
+    (run_dir / "teacher_scores.safetensors").unlink()
+    with pytest.raises(TextDistillError, match="trained on different data or teacher outputs than this run has now"):
+        run_distill(cfg, resume=True)
+    # everything as it was (the other teacher's scores, saved by that attempt, lost too): the run continues
+    shutil.copytree(teacher_dir, teacher, dirs_exist_ok=True)
+    (run_dir / "teacher_scores.safetensors").unlink()
+    assert run_distill(cfg, resume=True)["runs"]["student"]["steps"] == 20
