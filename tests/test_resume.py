@@ -275,17 +275,19 @@ def _write_config(path: Path, overrides: dict) -> Path:
     return path
 
 
-def _start(args: list[str]) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "textdistill", "-q", "distill", *args], env=env,
+def _start(args: list[str], pause_at: str) -> subprocess.Popen:
+    """`textdistill -q distill ARGS`, paused after the checkpoint `pause_at` ('name:step') until signalled."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TEXTDISTILL_PAUSE_AT": pause_at}
+    return subprocess.Popen([sys.executable, str(ROOT / "tests" / "pausing_cli.py"), "-q", "distill", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _signal_when(process: subprocess.Popen, path: Path, signum: int) -> tuple[int, str]:
-    """Send `signum` as soon as `path` exists (a checkpoint folder appears by rename, complete)."""
+    """Send `signum` once `path` exists (a checkpoint folder appears by rename, complete); the run waits there."""
     deadline = time.time() + 600  # generous: on a loaded 2-core machine start-up alone can take minutes
     while not path.exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.005)
+    assert path.exists(), process.communicate(timeout=120)[1][-3000:]
     process.send_signal(signum)
     _, err = process.communicate(timeout=120)
     return process.returncode, err
@@ -297,16 +299,18 @@ def test_killed_and_interrupted_run_resumes_to_identical_weights(tmp_path, tiny_
     config = _write_config(tmp_path / "tiny.yaml", overrides)
     run_dir = Path(overrides["output_dir"])
 
-    # SIGKILL mid-way through the student's first epoch (10 steps): no chance to clean up
-    code, _ = _signal_when(_start(["--config", str(config)]), run_dir / "checkpoints" / "student-step00000006",
-                           signal.SIGKILL)
+    # SIGKILL mid-way through the student's first epoch (10 steps), after its checkpoint of step 6: no
+    # chance to clean up
+    code, _ = _signal_when(_start(["--config", str(config)], "student:6"),
+                           run_dir / "checkpoints" / "student-step00000006", signal.SIGKILL)
     assert code == -signal.SIGKILL
-    # resumed, then Ctrl-C during the baseline: a checkpoint is saved at the step it stopped, exit 130
-    code, err = _signal_when(_start(["--resume", "--output_dir", str(run_dir)]),
+    # resumed, then Ctrl-C in the baseline's step 3 of 20: the step in progress (4) finishes, a checkpoint is
+    # saved there, exit 130
+    code, err = _signal_when(_start(["--resume", "--output_dir", str(run_dir)], "baseline:3"),
                              run_dir / "checkpoints" / "baseline-step00000003", signal.SIGINT)
     assert code == 130, err
     stopped = int(err.split("stopped at step ")[1].split()[0])
-    assert f"baseline-step{stopped:08d}" in err and "--resume" in err
+    assert stopped == 4 and f"baseline-step{stopped:08d}" in err and "--resume" in err
     assert checkpoint_problem(run_dir / "checkpoints" / f"baseline-step{stopped:08d}") is None
     # resumed again (in this process, as Python users call it): finishes, skipping the finished phases
     run_distill(load_config(run_dir / "config.yaml"), resume=True)
