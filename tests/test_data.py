@@ -273,7 +273,8 @@ def test_unclosed_quote_in_csv_is_refused_with_its_line(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text("\n".join(rows) + "\n")
     msg = _error(_cfg(path))
-    assert "row starting on line 2" in msg and "lines 2 to 9" in msg and "not closed" in msg and "close the quote" in msg
+    assert "row starting on line 2" in msg and "lines 2 to 9" in msg
+    assert "not closed" in msg and "close the quote" in msg
 
 
 def test_quoted_fields_that_are_well_formed_still_read(tmp_path):
@@ -304,7 +305,10 @@ def test_truncation_is_exact_without_tokenising_long_texts_whole(tmp_path, kind,
     from conftest import FILLER, NEGATIVE, POSITIVE, write_tokenizer
     from textdistill.data.classification import TextSplit, encode
 
-    tok = write_tokenizer(tmp_path / "tok", POSITIVE + NEGATIVE + FILLER) if kind == "wordpiece" else _byte_level_tokenizer()
+    if kind == "wordpiece":
+        tok = write_tokenizer(tmp_path / "tok", POSITIVE + NEGATIVE + FILLER)
+    else:
+        tok = _byte_level_tokenizer()
     words = synthetic_frame(1500, seed=5)["text"].str.cat(sep=" ")  # about 50,000 characters
     texts = [words, "good film", words[:700], "x" * 3000 + " " + words[:2000], words.replace(" ", "\n")[:5000],
              " ".join(["good"] * 15), " ".join(["good"] * 16), ("good" + " " * 30) * 40]  # few tokens per character

@@ -95,7 +95,8 @@ def test_classification_objective_is_the_whole_formula():
 
     student = _no_dropout(tiny_bert(30, layers=2, seed=4))
     g = torch.Generator().manual_seed(1)
-    batch = {"input_ids": torch.randint(5, 30, (4, 6), generator=g), "attention_mask": torch.ones(4, 6, dtype=torch.long),
+    batch = {"input_ids": torch.randint(5, 30, (4, 6), generator=g),
+             "attention_mask": torch.ones(4, 6, dtype=torch.long),
              "labels": torch.tensor([0, 1, IGNORE_INDEX, 1]), "teacher_logits": 3 * torch.randn(4, 2, generator=g)}
     T = 3.0
     cfg = LossConfig(alpha=0.3, beta=0.7, temperature=T, soft_weighting="confidence")

@@ -60,7 +60,7 @@ MISSING_LABELS = frozenset({"", "nan", "-nan", "na", "n/a", "#n/a", "#n/a n/a", 
 
 def _check_labels_present(column: pd.Series, role: str, name: str) -> None:
     """Refuse examples whose label is missing or a spelling of 'missing' (NaN, NA, null, None, empty)."""
-    labels = [None if pd.isna(v) else _label_name(v) for v in column]
+    labels = [None if na else _label_name(v) for v, na in zip(column, column.isna().to_numpy())]
     missing = np.array([v is None or v.casefold() in MISSING_LABELS for v in labels], dtype=bool)
     if missing.any():
         rows = np.flatnonzero(missing)[:5] + 1

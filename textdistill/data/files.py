@@ -101,9 +101,9 @@ def _check_quotes(text: str, sep: str, p: Path, role: str) -> None:
                 return
             except csv.Error:
                 raise TextDistillError(
-                    f"{role}: the row starting on line {start} of {str(p)!r} has a quote (\") that is not closed where "
-                    f"its field ends (lines {start} to {reader.line_num} read as one field); close the quote, or remove "
-                    "it if it belongs to the text"
+                    f"{role}: the row starting on line {start} of {str(p)!r} has a quote (\") that is not closed "
+                    f"where its field ends (lines {start} to {reader.line_num} read as one field); close the quote, or "
+                    "remove it if it belongs to the text"
                 ) from None
             if sep == "\t" and any("\t" in f or "\n" in f or "\r" in f for f in row):
                 raise TextDistillError(
