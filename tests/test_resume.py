@@ -287,9 +287,16 @@ def _signal_when(process: subprocess.Popen, path: Path, signum: int) -> tuple[in
     deadline = time.time() + 600  # generous: on a loaded 2-core machine start-up alone can take minutes
     while not path.exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.005)
-    assert path.exists(), process.communicate(timeout=120)[1][-3000:]
+    if not path.exists():
+        process.kill()
+        raise AssertionError(process.communicate()[1][-3000:])
     process.send_signal(signum)
-    _, err = process.communicate(timeout=120)
+    try:
+        _, err = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        process.kill()  # a failing test leaves no run behind
+        process.communicate()
+        raise
     return process.returncode, err
 
 
