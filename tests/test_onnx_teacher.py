@@ -55,6 +55,19 @@ def test_onnx_logits_equal_pytorch_within_a_relative_tolerance(teacher, session)
             assert relative_difference(logits, expected) < RTOL
 
 
+def test_an_mpnet_teacher_without_segment_ids_scores_the_same():
+    from transformers import MPNetConfig, MPNetForSequenceClassification
+
+    torch.manual_seed(0)
+    config = MPNetConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=66, num_labels=2)
+    teacher = MPNetForSequenceClassification(config).eval()  # the big teacher's architecture; padding id 1
+    session = onnx_teacher_session(teacher, "mpnet")
+    assert [i.name for i in session.get_inputs()] == ["input_ids", "attention_mask"]
+    examples = data(teacher, segments=False)
+    assert relative_difference(onnx_logits(session, examples, 4), predict_logits(teacher, examples, 4)) < RTOL
+
+
 def test_hidden_state_outputs_equal_output_hidden_states(teacher, session):
     examples = data(teacher)
     layers = (0, 2, 4)
