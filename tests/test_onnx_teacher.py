@@ -53,6 +53,8 @@ def test_onnx_logits_equal_pytorch_within_a_relative_tolerance(teacher, session)
             logits = onnx_logits(session, examples, batch_size)
             assert logits.dtype == torch.float32 and logits.shape == expected.shape == (len(examples), 3)
             assert relative_difference(logits, expected) < RTOL
+    empty = Encoded(input_ids=[], token_type_ids=None, labels=torch.zeros(0, dtype=torch.long))
+    assert onnx_logits(session, empty, 4).shape == (0, 3)
 
 
 def test_an_mpnet_teacher_without_segment_ids_scores_the_same():

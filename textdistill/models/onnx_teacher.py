@@ -178,8 +178,10 @@ def onnx_outputs(session, data: Encoded, batch_size: int = 128, layers: Sequence
     """
     names = ["logits"] + [hidden_state_name(layer) for layer in layers]
     inputs = [i.name for i in session.get_inputs()]
+    last = {o.name: o.shape[-1] for o in session.get_outputs()}  # C and H are fixed in the graph
     width = max(data.lengths, default=0)
-    out: dict[str, torch.Tensor] = {}
+    out = {name: torch.empty(len(data), last[name]) if name == "logits" else torch.zeros(len(data), width, last[name])
+           for name in names}
     for index in sequential_batches(data.lengths, batch_size, max_tokens):
         batch = data.collate(index)
         # a model that takes segment ids reads zeros when the tokenizer gave none, as in PyTorch
@@ -188,10 +190,9 @@ def onnx_outputs(session, data: Encoded, batch_size: int = 128, layers: Sequence
         for name, value in zip(names, session.run(names, feed)):
             value = torch.from_numpy(value)
             if name == "logits":  # [B, C]
-                out.setdefault(name, torch.empty(len(data), value.shape[-1]))[index] = value
+                out[name][index] = value
             else:  # [B, t, H], t the batch's longest example
-                target = out.setdefault(name, torch.zeros(len(data), width, value.shape[-1]))
-                target[index, : value.shape[1]] = value * mask
+                out[name][index, : value.shape[1]] = value * mask
     return out
 
 

@@ -341,6 +341,8 @@ def cached_teacher_logits(teacher: torch.nn.Module, part: Encoded, batch_size: i
     settings = {"max_length": max_length, "labels": n_labels}
     if precision != "no":  # float32 keys stay as they were, so existing caches remain valid
         settings["precision"] = precision
+    if backend not in ("auto", "pytorch", "onnxruntime"):
+        raise ValueError(f"backend must be 'auto', 'pytorch' or 'onnxruntime', not {backend!r}")
     if backend == "auto":
         backend = scoring_backend(precision, next(teacher.parameters()).device)
     session = onnx_teacher_session(teacher, teacher_digest) if backend == "onnxruntime" else None
