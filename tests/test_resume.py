@@ -334,6 +334,15 @@ def test_killed_and_interrupted_run_resumes_to_identical_weights(tmp_path, tiny_
 
 # --- phases, caches and guards of the whole pipeline --------------------------------------------------
 
+def _count_scored(distill_mod, monkeypatch) -> list[int]:
+    """The sizes of the splits given to the teacher (PyTorch's predict_logits or ONNX Runtime's onnx_logits)."""
+    scored = []
+    for name in ("predict_logits", "onnx_logits"):
+        real = getattr(distill_mod, name)
+        monkeypatch.setattr(distill_mod, name, lambda m, d, *a, real=real, **k: scored.append(len(d)) or real(m, d, *a, **k))
+    return scored
+
+
 def test_resume_skips_finished_phases_and_reruns_one_whose_output_changed(tmp_path, tiny_overrides, monkeypatch):
     import textdistill.pipeline.distill as distill_mod
 
@@ -347,10 +356,10 @@ def test_resume_skips_finished_phases_and_reruns_one_whose_output_changed(tmp_pa
     scores = run_dir / "teacher_scores.safetensors"
     scores.write_bytes(scores.read_bytes()[:-8])
     shutil.rmtree(cache_root() / "scores")  # and the cross-run copy is gone, so the teacher must score again
-    trained, scored = [], []
-    real_train, real_predict = distill_mod.train, distill_mod.predict_logits
+    trained = []
+    real_train = distill_mod.train
     monkeypatch.setattr(distill_mod, "train", lambda *a, **k: trained.append(k["name"]) or real_train(*a, **k))
-    monkeypatch.setattr(distill_mod, "predict_logits", lambda m, d, *a, **k: scored.append(len(d)) or real_predict(m, d, *a, **k))
+    scored = _count_scored(distill_mod, monkeypatch)
     second = run_distill(cfg, resume=True)
     assert trained == ["baseline"]  # the student phase was finished and intact
     assert first["sizes"]["train"] in scored  # the corrupt teacher scores were computed again
@@ -364,9 +373,7 @@ def test_a_second_run_reads_the_teacher_scores_from_the_cross_run_cache(tmp_path
     overrides = {**tiny_overrides, "train.max_steps": 1, "report.baseline": False, "train.threads": 1}
     first = load_config(None, overrides)
     first_sizes = run_distill(first)["sizes"]["train"]
-    scored = []
-    real_predict = distill_mod.predict_logits
-    monkeypatch.setattr(distill_mod, "predict_logits", lambda m, d, *a, **k: scored.append(len(d)) or real_predict(m, d, *a, **k))
+    scored = _count_scored(distill_mod, monkeypatch)
     second = load_config(None, {**overrides, "output_dir": str(tmp_path / "second")})
     run_distill(second)
     assert first_sizes not in scored  # the teacher did not score the training split again

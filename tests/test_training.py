@@ -76,13 +76,16 @@ def test_teacher_is_scored_frozen_in_eval_mode(tiny_overrides, monkeypatch):
     import textdistill.pipeline.distill as distill_mod
 
     seen = []
-    real = distill_mod.predict_logits
 
-    def spy(model, *args, **kwargs):
-        seen.append((model, model.training, any(p.requires_grad for p in model.parameters())))
-        return real(model, *args, **kwargs)
+    def spy(real):
+        def scoring(model, *args, **kwargs):
+            seen.append((model, model.training, any(p.requires_grad for p in model.parameters())))
+            return real(model, *args, **kwargs)
+        return scoring
 
-    monkeypatch.setattr(distill_mod, "predict_logits", spy)
+    # the teacher reaches PyTorch's predict_logits or, scoring in float32 on a CPU, the ONNX export first
+    for name in ("predict_logits", "onnx_teacher_session"):
+        monkeypatch.setattr(distill_mod, name, spy(getattr(distill_mod, name)))
     run_distill(load_config(None, {**tiny_overrides, "train.max_steps": 2, "report.baseline": False}))
     teacher, training, needs_grad = seen[0]
     assert not training and not needs_grad
