@@ -14,6 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "textdistill"
 # What only one task uses. Everything else is shared by every task.
 CLASSIFICATION = {
     "data.labelled", "data.augment", "data.builtin", "models.students", "models.vocab", "models.width",
+    "models.onnx_teacher",
     "training.example_objectives", "training.intermediate", "training.ensemble", "evaluation.metrics",
     "evaluation.predict", "evaluation.speed", "pipeline.teacher", "pipeline.extra_teachers", "pipeline.evaluate",
     "pipeline.bench", "tasks.classification",

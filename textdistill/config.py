@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import yaml
 
-from textdistill.errors import TextDistillError
+from textdistill.errors import TextDistillError, preview
 from textdistill.schema import (CLASSIFICATION, GENERATION_TASKS, STUDENT_SIZES, TASKS, DataConfig, GenerationConfig,
                                 LossConfig, ReportConfig, RunConfig, StudentConfig, SweepConfig, TeacherArchitecture,
                                 TeacherConfig, TrainConfig)
@@ -77,17 +77,17 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
                 return _convert(value, arg, where)
             except TextDistillError:
                 pass
-        raise TextDistillError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+        raise TextDistillError(f"{where}: expected {_type_name(tp)}, got {preview(value)}")
     if origin is Literal:
         choices = typing.get_args(tp)
         if value not in choices:
             raise TextDistillError(
-                f"{where}: {value!r} is not a valid choice; use one of {', '.join(map(repr, choices))}"
+                f"{where}: {preview(value)} is not a valid choice; use one of {', '.join(map(repr, choices))}"
             )
         return value
     if origin is tuple:  # a YAML list, kept immutable
         if not isinstance(value, (list, tuple)):
-            raise TextDistillError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+            raise TextDistillError(f"{where}: expected {_type_name(tp)}, got {preview(value)}")
         item = typing.get_args(tp)[0]
         return tuple(_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value))
     if tp is bool:
@@ -100,12 +100,12 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             # .nan and .inf are valid YAML but no setting means anything with them
             if abs(value) > 1e300 or not math.isfinite(value):
-                raise TextDistillError(f"{where}: expected a finite number, got {value!r}")
+                raise TextDistillError(f"{where}: expected a finite number, got {preview(value)}")
             return float(value)
     elif tp is str:
         if isinstance(value, str):
             return value
-    raise TextDistillError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    raise TextDistillError(f"{where}: expected {_type_name(tp)}, got {preview(value)}")
 
 
 def _unknown_key(cls: type, key: str, where: str) -> TextDistillError:
@@ -115,7 +115,7 @@ def _unknown_key(cls: type, key: str, where: str) -> TextDistillError:
     names = [f.name for f in dataclasses.fields(cls)]
     close = difflib.get_close_matches(str(key), names, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return TextDistillError(f"{where}: unknown key {key!r}{hint}; valid keys: {', '.join(names)}")
+    return TextDistillError(f"{where}: unknown key {preview(key)}{hint}; valid keys: {', '.join(names)}")
 
 
 def from_dict(cls: type, values: dict, where: str = "config", base: Any = None) -> Any:
@@ -136,7 +136,7 @@ def from_dict(cls: type, values: dict, where: str = "config", base: Any = None) 
             if value is None:
                 continue
             if not isinstance(value, dict):
-                raise TextDistillError(f"{where}.{key}: expected a mapping of {tp.__name__} fields, got {value!r}")
+                raise TextDistillError(f"{where}.{key}: expected a mapping of {tp.__name__} fields, got {preview(value)}")
             changes[key] = from_dict(tp, value, f"{where}.{key}", getattr(obj, key))
         else:
             changes[key] = _convert(value, tp, f"{where}.{key}")
@@ -233,7 +233,7 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
         for part in parents:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise TextDistillError(f"cannot set {dotted!r}: {part!r} is not a section")
+                raise TextDistillError(f"cannot set {preview(dotted)}: {preview(part)} is not a section")
             node = child
         node[leaf] = value
     task = _convert(raw.get("task", "classification"), typing.get_type_hints(RunConfig)["task"], "config.task")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from textdistill.config import (GENERATION_TASKS, STUDENT_SIZES, RunConfig, TrainConfig, defaults, field_tasks, get,
                                 iter_fields)
-from textdistill.errors import TextDistillError
+from textdistill.errors import TextDistillError, preview
 
 # Built-in datasets of each task (classification: textdistill.data.builtin; generation: textdistill.data.bible).
 DATASETS = {"classification": ("rotten_tomatoes", "bbc_news"), "causal_lm": ("bible_en",), "seq2seq": ("bible_en_es",)}
@@ -68,7 +68,7 @@ def _check_data(cfg: RunConfig) -> None:
     need(d.dataset is not None or d.train is not None,
          f"no data: set data.dataset (for task {task!r}: {', '.join(builtin)}) or data.train to a data file")
     if d.dataset is not None:
-        need(d.dataset in builtin, f"data.dataset {d.dataset!r} is not a built-in dataset of task {task!r}; use one "
+        need(d.dataset in builtin, f"data.dataset {preview(d.dataset)} is not a built-in dataset of task {task!r}; use one "
              f"of {', '.join(builtin)} or leave it empty and set data.train")
         need(d.train is None, "data.dataset and data.train are both set; keep one of them")
     need(d.max_length >= 8, f"data.max_length must be at least 8 tokens, got {d.max_length}")
@@ -84,7 +84,7 @@ def _check_data(cfg: RunConfig) -> None:
     need(0 <= d.augment_copies <= 20, f"data.augment_copies must be in [0, 20], got {d.augment_copies}")
     need(0 < d.augment_share < 1, f"data.augment_share must be in (0, 1), got {d.augment_share}")
     need(bool(d.augment_kinds) and set(d.augment_kinds) <= {"tokens", "span", "mix"},
-         f"data.augment_kinds must be a non-empty list of 'tokens', 'span', 'mix'; got {list(d.augment_kinds)}")
+         f"data.augment_kinds must be a non-empty list of 'tokens', 'span', 'mix'; got {preview(d.augment_kinds)}")
     need("mix" not in d.augment_kinds or d.text_pair_column is None,
          "data.augment_kinds 'mix' joins two single texts; for a sentence-pair task use 'tokens' or 'span'")
 
@@ -100,7 +100,7 @@ def _check_teacher(cfg: RunConfig) -> None:
              f"teacher.combine is 'weighted' but teacher.weights has {len(t.weights or [])} values for {n} "
              "teacher(s); give one per teacher: path first, then extra_paths")
         need(min(t.weights) >= 0 and sum(t.weights) > 0,
-             f"teacher.weights must be non-negative with a positive sum, got {list(t.weights)}")
+             f"teacher.weights must be non-negative with a positive sum, got {preview(t.weights)}")
     else:
         need(t.weights is None, f"teacher.weights is only used with teacher.combine 'weighted' (it is {t.combine!r}); "
              "remove it or set teacher.combine: weighted")
@@ -128,8 +128,8 @@ def _check_student(cfg: RunConfig) -> None:
             continue
         need(len(v) >= 1,
              f"student.{name} is an empty list; list the teacher layers to copy, e.g. [2, 5], or leave it empty (null)")
-        need(len(set(v)) == len(v), f"student.{name} has repeats: {list(v)}")
-        need(min(v) >= 0, f"student.{name} lists a negative layer: {list(v)}")
+        need(len(set(v)) == len(v), f"student.{name} has repeats: {preview(v)}")
+        need(min(v) >= 0, f"student.{name} lists a negative layer: {preview(v)}")
     need(0 < s.ffn_keep <= 1, f"student.ffn_keep must be in (0, 1], got {s.ffn_keep}")
     need(s.num_layers >= 1, f"student.num_layers must be at least 1, got {s.num_layers}")
     for name in ("hidden_size", "num_heads", "intermediate_size"):
@@ -152,7 +152,7 @@ def _check_loss(cfg: RunConfig) -> None:
     from textdistill.losses import LOSSES
 
     loss = cfg.loss
-    need(loss.soft in LOSSES, f"loss.soft {loss.soft!r} is not a loss; use one of {', '.join(map(repr, LOSSES))}")
+    need(loss.soft in LOSSES, f"loss.soft {preview(loss.soft)} is not a loss; use one of {', '.join(map(repr, LOSSES))}")
     need(loss.temperature > 0, f"loss.temperature must be positive, got {loss.temperature}")
     need(loss.alpha >= 0 and loss.beta >= 0, "loss.alpha and loss.beta must be non-negative")
     need(loss.alpha + loss.beta > 0, "loss.alpha and loss.beta are both 0: nothing to train on; set one above 0")
@@ -166,17 +166,17 @@ def _check_loss(cfg: RunConfig) -> None:
     need(loss.last_k is None or loss.last_k >= 1, f"loss.last_k must be at least 1 or empty, got {loss.last_k}")
     for pair in loss.layer_pairs or []:
         need(len(pair) == 2 and min(pair) >= 0,
-             f"loss.layer_pairs entry {list(pair)} must be [student layer, teacher layer] with both 0 or more")
+             f"loss.layer_pairs entry {preview(pair)} must be [student layer, teacher layer] with both 0 or more")
 
 
 def _check_sweep(cfg: RunConfig) -> None:
     sw = cfg.sweep
-    need(all(v > 0 for v in sw.temperatures), f"sweep.temperatures must all be positive, got {list(sw.temperatures)}")
+    need(all(v > 0 for v in sw.temperatures), f"sweep.temperatures must all be positive, got {preview(sw.temperatures)}")
     need(all(0 <= v <= 1 for v in sw.alphas),
-         f"sweep.alphas must all be in [0, 1] (beta = 1 - alpha), got {list(sw.alphas)}")
+         f"sweep.alphas must all be in [0, 1] (beta = 1 - alpha), got {preview(sw.alphas)}")
     for size in sw.students:
         need(isinstance(size, str) and size in STUDENT_SIZES or isinstance(size, int) and size >= 1,
-             f"sweep.students entry {size!r} must be a layer count (at least 1) or one of {', '.join(STUDENT_SIZES)}")
+             f"sweep.students entry {preview(size)} must be a layer count (at least 1) or one of {', '.join(STUDENT_SIZES)}")
     need(not sw.students or cfg.student.init != "pretrained",
          "sweep.students needs student.init 'teacher_layers' or 'shrink' (a pretrained student has a fixed size)")
     need(sw.time_budget_s > 0, f"sweep.time_budget_s must be positive, got {sw.time_budget_s}")

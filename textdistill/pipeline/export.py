@@ -13,7 +13,7 @@ from transformers import AutoModelForSequenceClassification, pipeline
 
 from textdistill.errors import TextDistillError
 from textdistill.models.inputs import logits_of
-from textdistill.models.loading import load_generation_model, load_tokenizer, refuse_custom_code
+from textdistill.models.loading import cap_model_max_length, load_generation_model, load_tokenizer, refuse_custom_code
 from textdistill.models.onnx import check_generation_onnx, export_classifier_onnx, write_generation_onnx
 from textdistill.pipeline.runs import save_model
 
@@ -62,6 +62,7 @@ def run_export(source: str | Path, output: str | Path, overwrite: bool = False) 
         return export_generator(src, out)
     model = AutoModelForSequenceClassification.from_pretrained(str(src)).eval()
     tokenizer = load_tokenizer(src, "export")
+    cap_model_max_length(tokenizer, model)
     before = _logits(model, tokenizer, PROBES)
     save_model(model, tokenizer, out)
 
@@ -92,6 +93,7 @@ def export_generator(source: Path, out: Path) -> dict:
     task = "seq2seq" if config.get("is_encoder_decoder") else "causal_lm"
     model = load_generation_model(source, task, "export")
     tokenizer = load_tokenizer(source, "export")
+    cap_model_max_length(tokenizer, model)
     save_model(model, tokenizer, out)
     reloaded = load_generation_model(out, task, "export")
     enc = tokenizer(GENERATION_PROBES, return_tensors="pt", padding=True)

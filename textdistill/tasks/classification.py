@@ -27,6 +27,7 @@ from textdistill.evaluation.speed import measure_speed
 from textdistill.hashing import content_digest, folder_digest
 from textdistill.models.loading import (check_same_vocabulary, load_classifier, load_tokenizer, resolve_model_dir,
                                         teacher_label_order)
+from textdistill.models.onnx_teacher import onnx_logits, onnx_teacher_session, scoring_backend
 from textdistill.models.students import construct_student
 from textdistill.models.vocab import (check_pruned_vocabulary, check_same_segmentation, id_map, pruned_tokenizer,
                                       remap_encoded, task_token_ids)
@@ -256,18 +257,26 @@ def teacher_scores(serve: SignalServer, cfg: RunConfig, teacher: ClassifierTeach
 
 
 def score_signal(teacher: torch.nn.Module, part: Encoded, batch_size: int, teacher_digest: str,
-                 max_length: int | None, precision: str = "no") -> Signal:
+                 max_length: int | None, precision: str = "no", backend: str = "auto") -> Signal:
     """[N, C] teacher logits (the teacher's own label order) of a tokenised split.
 
-    Keyed by the teacher folder (weights, config, tokenizer), the token ids, max_length and the scoring
-    precision; scored in length-sorted chunks of a few batches, each one saved, so an interrupted build
-    resumes. `precision` 'bf16' scores under bfloat16 autocast (about 2.3x faster on a CPU with native
-    bf16; docs/speed.md).
+    Keyed by the teacher folder (weights, config, tokenizer), the token ids, max_length, the scoring
+    precision and backend; scored in length-sorted chunks of a few batches, each one saved, so an
+    interrupted build resumes. `precision` 'bf16' scores under bfloat16 autocast (about 2.3x faster on a CPU
+    with native bf16; docs/speed.md). `backend` 'auto' scores float32 on a CPU through ONNX Runtime
+    (`models/onnx_teacher.py`; PyTorch if its check fails), else PyTorch; 'pytorch' or 'onnxruntime' force one.
     """
     n_labels = teacher.config.num_labels
     settings = {"max_length": max_length, "labels": n_labels}
     if precision != "no":  # float32 keys stay as they were, so existing caches remain valid
         settings["precision"] = precision
+    if backend not in ("auto", "pytorch", "onnxruntime"):
+        raise ValueError(f"backend must be 'auto', 'pytorch' or 'onnxruntime', not {backend!r}")
+    if backend == "auto":
+        backend = scoring_backend(precision, next(teacher.parameters()).device)
+    session = onnx_teacher_session(teacher, teacher_digest) if backend == "onnxruntime" else None
+    if session is not None:  # float32 too, but other kernels (logits differ at 1e-6): never the same entry
+        settings["backend"] = "onnxruntime"
     key = cache_key("classification-logits", teacher_digest, settings,
                     np.asarray(part.lengths, dtype=np.int64),
                     np.asarray([i for ids in part.input_ids for i in ids], dtype=np.int64),
@@ -276,15 +285,17 @@ def score_signal(teacher: torch.nn.Module, part: Encoded, batch_size: int, teach
     chunks = [sum(batches[i : i + 4], []) for i in range(0, len(batches), 4)]
 
     def score(index: list[int]) -> dict[str, torch.Tensor]:
+        if session is not None:
+            return {"logits": onnx_logits(session, subset(part, index), batch_size)}
         return {"logits": predict_logits(teacher, subset(part, index), batch_size, precision=precision)}
 
     return Signal("scores", key, len(part), {"logits": Field((n_labels,))}, score, chunks, "teacher scores")
 
 
 def cached_teacher_logits(teacher: torch.nn.Module, part: Encoded, batch_size: int, teacher_digest: str,
-                          max_length: int | None, precision: str = "no") -> torch.Tensor:
+                          max_length: int | None, precision: str = "no", backend: str = "auto") -> torch.Tensor:
     """`score_signal` served on its own: [N, C] logits, from the cross-run cache or scored now."""
-    signal = score_signal(teacher, part, batch_size, teacher_digest, max_length, precision)
+    signal = score_signal(teacher, part, batch_size, teacher_digest, max_length, precision, backend)
     return torch.from_numpy(np.array(SignalServer()(signal)["logits"]))
 
 
