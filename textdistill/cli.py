@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from textdistill.config import TASKS, RunConfig, field_tasks, iter_fields, load_config, replaced
+from textdistill.config import TASK_NAMES, RunConfig, field_tasks, iter_fields, load_config, replaced
 from textdistill.errors import TextDistillError
 
 
@@ -34,7 +34,7 @@ def _add_config_flags(parser: argparse.ArgumentParser, defaults: RunConfig) -> N
         group.add_argument(f"--{dotted}", dest=dotted, default=argparse.SUPPRESS, metavar="V",
                            help=f"{f.metadata['doc']} [default: {value!r}]"
                            + (f" {{{', '.join(choices)}}}" if choices else "")
-                           + (f" [{', '.join(tasks)} only]" if tasks != TASKS else ""))
+                           + (f" [{', '.join(tasks)} only]" if tasks != TASK_NAMES else ""))
 
 
 def _is_text(tp) -> bool:

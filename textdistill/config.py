@@ -19,11 +19,11 @@ from typing import Any, Literal
 import yaml
 
 from textdistill.errors import TextDistillError, preview
-from textdistill.schema import (CLASSIFICATION, GENERATION_TASKS, STUDENT_SIZES, TASKS, DataConfig, GenerationConfig,
-                                LossConfig, ReportConfig, RunConfig, StudentConfig, SweepConfig, TeacherArchitecture,
-                                TeacherConfig, TrainConfig)
+from textdistill.schema import (CLASSIFICATION, GENERATION_TASKS, STUDENT_SIZES, TASK_NAMES, DataConfig,
+                                GenerationConfig, LossConfig, ReportConfig, RunConfig, StudentConfig, SweepConfig,
+                                TeacherArchitecture, TeacherConfig, TrainConfig)
 
-__all__ = ["CLASSIFICATION", "GENERATION_TASKS", "STUDENT_SIZES", "TASKS", "DataConfig", "GenerationConfig",
+__all__ = ["CLASSIFICATION", "GENERATION_TASKS", "STUDENT_SIZES", "TASK_NAMES", "DataConfig", "GenerationConfig",
            "LossConfig", "ReportConfig", "RunConfig", "StudentConfig", "SweepConfig", "TeacherArchitecture",
            "TeacherConfig", "TrainConfig", "defaults", "field_tasks", "from_dict", "get", "iter_fields",
            "load_config", "replaced", "save_config", "to_dict"]
@@ -170,12 +170,12 @@ def iter_fields(cls: type = RunConfig, prefix: str = "") -> typing.Iterator[tupl
 
 def field_tasks(dotted: str) -> tuple[str, ...]:
     """The tasks that use field `dotted`: those its field and every section above it declare."""
-    cls, tasks = RunConfig, set(TASKS)
+    cls, tasks = RunConfig, set(TASK_NAMES)
     for part in dotted.split("."):
         f = {x.name: x for x in dataclasses.fields(cls)}[part]
         tasks &= set(f.metadata["tasks"])
         cls = typing.get_type_hints(cls)[part]
-    return tuple(t for t in TASKS if t in tasks)
+    return tuple(t for t in TASK_NAMES if t in tasks)
 
 
 def get(cfg: Any, dotted: str) -> Any:

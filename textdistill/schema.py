@@ -16,12 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-TASKS = ("classification", "causal_lm", "seq2seq")
+TASK_NAMES = ("classification", "causal_lm", "seq2seq")
 GENERATION_TASKS = ("causal_lm", "seq2seq")
 CLASSIFICATION = ("classification",)
 
 
-def doc(default: Any, text: str, *, tasks: tuple[str, ...] = TASKS, instead: str | None = None,
+def doc(default: Any, text: str, *, tasks: tuple[str, ...] = TASK_NAMES, instead: str | None = None,
         per_task: dict[str, Any] | None = None) -> Any:
     """A dataclass field with its documentation, the tasks that use it, what to set instead under the other
     tasks, and defaults that differ by task (`per_task`)."""
@@ -29,7 +29,7 @@ def doc(default: Any, text: str, *, tasks: tuple[str, ...] = TASKS, instead: str
     return field(default=default, metadata=meta)
 
 
-def section(factory: Any, text: str, tasks: tuple[str, ...] = TASKS) -> Any:
+def section(factory: Any, text: str, tasks: tuple[str, ...] = TASK_NAMES) -> Any:
     return field(default_factory=factory, metadata={"doc": text, "tasks": tasks, "instead": None, "per_task": {}})
 
 
