@@ -35,3 +35,49 @@ def test_ratios_without_a_denominator_are_a_dash():
         line = next(line for line in table.splitlines() if line.startswith(row))
         assert line.split()[-3:] == ["-", "-", "-"], line
     assert "% of teacher accuracy" in markdown_report(summary)
+
+
+def _confusion_cells(page: str) -> list[list[tuple[str, float]]]:
+    """Per confusion table of an HTML page: each count cell's text and its shade (the background's alpha)."""
+    import re
+    from html.parser import HTMLParser
+
+    tables: list[list[tuple[str, float]]] = []
+
+    class Cells(HTMLParser):
+        inside, shade = False, None
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            if tag == "table" and attrs.get("class") == "confusion":
+                self.inside = True
+                tables.append([])
+            elif tag == "td" and self.inside:
+                self.shade = float(re.search(r"rgba\([^)]*,\s*([0-9.]+)\)", attrs["style"]).group(1))
+
+        def handle_endtag(self, tag):
+            self.inside = self.inside and tag != "table"
+
+        def handle_data(self, data):
+            if self.shade is not None:
+                tables[-1].append((data, self.shade))
+                self.shade = None
+
+    Cells().feed(page)
+    return tables
+
+
+def test_confusion_matrices_are_tables_shaded_by_share_of_the_row():
+    from textdistill.report.render import html_report
+
+    summary = copy.deepcopy(SUMMARY)
+    summary["results"]["student"]["confusion_matrix"] = [[8, 2], [1, 3]]
+    summary["results"]["baseline"]["confusion_matrix"] = [[0, 0], [5, 5]]  # a label without examples
+    page = html_report(summary, [])
+    tables = _confusion_cells(page)
+    assert len(tables) == 3  # teacher, student, baseline
+    assert tables[1] == [("8", 0.8), ("2", 0.2), ("1", 0.25), ("3", 0.75)]
+    assert tables[2] == [("0", 0.0), ("0", 0.0), ("5", 0.5), ("5", 0.5)]
+    assert "[[8, 2], [1, 3]]" not in page  # not the raw list
+    md = markdown_report(summary)
+    assert "| gold / predicted | neg | pos |" in md and "| neg | 8 | 2 |" in md and "[[8, 2]" not in md

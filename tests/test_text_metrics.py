@@ -24,15 +24,32 @@ def test_bleu_matches_sacrebleu_directly():
     assert tm.bleu(hyps, refs) == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score)
 
 
-def test_lcs_and_rouge_l_hand_computed():
-    assert tm.lcs_length("a b c d e".split(), "a c e".split()) == 3
-    assert tm.lcs_length("a b".split(), "c d".split()) == 0
-    # hyp "the cat was found under the bed" (7), ref "the cat was under the bed" (6): LCS 6 -> F1 12/13
+def test_rouge_l_is_the_reference_implementation_with_hand_computed_cases():
+    # hyp "the cat was found under the bed" (7 tokens), ref "the cat was under the bed" (6): LCS 6 -> F1 12/13
     assert tm.rouge_l(["the cat was found under the bed"], ["the cat was under the bed"]) == pytest.approx(12 / 13)
     # "a b c" vs "c b a": LCS 1 -> 2/6; mean with an exact pair -> (1/3 + 1) / 2
     assert tm.rouge_l(["a b c", "x y"], ["c b a", "x y"]) == pytest.approx((1 / 3 + 1) / 2)
-    assert tm.rouge_l(["", ""], ["", "a"]) == pytest.approx(0.5)
+    # ROUGE-1.5.5's -m: case, punctuation and inflection do not count ("Cats ran." matches "the cat runs")
+    assert tm.rouge_l(["Cats ran."], ["the cat runs"]) == pytest.approx(2 * 1 / (2 + 3))
+    assert tm.rouge_l(["The dogs barked!"], ["the dog barks"]) == pytest.approx(1.0)
+    assert tm.rouge_l(["", "a"], ["", "a"]) == pytest.approx(0.5)  # an empty side scores 0
     assert tm.rouge_l([], []) == 0.0
+    with pytest.raises(TextDistillError):
+        tm.rouge_l(["a"], ["a", "b"])
+
+
+def test_rouge_l_agrees_with_rouge_score_on_random_text():
+    import random
+
+    from rouge_score import rouge_scorer
+
+    rng = random.Random(0)
+    words = ["the", "cats", "ran", "running", "over", "a", "hill", "Hills", "quickly", "dog's", "2024"]
+    hyps = [" ".join(rng.choices(words, k=rng.randint(1, 12))) for _ in range(50)]
+    refs = [" ".join(rng.choices(words, k=rng.randint(1, 12))) for _ in range(50)]
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    want = sum(scorer.score(r, h)["rougeL"].fmeasure for h, r in zip(hyps, refs)) / len(hyps)
+    assert tm.rouge_l(hyps, refs) == pytest.approx(want, abs=1e-12)
 
 
 def test_perplexity():

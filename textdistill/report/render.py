@@ -164,10 +164,12 @@ def markdown_report(summary: dict) -> str:
     lines += ["", "## Student per class", "", "| label | precision | recall | F1 | support |", "|---|---|---|---|---|"]
     for label, pc in r["per_class"].items():
         lines.append(f"| {label} | {pc['precision']:.3f} | {pc['recall']:.3f} | {pc['f1']:.3f} | {pc['support']} |")
-    lines += ["", "## Confusion matrices (rows: gold, columns: predicted)", ""]
+    lines += ["", "## Confusion matrices (rows: gold, columns: predicted)"]
     for name in COLUMNS:
         if name in summary["results"]:
-            lines.append(f"{TITLES[name]}: `{summary['results'][name]['confusion_matrix']}`  ")
+            table = confusion_rows(summary["results"][name]["confusion_matrix"], summary["label_names"])
+            lines += ["", f"{TITLES[name]}:", "", "| " + " | ".join(table[0]) + " |", "|---" * len(table[0]) + "|"]
+            lines += ["| " + " | ".join(row) + " |" for row in table[1:]]
     lines += _bench_lines(summary.get("bench"))
     lines += ["", "Training curves: see report.html (data in metrics.jsonl).", ""]
     return "\n".join(lines)
@@ -213,6 +215,31 @@ def _bench_lines(bench: dict | None) -> list[str]:
         lines.append(f"| {name} | {b['accuracy']:.4f} | {b['latency_p50_ms']:.2f} | {b['latency_p95_ms']:.2f} | "
                      f"{b['throughput_per_s']:.1f} | {b['model_bytes'] / 2**20:.1f} |")
     return lines
+
+
+def confusion_rows(matrix: list[list[int]], labels: list[str]) -> list[list[str]]:
+    """The confusion matrix as table rows, a header first: gold label, then its count for each predicted label."""
+    return [["gold / predicted", *labels]] + [[label, *map(str, row)] for label, row in zip(labels, matrix)]
+
+
+def row_shares(matrix: list[list[int]]) -> list[list[float]]:
+    """Each count as a share of its row (its gold label's examples); 0 for a label with no examples."""
+    return [[count / sum(row) if sum(row) else 0.0 for count in row] for row in matrix]
+
+
+def confusion_html(matrix: list[list[int]], labels: list[str], title: str) -> str:
+    """A confusion matrix as an HTML table whose cells are shaded by their share of the row: the diagonal
+    reads as the recall of each label, and where a label's mistakes go stands out at a glance."""
+    head = "".join(f"<th>{html.escape(label)}</th>" for label in labels)
+    body = []
+    for label, counts, shares in zip(labels, matrix, row_shares(matrix)):
+        cells = "".join(
+            f'<td style="background:rgba(31,119,180,{share:.3f});color:{"#fff" if share > 0.5 else "#222"}" '
+            f'title="{100 * share:.1f}% of {html.escape(label)}">{count}</td>'
+            for count, share in zip(counts, shares))
+        body.append(f"<tr><th>{html.escape(label)}</th>{cells}</tr>")
+    return (f"<table class='confusion'><caption>{html.escape(title)}</caption>"
+            f"<tr><th>gold / predicted</th>{head}</tr>{''.join(body)}</table>")
 
 
 def _curve_svg(history: list[dict], key: str, title: str, width: int = 560, height: int = 220) -> str:
@@ -266,12 +293,18 @@ def html_report(summary: dict, history: list[dict]) -> str:
                   + "".join(f"<th>{html.escape(h)}</th>" for h in rows[0]) + "</tr>"
                   + "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in rows[1:])
                   + "</table>")
+    if not generation:
+        notes += ("<h2>Confusion matrices</h2><p>Rows: gold label; columns: predicted label; shade: share of the "
+                  "row.</p>" + "".join(confusion_html(summary["results"][name]["confusion_matrix"],
+                                                      summary["label_names"], TITLES[name])
+                                       for name in COLUMNS if name in summary["results"]))
     charts = _curve_svg(history, "loss", "training loss") + (
         _curve_svg(history, "perplexity", "validation perplexity") if generation
         else _curve_svg(history, "accuracy", "validation accuracy"))
     style = ("body{font-family:sans-serif;max-width:900px;margin:2em auto;color:#222}"
              "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}"
-             "td:first-child{text-align:left}")
+             "td:first-child{text-align:left}table.confusion{display:inline-table;margin:0 1.5em 1em 0}"
+             "caption{font-weight:bold;padding:4px}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>textdistill report</title>"
             f"<style>{style}</style></head><body><h1>textdistill report: {html.escape(str(summary['dataset']))}</h1>"
             + "".join(table) + notes + "<h2>Training curves</h2>" + charts + "</body></html>")
