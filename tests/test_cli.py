@@ -110,6 +110,33 @@ def test_teacher_command_fine_tunes_a_folder(tmp_path, tiny_overrides, teacher_d
     assert model.config.id2label == {0: "neg", 1: "pos"}
 
 
+def test_each_log_line_of_a_run_appears_once(tmp_path, tiny_overrides, teacher_dir, capsys):
+    # every split is tokenised up to three times (fine-tuning the teacher, the run, the student's pruned
+    # vocabulary) and the teacher scores two parts (train, variants): each fact is still said once
+    from collections import Counter
+
+    from conftest import synthetic_frame
+
+    files = {}
+    for name, n, seed in (("train", 80, 0), ("validation", 24, 1), ("test", 24, 2)):
+        frame = synthetic_frame(n, seed)
+        frame["text"] = [t + (" and the story was really very long and the plot was very dull" if i % 5 == 0 else "")
+                         for i, t in enumerate(frame["text"])]
+        files[f"data.{name}"] = str(tmp_path / f"{name}.csv")
+        frame.to_csv(files[f"data.{name}"], index=False)
+    config = _write_config(tmp_path, {**tiny_overrides, **files, "teacher.path": "builtin",
+                                      "teacher.base": str(teacher_dir), "teacher.finetune.max_steps": 2,
+                                      "teacher.finetune.progress": False, "student.vocab": "task",
+                                      "data.augment_copies": 1, "train.epochs": 1})
+    assert run(["distill", "--config", str(config)]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("textdistill:")]
+    assert [line for line, n in Counter(lines).items() if n > 1] == []
+    for split in ("train", "validation", "test"):
+        assert sum(line.startswith(f"textdistill: warning: {split}: ") and "truncated" in line for line in lines) == 1
+    assert sum("teacher scores of train: computed" in line for line in lines) == 1
+    assert sum("teacher scores of augmented: computed" in line for line in lines) == 1
+
+
 def test_existing_run_folder_is_not_overwritten(tmp_path, tiny_overrides, capsys):
     run_dir = Path(tiny_overrides["output_dir"])
     run_dir.mkdir(parents=True)

@@ -224,6 +224,7 @@ class Encoded:
     # teacher's for the same tokens (same length), for anything that runs the teacher live
     teacher_input_ids: list[list[int]] | None = None
     teacher_pad_id: int = 0
+    truncated: int = 0  # examples longer than max_length when tokenised, cut to it
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -276,17 +277,18 @@ def bounded_texts(tokenizer, texts: list[str], max_length: int) -> list[str]:
     return out
 
 
-def encode(tokenizer, split: TextSplit, label_ids: list[int], max_length: int, role: str) -> Encoded:
-    """Tokenise once, truncating to `max_length` and warning with the count of truncated examples (exact:
-    examples with more than `max_length` tokens, special tokens included); a long text is tokenised only as
-    far as its first tokens need (`bounded_texts`)."""
+def encode(tokenizer, split: TextSplit, label_ids: list[int], max_length: int, role: str,
+           warn: bool = True) -> Encoded:
+    """Tokenise once, truncating to `max_length`, counting the truncated examples (exact: examples with more
+    than `max_length` tokens, special tokens included) and, with `warn`, saying how many; a long text is
+    tokenised only as far as its first tokens need (`bounded_texts`)."""
     texts = bounded_texts(tokenizer, split.texts, max_length)
     pairs = bounded_texts(tokenizer, split.pairs, max_length) if split.pairs else None
     kwargs = dict(truncation=True, max_length=max_length)
     out = tokenizer(texts, pairs, **kwargs) if pairs else tokenizer(texts, **kwargs)
     full = tokenizer(texts, pairs) if pairs else tokenizer(texts)
     truncated = sum(len(ids) > max_length for ids in full["input_ids"])
-    if truncated:
+    if truncated and warn:
         log.warning("%s: %d of %d examples are longer than data.max_length=%d tokens and were truncated",
                     role, truncated, len(split), max_length)
     ids = out["input_ids"]
@@ -296,6 +298,7 @@ def encode(tokenizer, split: TextSplit, label_ids: list[int], max_length: int, r
         labels=torch.tensor(label_ids, dtype=torch.long),
         lengths=[len(x) for x in ids],
         pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
+        truncated=truncated,
     )
 
 
@@ -314,12 +317,14 @@ def check_max_length(max_length: int, model_max: int | None) -> None:
         )
 
 
-def encode_splits(tokenizer, data: ClassificationData, max_length: int, model_max: int | None) -> EncodedSplits:
-    """Tokenise every split once per run."""
+def encode_splits(tokenizer, data: ClassificationData, max_length: int, model_max: int | None,
+                  warn: bool = True) -> EncodedSplits:
+    """Tokenise every split once per run; `warn` says how many examples of each were truncated (False where
+    the same splits are, or were, reported through the same tokenizer: one line per fact)."""
     check_max_length(max_length, model_max)
 
     def enc(split, role):
-        return encode(tokenizer, split, data.label_ids(split), max_length, role)
+        return encode(tokenizer, split, data.label_ids(split), max_length, role, warn)
 
     return EncodedSplits(
         train=enc(data.train, "train"),

@@ -160,9 +160,10 @@ class TokenData:
 
 
 def encode_pairs(tokenizer, pairs: list[Pair], task: str, cfg: DataConfig,
-                 decoder_start_id: int | None = None) -> TokenData:
+                 decoder_start_id: int | None = None, role: str = "data", warn: bool = True) -> TokenData:
     """Tokenise once: causal LM (prompt + response, chat template when the tokenizer has one and
-    `cfg.chat_template`) or seq2seq (source, target ending with EOS)."""
+    `cfg.chat_template`) or seq2seq (source, target ending with EOS); with `warn`, say how many examples of
+    `role` (the split) were truncated."""
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pad is None:
         raise TextDistillError("the tokenizer has neither a pad nor an EOS token; add one to its folder")
@@ -186,9 +187,9 @@ def encode_pairs(tokenizer, pairs: list[Pair], task: str, cfg: DataConfig,
         inputs.append(p_ids + r_ids)
         labels.append([IGNORE_INDEX] * len(p_ids) + r_ids)
         prompts.append(len(p_ids))
-    if truncated:
-        log.warning("%d of %d examples were truncated to data.max_length / max_target_length",
-                    truncated, len(pairs))
+    if truncated and warn:
+        log.warning("%s: %d of %d examples were truncated to data.max_length / max_target_length",
+                    role, truncated, len(pairs))
     return TokenData(task, inputs, labels, prompts, pad, decoder_start_id)
 
 

@@ -99,8 +99,10 @@ def teacher_key(cfg: RunConfig, data: GenerationData) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def trained_seq2seq_teacher(cfg: RunConfig, data: GenerationData, resume: bool = False) -> tuple[Path, dict]:
-    """The teacher folder for this data and these settings: trained once, then read from the cache."""
+def trained_seq2seq_teacher(cfg: RunConfig, data: GenerationData, resume: bool = False,
+                            warn: bool = True) -> tuple[Path, dict]:
+    """The teacher folder for this data and these settings: trained once, then read from the cache; `warn`
+    says how many examples were truncated."""
     folder = cache_root() / "gen_teachers" / teacher_key(cfg, data)
     a, d = cfg.teacher.architecture, cfg.data
 
@@ -108,8 +110,9 @@ def trained_seq2seq_teacher(cfg: RunConfig, data: GenerationData, resume: bool =
         tokenizer = train_tokenizer([t for pair in data.train for t in pair], a.vocab_size)
         model = new_seq2seq_model(len(tokenizer), a.num_layers, a.hidden_size, a.num_heads, a.intermediate_size,
                                   max(d.max_length, d.max_target_length) + 2, seed=cfg.teacher.finetune.seed)
-        train_set = encode_pairs(tokenizer, data.train, "seq2seq", d, model.config.decoder_start_token_id)
-        validation = encode_pairs(tokenizer, data.validation, "seq2seq", d, model.config.decoder_start_token_id)
+        start = model.config.decoder_start_token_id
+        train_set = encode_pairs(tokenizer, data.train, "seq2seq", d, start, "train", warn)
+        validation = encode_pairs(tokenizer, data.validation, "seq2seq", d, start, "validation", warn)
 
         def evaluate(m):
             nll, n = heldout_nll(m, validation, cfg.teacher.batch_size)

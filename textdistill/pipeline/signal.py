@@ -37,7 +37,7 @@ class Signal:
     fields: dict[str, Field]  # name -> per-example shape and dtype
     compute: Callable[[list[int]], dict[str, torch.Tensor]]  # the fields of examples `index`, [len(index), ...]
     batches: Sequence[list[int]]  # every example once; sorted by length so the teacher pads little
-    label: str  # what the log line calls it: 'teacher scores', 'top-5 teacher', ...
+    label: str  # what the log line calls it: 'teacher scores of train', 'top-5 teacher', ...
     unit: str = "examples scored"
 
 

@@ -51,15 +51,16 @@ def teacher_cache_key(cfg: RunConfig, data: ClassificationData) -> str:
     return h.hexdigest()[:20]
 
 
-def fine_tune(cfg: RunConfig, data: ClassificationData):
-    """`train(work)` for `teacher_cache.cached_teacher`: fine-tune `cfg.teacher.base` on the labelled data."""
+def fine_tune(cfg: RunConfig, data: ClassificationData, warn: bool = True):
+    """`train(work)` for `teacher_cache.cached_teacher`: fine-tune `cfg.teacher.base` on the labelled data;
+    `warn` says how many examples were truncated."""
 
     def train_teacher(work: Path, resume: bool):
         base = resolve_model_dir(cfg.teacher.base, "teacher.base")
         tokenizer = load_tokenizer(base, "teacher.base", cfg.trust_remote_code)
         model = load_classifier(base, "teacher.base", data.label_names, cfg.trust_remote_code)
         splits = encode_splits(tokenizer, data, cfg.data.max_length,
-                               getattr(model.config, "max_position_embeddings", None))
+                               getattr(model.config, "max_position_embeddings", None), warn)
 
         def evaluate(m):
             logits = predict_logits(m, splits.validation, cfg.teacher.batch_size)
@@ -82,7 +83,8 @@ def builtin_teacher(cfg: RunConfig, data: ClassificationData, resume: bool = Fal
     folder = cache_root() / "teachers" / teacher_cache_key(cfg, data)
     if not (folder / TEACHER_INFO).is_file():
         log.info("teacher: fine-tuning %s on the training data (cached afterwards at %s)", cfg.teacher.base, folder)
-    return cached_teacher(folder, fine_tune(cfg, data), resume)
+    # quiet about truncation: the run tokenises the same splits with this tokenizer next and says it there
+    return cached_teacher(folder, fine_tune(cfg, data, warn=False), resume)
 
 
 def run_teacher(cfg: RunConfig, output: str | Path | None = None) -> dict:

@@ -209,7 +209,15 @@ def student_splits(splits: EncodedSplits, augmented: Encoded | None, student_tok
     """
     if kept_ids is None:
         return splits, augmented
-    own = encode_splits(student_tokenizer, data, max_length, None)
+    # the teacher's tokenisation of these splits has already said what it truncated; the student's own
+    # tokenisation of raw text speaks only where it cuts a different number of examples
+    own = encode_splits(student_tokenizer, data, max_length, None, warn=False)
+    for role in ("validation", "test"):
+        mine, theirs = getattr(own, role), getattr(splits, role)
+        if mine.truncated != theirs.truncated:
+            log.warning("%s: %d of %d examples are longer than data.max_length=%d tokens in the student's pruned "
+                        "vocabulary (%d in the teacher's) and were truncated", role, mine.truncated, len(mine),
+                        max_length, theirs.truncated)
     mapping = id_map(kept_ids, teacher_vocab_size, student_tokenizer.unk_token_id)
     pad = own.train.pad_id
     train, unlabeled = remap_encoded(splits.train, mapping, pad), remap_encoded(splits.unlabeled, mapping, pad)
@@ -242,7 +250,8 @@ def student_objective(cfg: RunConfig, student: torch.nn.Module, teacher: torch.n
 def teacher_scores(serve: SignalServer, cfg: RunConfig, teacher: ClassifierTeacher,
                    parts: dict[str, Encoded | None]) -> dict[str, torch.Tensor]:
     """The teacher's logits ([N, C], in the data's label order) for each part; with extra teachers, their
-    targets combined (`extra_teachers.combined_scores`). Each teacher's scores of each part are one signal."""
+    targets combined (`extra_teachers.combined_scores`). Each teacher's scores of each part are one signal,
+    named in its log line ('teacher scores of train', 'teacher 2 scores of augmented')."""
     precision = resolve_precision(cfg.train.mixed_precision)
     teachers = [(teacher.model, teacher.folder, teacher.order)] + [(e.model, e.path, e.order) for e in teacher.extras]
     scores = {}
@@ -250,14 +259,17 @@ def teacher_scores(serve: SignalServer, cfg: RunConfig, teacher: ClassifierTeach
         digest = folder_digest(Path(folder))
         for name, part in parts.items():
             if part is not None:
-                signal = score_signal(model, part, cfg.teacher.batch_size, digest, cfg.data.max_length, precision)
+                who = "teacher" if len(teachers) == 1 else f"teacher {i + 1}"
+                signal = score_signal(model, part, cfg.teacher.batch_size, digest, cfg.data.max_length, precision,
+                                      label=f"{who} scores of {name}")
                 logits = torch.from_numpy(np.array(serve(signal)["logits"]))
                 scores[name if i == 0 else f"{name}@{i}"] = logits[:, order].contiguous()
     return combined_scores(scores, len(teachers), cfg)
 
 
 def score_signal(teacher: torch.nn.Module, part: Encoded, batch_size: int, teacher_digest: str,
-                 max_length: int | None, precision: str = "no", backend: str = "auto") -> Signal:
+                 max_length: int | None, precision: str = "no", backend: str = "auto",
+                 label: str = "teacher scores") -> Signal:
     """[N, C] teacher logits (the teacher's own label order) of a tokenised split.
 
     Keyed by the teacher folder (weights, config, tokenizer), the token ids, max_length, the scoring
@@ -289,7 +301,7 @@ def score_signal(teacher: torch.nn.Module, part: Encoded, batch_size: int, teach
             return {"logits": onnx_logits(session, subset(part, index), batch_size)}
         return {"logits": predict_logits(teacher, subset(part, index), batch_size, precision=precision)}
 
-    return Signal("scores", key, len(part), {"logits": Field((n_labels,))}, score, chunks, "teacher scores")
+    return Signal("scores", key, len(part), {"logits": Field((n_labels,))}, score, chunks, label)
 
 
 def cached_teacher_logits(teacher: torch.nn.Module, part: Encoded, batch_size: int, teacher_digest: str,

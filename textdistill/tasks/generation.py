@@ -76,7 +76,7 @@ class GenerationTask:
         shared = shared_vocabulary(tokenizer, student_tokenizer, teacher.model, student)
         check_positions(cfg, teacher.model, student)
         start_id = teacher.model.config.decoder_start_token_id if self.name == "seq2seq" else None
-        splits = {name: encode_pairs(tokenizer, getattr(data, name), self.name, cfg.data, start_id)
+        splits = {name: encode_pairs(tokenizer, getattr(data, name), self.name, cfg.data, start_id, name)
                   for name in ("train", "validation", "test")}
         summary = {"data_kind": data.kind, "shared_vocabulary": shared,
                    "student_config": {**to_dict(cfg.student), "layers": student_layers(cfg, teacher.model)},
@@ -180,7 +180,8 @@ def teacher_folder(cfg: RunConfig, data: GenerationData, resume: bool) -> tuple[
     if cfg.teacher.path == "train":
         from textdistill.pipeline.seq2seq_teacher import trained_seq2seq_teacher
 
-        return trained_seq2seq_teacher(cfg, data, resume)
+        # quiet about truncation: the run tokenises the same splits with this tokenizer next and says it there
+        return trained_seq2seq_teacher(cfg, data, resume, warn=False)
     return resolve_model_dir(cfg.teacher.path, "teacher.path"), {}
 
 
