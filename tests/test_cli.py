@@ -1,6 +1,7 @@
 """The CLI end to end on a tiny config: files produced, report written, export reloads identically."""
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,7 @@ def _fail(argv, capsys) -> str:
     return err[0]
 
 
-def test_distill_report_eval_export(tmp_path, tiny_overrides, capsys):
+def test_distill_report_eval_export(tmp_path, tiny_overrides, capsys, caplog):
     config = _write_config(tmp_path, tiny_overrides)
     assert run(["-q", "distill", "--config", str(config), "--train.epochs", "3"]) == 0
     run_dir = Path(tiny_overrides["output_dir"])
@@ -77,7 +78,19 @@ def test_distill_report_eval_export(tmp_path, tiny_overrides, capsys):
     enc = tok(["good film", "the plot was dull and boring"], padding=True, return_tensors="pt")
     with torch.inference_mode():
         assert torch.equal(original(**enc).logits, exported(**enc).logits)
-    assert run(["bench", str(run_dir), "--latency_examples", "5", "--throughput_batches", "1"]) == 0
+    capsys.readouterr()
+    caplog.clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert run(["bench", str(run_dir), "--latency_examples", "5", "--throughput_batches", "1"]) == 0
+    assert [str(w.message)[:80] for w in caught] == []
+    assert [r.getMessage()[:80] for r in caplog.records if "onnxruntime" in r.pathname] == []
+    printed, err = capsys.readouterr()
+    # a table a person reads, under one line of progress: no exporter or quantiser chatter
+    assert printed.splitlines()[0].split()[:3] == ["model", "accuracy", "p50"], printed
+    assert "student onnx int8" in printed and "bench.json" in printed.splitlines()[-1]
+    assert err.splitlines() == [next(line for line in err.splitlines() if line.startswith("textdistill: bench:"))], err
+    assert run(["bench", str(run_dir), "--latency_examples", "5", "--throughput_batches", "1", "--json"]) == 0
     bench = json.loads(capsys.readouterr().out)
     assert set(bench) == {f"{r} {v}" for r in ("teacher", "student") for v in ("pytorch fp32", "onnx fp32", "onnx int8")}
     assert bench["student onnx fp32"]["accuracy"] == pytest.approx(summary["results"]["student"]["accuracy"])

@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="Folder of a finished distill run.")
     p.add_argument("--latency_examples", type=int, default=100, help="Test examples timed one at a time.")
     p.add_argument("--throughput_batches", type=int, default=5, help="Batches of 32 timed for throughput.")
+    p.add_argument("--json", action="store_true", help="Print bench.json instead of the table.")
     p = sub.add_parser("demo", help="The built-in default end to end: fine-tune the MiniLM teacher on Rotten "
                        "Tomatoes (cached), distil, compare with a no-teacher baseline, print the report.",
                        formatter_class=fmt)
@@ -180,6 +181,9 @@ def run(argv: list[str] | None = None) -> int:
         out = commands.export(args.source, args.output, overwrite=args.overwrite)
     elif args.command == "bench":
         out = commands.bench(args.run_dir, args.latency_examples, args.throughput_batches)
+        if not args.json:
+            print(commands.bench_text(out, args.run_dir))
+            return 0
     else:  # demo: the shipped default recipe (or --config), in runs/demo
         if args.config is None:
             args.config = str(commands.shipped_config(commands.DEMO["config"]))

@@ -21,7 +21,9 @@ Marian, mBART and T5, exact only on Llama).
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import logging
 import warnings
 from pathlib import Path
 
@@ -31,6 +33,33 @@ import torch
 from textdistill.errors import TextDistillError
 
 ONNX_TOLERANCE = 1e-4
+
+
+class _NotFromOnnxRuntime(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "onnxruntime" not in record.pathname
+
+
+@contextlib.contextmanager
+def quiet_export():
+    """Silence what the exporter and the quantiser print about their own internals: the tracer's notes on
+    Python control flow and ONNX Runtime's advice to pre-process before quantising. Neither tells a user
+    anything; what decides is the comparison of every exported graph with PyTorch that follows.
+
+    The quantiser logs through the root logger (`logging.warning`), which installs a stderr handler on the
+    root logger when it has none; a null handler prevents that side effect, a filter drops its records.
+    """
+    root = logging.getLogger()
+    handler, quiet = logging.NullHandler(), _NotFromOnnxRuntime()
+    root.addHandler(handler)
+    root.addFilter(quiet)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.removeFilter(quiet)
+        root.removeHandler(handler)
 
 
 class _Positional(torch.nn.Module):
@@ -56,11 +85,11 @@ def export_classifier_onnx(model, tokenizer, out: Path, probes: list[str]) -> di
     enc = tokenizer(probes, padding=True, truncation=True, return_tensors="pt")
     names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in enc]
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
-    with torch.no_grad():
+    with torch.no_grad(), quiet_export():
         torch.onnx.export(_Positional(model, names).eval(), tuple(enc[n] for n in names), str(out / "model.onnx"),
                           input_names=names, output_names=["logits"], dynamic_axes={**axes, "logits": {0: "batch"}},
                           opset_version=17, dynamo=False)
-    quantize_dynamic(str(out / "model.onnx"), str(out / "model.int8.onnx"), weight_type=QuantType.QInt8)
+        quantize_dynamic(str(out / "model.onnx"), str(out / "model.int8.onnx"), weight_type=QuantType.QInt8)
     feed = {n: enc[n].numpy() for n in names}
     with torch.inference_mode():
         reference = model(**enc).logits.numpy()  # [N, C]
@@ -140,8 +169,7 @@ def _export(module: torch.nn.Module, args: tuple, names: list[str], axes: dict[s
               for n, ax in axes.items()}
     # one self-contained file unless the weights pass protobuf's 2 GB limit (then beside it, PATH.data)
     external = sum(p.numel() * p.element_size() for p in module.parameters()) > 1.5e9
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with torch.no_grad(), quiet_export():
         try:
             torch.onnx.export(module.eval(), args, str(path), input_names=names,
                               output_names=["encoder_hidden_states" if path.name.startswith("encoder") else "logits"],
@@ -172,7 +200,9 @@ def write_generation_onnx(model, task: str, probes: dict[str, torch.Tensor], out
                                     "attention_mask": {0: "batch", 1: "source"}})}
     for name, (module, args, names, axes) in graphs.items():
         _export(module, args, names, axes, out / name)
-        quantize_dynamic(str(out / name), str(out / name.replace(".onnx", ".int8.onnx")), weight_type=QuantType.QInt8)
+        with quiet_export():
+            quantize_dynamic(str(out / name), str(out / name.replace(".onnx", ".int8.onnx")),
+                             weight_type=QuantType.QInt8)
 
 
 class OnnxGreedy:

@@ -8,6 +8,7 @@ into the run and adds it to the report.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import torch
@@ -25,6 +26,7 @@ from textdistill.atomic import write_json
 from textdistill.report.render import write_report
 from textdistill.models.inputs import model_inputs
 
+log = logging.getLogger("textdistill")
 
 @torch.inference_mode()
 def _accuracy(model, data: Encoded, order: list[int] | None, batch_size: int = 64) -> float:
@@ -56,12 +58,12 @@ def run_bench(run_dir: str | Path, latency_examples: int = 100, throughput_batch
                                  getattr(torch_models[role].config, "max_position_embeddings", None)).test
              for role in folders}
     threads = torch.get_num_threads()
-    models, sizes, orders, data_of = {}, {}, {}, {}
+    models, sizes, orders, data_of, differences = {}, {}, {}, {}, []
     for role, model in torch_models.items():
         model.eval()
         folder = run_dir / "onnx" / role
         folder.mkdir(parents=True, exist_ok=True)
-        export_classifier_onnx(model, tokenizers[role], folder, PROBES)
+        differences.append(export_classifier_onnx(model, tokenizers[role], folder, PROBES)["onnx_max_logit_difference"])
         order = teacher_label_order(model, data.label_names)
         models[f"{role} pytorch fp32"] = model
         sizes[f"{role} pytorch fp32"] = folder_weights_bytes(folders[role])
@@ -72,6 +74,8 @@ def run_bench(run_dir: str | Path, latency_examples: int = 100, throughput_batch
             if name.startswith(role):
                 orders[name] = order
                 data_of[name] = tests[role]
+    log.info("bench: teacher and student exported to %s (float32 and int8; float32 logits within %.1e of PyTorch)",
+             run_dir / "onnx", max(differences))
     speed = measure_speed(models, data_of, latency_examples, throughput_batches)
     bench = {name: {**speed[name], "model_bytes": sizes[name],
                     "accuracy": _accuracy(models[name], data_of[name], orders[name])}

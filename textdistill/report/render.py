@@ -205,15 +205,27 @@ def _extra_tables(summary: dict) -> list[tuple[str, str, list[list[str]]]]:
     return out
 
 
+def bench_rows(bench: dict) -> list[list[str]]:
+    """The `textdistill bench` table, a header first: one row per model and runtime, its speed-up at batch 1
+    over the teacher in PyTorch float32."""
+    reference = bench.get("teacher pytorch fp32", {}).get("latency_p50_ms", math.nan)
+    rows = [["model", "accuracy", "p50 ms (batch 1)", "p95 ms", "speed-up (p50)", "per s (batch 32)", "model size"]]
+    for name, b in bench.items():
+        rows.append([name, f"{100 * b['accuracy']:.2f}%", f"{b['latency_p50_ms']:.2f}", f"{b['latency_p95_ms']:.2f}",
+                     _ratio(reference, b["latency_p50_ms"], "{:.2f}x"), f"{b['throughput_per_s']:.0f}",
+                     f"{b['model_bytes'] / 2**20:.1f} MiB"])
+    return rows
+
+
 def _bench_lines(bench: dict | None) -> list[str]:
     """The `textdistill bench` table, when the run has been benchmarked."""
     if not bench:
         return []
-    lines = ["", "## PyTorch and ONNX Runtime (`textdistill bench`)", "",
-             "| model | accuracy | p50 ms (batch 1) | p95 ms | per s (batch 32) | model MB |", "|---|---|---|---|---|---|"]
-    for name, b in bench.items():
-        lines.append(f"| {name} | {b['accuracy']:.4f} | {b['latency_p50_ms']:.2f} | {b['latency_p95_ms']:.2f} | "
-                     f"{b['throughput_per_s']:.1f} | {b['model_bytes'] / 2**20:.1f} |")
+    rows = bench_rows(bench)
+    lines = ["", "## PyTorch and ONNX Runtime (`textdistill bench`)", "", "| " + " | ".join(rows[0]) + " |",
+             "|---" * len(rows[0]) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows[1:]]
+    lines += ["", "Speed-up: over the teacher in PyTorch float32, batch 1."]
     return lines
 
 
@@ -359,11 +371,18 @@ def rewrite_report(run_dir: Path) -> dict:
     return summary
 
 
+def aligned_text(rows: list[list[str]]) -> str:
+    """Rows of cells as a plain-text table for the terminal: the first column left-aligned, the others right."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join([row[0].ljust(widths[0])] + [v.rjust(w) for v, w in zip(row[1:], widths[1:])])
+                     for row in rows)
+
+
 def summary_table(summary: dict) -> str:
     """The headline table as aligned plain text, for the terminal."""
-    rows = _rows(summary)
-    widths = [max(len(r[0]) for r in rows)] + [max(len(r[1][i]) for r in rows) for i in range(len(rows[0][1]))]
-    out = []
-    for name, vals in rows:
-        out.append("  ".join([name.ljust(widths[0])] + [v.rjust(widths[i + 1]) for i, v in enumerate(vals)]))
-    return "\n".join(out)
+    return aligned_text([[name, *vals] for name, vals in _rows(summary)])
+
+
+def bench_table(bench: dict) -> str:
+    """The `textdistill bench` table as aligned plain text, for the terminal."""
+    return aligned_text(bench_rows(bench))
