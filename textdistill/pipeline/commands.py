@@ -38,13 +38,15 @@ def distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False, **kwa
     if cfg.task in GENERATION_TASKS:
         from textdistill.pipeline.generation import run_generation_distill
 
-        return run_generation_distill(cfg, overwrite=overwrite, resume=resume)
+        ownership = {k: v for k, v in kwargs.items() if k in ("command", "may_replace")}
+        return run_generation_distill(cfg, overwrite=overwrite, resume=resume, **ownership)
     return run_distill(cfg, overwrite, resume, **kwargs)
 
 
-def teacher(cfg: RunConfig, output: str | Path | None = None) -> dict:
+def teacher(cfg: RunConfig, output: str | Path | None = None, overwrite: bool = False) -> dict:
     """`teacher`: fine-tune a classifier teacher, or for seq2seq train the encoder-decoder teacher of
-    `teacher.path: train` (cached; copied to `output` when given)."""
+    `teacher.path: train` (cached; copied to `output` when given). An existing `output` is replaced only with
+    `overwrite`, and only if it is a teacher folder textdistill wrote."""
     if cfg.task == "causal_lm":
         raise TextDistillError("textdistill teacher trains classification and seq2seq teachers; a causal_lm run uses "
                                "teacher.path 'builtin' (SmolLM2-135M-Instruct) or a model folder")
@@ -53,13 +55,18 @@ def teacher(cfg: RunConfig, output: str | Path | None = None) -> dict:
 
         from textdistill.data.generation import load_generation_data
         from textdistill.pipeline.seq2seq_teacher import trained_seq2seq_teacher
+        from textdistill.pipeline.teacher import open_teacher_folder
 
-        folder, info = trained_seq2seq_teacher(cfg, load_generation_data(cfg.generation))
-        if output is not None:
-            shutil.copytree(folder, output, dirs_exist_ok=True)
-            folder = Path(output)
-        return {"teacher": str(folder), **info}
-    return run_teacher(cfg, output=output)
+        data = load_generation_data(cfg.generation)
+        if output is None:
+            folder, info = trained_seq2seq_teacher(cfg, data)
+            return {"teacher": str(folder), **info}
+        out = Path(output).expanduser()
+        with open_teacher_folder(cfg, out, overwrite) as target:
+            folder, info = trained_seq2seq_teacher(cfg, data)
+            shutil.copytree(folder, target.path, dirs_exist_ok=True)  # into the new folder of ours
+        return {"teacher": str(out), **info}
+    return run_teacher(cfg, output=output, overwrite=overwrite)
 
 
 def sweep(cfg: RunConfig, overwrite: bool = False) -> dict | None:
@@ -88,8 +95,18 @@ def bench(run_dir: str | Path, latency_examples: int = 100, throughput_batches: 
 
 def demo(overrides: dict | None = None) -> dict:
     """The built-in default: MiniLM teacher fine-tuned on Rotten Tomatoes (cached), distilled, reported."""
-    cfg: RunConfig = load_config(None, {**DEMO_DEFAULTS, **(overrides or {})})
-    return distill(cfg, overwrite=True)
+    return run_demo(load_config(None, {**DEMO_DEFAULTS, **(overrides or {})}))
+
+
+def run_demo(cfg: RunConfig) -> dict:
+    """`demo` with a resolved config: it replaces an earlier demo run in output_dir, never another folder."""
+    return distill(cfg, overwrite=True, command="demo", may_replace=_only_demo_runs)
+
+
+def _only_demo_runs(marker: dict) -> str | None:
+    if marker.get("command") == "demo":
+        return None
+    return f"it holds a run made by `textdistill {marker.get('command') or 'distill'}`, and demo replaces only its own"
 
 
 def report(run_dir: str | Path) -> str:

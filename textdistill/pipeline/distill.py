@@ -33,10 +33,11 @@ from textdistill.models.students import construct_student, count_parameters
 from textdistill.models.vocab import (check_pruned_vocabulary, check_same_segmentation, id_map, pruned_tokenizer,
                                       remap_encoded, task_token_ids)
 from textdistill.models.width import calibration_batches
+from textdistill.ownership import OwnedFolder
 from textdistill.pipeline.ensemble import ExtraTeacher, combined_scores, load_extra_teachers, teacher_results
 from textdistill.pipeline.phases import finished_phase, mark_finished
-from textdistill.pipeline.runs import (EncodedSplits, apply_threads, check_max_length, concat, encode_splits,
-                                       folder_weights_bytes, prepare_run_dir, save_model, write_json)
+from textdistill.pipeline.runs import (EncodedSplits, apply_threads, check_max_length, check_sources, concat,
+                                       encode_splits, folder_weights_bytes, open_run_folder, save_model, write_json)
 from textdistill.pipeline.teacher import builtin_teacher, cache_root
 from textdistill.report.render import write_report
 from textdistill.training.checkpoint import atomic_write, file_digest
@@ -54,17 +55,27 @@ SWEEP = "sweep.json"
 
 
 def run_distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False, *, sweep: dict | None = None,
-                trial_steps: int | None = None) -> dict | None:
+                trial_steps: int | None = None, command: str = "distill", may_replace=None) -> dict | None:
     """Run the whole recipe and return the summary that `report.md` is made from (None on processes other
     than the main one). With `resume`, continue the interrupted run in `cfg.output_dir`.
 
     `sweep` (the grid of `distill --sweep`) is kept in the run folder and added to the summary. With
     `trial_steps` (a sweep's trial) the student trains for at most that many steps and the run stops there,
     returning its training result, the teacher's info and the steps and evaluation interval of a full run.
+    `command` is recorded in the run folder's marker; `may_replace(marker)` narrows which earlier run
+    `overwrite` may replace (`textdistill.ownership.OwnedFolder.open`).
     """
     started = time.perf_counter()
     apply_threads(cfg.train.threads)
-    run_dir = prepare_run_dir(cfg, overwrite, resume)
+    data = load_classification_data(cfg.data)  # the new config and data are checked before an old run is touched
+    check_sources(cfg)
+    with open_run_folder(cfg, overwrite, resume, command=command, may_replace=may_replace) as folder:
+        return _distill(cfg, folder, data, started, resume, sweep, trial_steps)
+
+
+def _distill(cfg: RunConfig, folder: OwnedFolder, data, started: float, resume: bool, sweep: dict | None,
+             trial_steps: int | None) -> dict | None:
+    run_dir = folder.path
     if sweep is not None and is_main():
         write_json(run_dir / SWEEP, sweep)
     elif resume and (run_dir / SWEEP).is_file():
@@ -72,7 +83,6 @@ def run_distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False, *
     if resume and finished_phase(run_dir, "report") is not None:
         log.info("%s: the run had already finished", run_dir)
         return json.loads((run_dir / "summary.json").read_text(encoding="utf-8")) if is_main() else None
-    data = load_classification_data(cfg.data)
 
     if cfg.teacher.path == "builtin":
         teacher_dir, teacher_info = builtin_teacher(cfg, data, resume=resume)
@@ -109,6 +119,7 @@ def run_distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False, *
 
     # Phase 1. The teacher is frozen and in eval mode, so its logits are a pure function of the input:
     # scoring each training example once gives exactly what a call at every step would, at a fraction of the cost.
+    folder.started()  # everything is loaded and checked: the run it replaces (if any) can go
     augmented = None
     if cfg.data.augment_copies:
         augmented = token_variants(splits.train, cfg.data.augment_copies, cfg.data.augment_share,

@@ -3,7 +3,6 @@ an ONNX model (`model.onnx`) and its int8 dynamically quantised variant (`model.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ from transformers import AutoModelForSequenceClassification, pipeline
 
 from textdistill.errors import TextDistillError
 from textdistill.models.loading import load_tokenizer, refuse_custom_code
+from textdistill.ownership import OwnedFolder
 from textdistill.pipeline.runs import save_model
 
 PROBES = [
@@ -92,14 +92,23 @@ def _is_generation_folder(folder: Path) -> bool:
 
 
 def run_export(source: str | Path, output: str | Path, overwrite: bool = False) -> dict:
-    """Write the student of `source` (run folder or model folder) to `output` and verify the copy."""
-    src = _source_folder(Path(source))
-    out = Path(output)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise TextDistillError(f"export folder {str(out)!r} already exists; pass --overwrite or choose another --output")
-        shutil.rmtree(out)
+    """Write the student of `source` (run folder or model folder) to `output` and verify the copy.
+
+    An existing `output` is replaced only with `overwrite` and only if it is an export textdistill wrote;
+    never the source, a folder holding it, home, root or the current folder. The old export is put back
+    if the new one fails."""
+    src = _source_folder(Path(source).expanduser())
+    out = Path(output).expanduser()
     refuse_custom_code(src, "export", trust_remote_code=False)
+    if out.resolve().is_relative_to(src.resolve()):
+        raise TextDistillError(f"--output {str(output)!r} is inside the model folder it exports ({str(src)!r}); "
+                               "choose a folder outside it")
+    with OwnedFolder.open(out, "export", overwrite=overwrite, inputs=[source, src], option="--output",
+                          command="export"):
+        return _export(src, out)
+
+
+def _export(src: Path, out: Path) -> dict:
     if _is_generation_folder(src):
         from textdistill.pipeline.generation import export_generation
 

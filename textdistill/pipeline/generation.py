@@ -37,9 +37,11 @@ from textdistill.models.generation import (default_student_layers, keep_layers, 
                                            shared_vocabulary, shrunk)
 from textdistill.models.loading import load_tokenizer, resolve_model_dir
 from textdistill.models.students import count_parameters
+from textdistill.ownership import OwnedFolder
 from textdistill.pipeline.distill import teacher_folder_digest
 from textdistill.pipeline.phases import finished_phase, mark_finished
-from textdistill.pipeline.runs import apply_threads, folder_weights_bytes, prepare_run_dir, save_model, write_json
+from textdistill.pipeline.runs import (apply_threads, check_sources, folder_weights_bytes, open_run_folder, save_model,
+                                       write_json)
 from textdistill.report.render import write_report
 from textdistill.training import generation as objectives
 from textdistill.training.loop import train, total_steps
@@ -48,15 +50,23 @@ from textdistill.training.resume import remove_checkpoints
 log = logging.getLogger("textdistill")
 
 
-def run_generation_distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False) -> dict:
-    """The whole generation recipe; returns the summary that report.md is made from."""
+def run_generation_distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False, *,
+                           command: str = "distill", may_replace=None) -> dict:
+    """The whole generation recipe; returns the summary that report.md is made from. `command` and
+    `may_replace` as in `run_distill`."""
     started = time.perf_counter()
     apply_threads(cfg.train.threads)
-    run_dir = prepare_run_dir(cfg, overwrite, resume)
+    data = load_generation_data(cfg.generation)  # the new config and data are checked before an old run is touched
+    check_sources(cfg)
+    with open_run_folder(cfg, overwrite, resume, command=command, may_replace=may_replace) as folder:
+        return _generation_distill(cfg, folder, data, started, resume)
+
+
+def _generation_distill(cfg: RunConfig, folder: OwnedFolder, data, started: float, resume: bool) -> dict:
+    run_dir = folder.path
     if resume and finished_phase(run_dir, "report") is not None:
         return json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     g, task = cfg.generation, cfg.task
-    data = load_generation_data(g)
 
     teacher_dir, teacher_info = resolve_teacher(cfg, data, resume)
     tokenizer = load_tokenizer(teacher_dir, "teacher", cfg.trust_remote_code)
@@ -73,6 +83,7 @@ def run_generation_distill(cfg: RunConfig, overwrite: bool = False, resume: bool
               for name in ("train", "validation", "test")}
     digest = teacher_folder_digest(Path(teacher_dir))
 
+    folder.started()  # everything is loaded and checked: the run it replaces (if any) can go
     # Phase 2: the teacher signal computed once, cached on disk across runs.
     train_set = splits["train"]
     if g.sequence_kd != "off":

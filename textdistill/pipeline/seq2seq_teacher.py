@@ -13,7 +13,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import shutil
 import time
 from pathlib import Path
 
@@ -22,6 +21,8 @@ import torch
 from textdistill.cache import cache_root
 from textdistill.config import RunConfig
 from textdistill.data.generation import GenerationData, encode_pairs
+from textdistill.locking import locked
+from textdistill.ownership import owned_work_folder, remove_owned
 from textdistill.pipeline.runs import save_model, write_json
 from textdistill.training.checkpoint import digest_problem, file_digest
 from textdistill.training.generation import count_target_tokens, label_objective
@@ -105,6 +106,12 @@ def teacher_key(cfg: RunConfig, data: GenerationData) -> str:
 def trained_seq2seq_teacher(cfg: RunConfig, data: GenerationData, resume: bool = False) -> tuple[Path, dict]:
     """The teacher folder for this data and these settings: trained once, then read from the cache."""
     folder = cache_root() / "gen_teachers" / teacher_key(cfg, data)
+    # one process trains a given teacher; another run wanting it waits, then reads the cached copy
+    with locked(folder.with_name(folder.name + ".lock"), f"the teacher {folder}"):
+        return _trained_seq2seq_teacher(cfg, data, folder, resume)
+
+
+def _trained_seq2seq_teacher(cfg: RunConfig, data: GenerationData, folder: Path, resume: bool) -> tuple[Path, dict]:
     info_path = folder / TEACHER_INFO
     if info_path.is_file():
         info = json.loads(info_path.read_text(encoding="utf-8"))
@@ -119,10 +126,7 @@ def trained_seq2seq_teacher(cfg: RunConfig, data: GenerationData, resume: bool =
                               max(g.max_length, g.max_target_length) + 2, seed=cfg.teacher.finetune.seed)
     train_set = encode_pairs(tokenizer, data.train, "seq2seq", g, model.config.decoder_start_token_id)
     validation = encode_pairs(tokenizer, data.validation, "seq2seq", g, model.config.decoder_start_token_id)
-    work = folder.with_name(folder.name + ".work")
-    if not resume:
-        shutil.rmtree(work, ignore_errors=True)
-    (work / "checkpoints").mkdir(parents=True, exist_ok=True)
+    work = owned_work_folder(folder.with_name(folder.name + ".work"), "teacher", keep=resume)
     from textdistill.evaluation.generation import heldout_nll
 
     def evaluate(m):
@@ -145,5 +149,5 @@ def trained_seq2seq_teacher(cfg: RunConfig, data: GenerationData, resume: bool =
             "weights_sha256": file_digest(folder / "model.safetensors"),
             "wall_seconds": time.perf_counter() - started}
     write_json(info_path, info)  # written last: its presence marks a complete teacher
-    shutil.rmtree(work, ignore_errors=True)
+    remove_owned(work)
     return folder, {**info, "cached": False}

@@ -15,7 +15,6 @@ import copy
 import itertools
 import logging
 import math
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +22,12 @@ from pathlib import Path
 from transformers import AutoConfig
 
 from textdistill.config import STUDENT_SIZES, RunConfig
+from textdistill.data.classification import load_classification_data
 from textdistill.errors import TextDistillError
 from textdistill.models.loading import refuse_custom_code, resolve_model_dir
+from textdistill.ownership import remove_owned
 from textdistill.pipeline.distill import run_distill
-from textdistill.pipeline.runs import prepare_run_dir
+from textdistill.pipeline.runs import check_sources, open_run_folder
 from textdistill.training.distributed import process_state
 
 log = logging.getLogger("textdistill")
@@ -150,7 +151,15 @@ def run_sweep(cfg: RunConfig, overwrite: bool = False) -> dict:
     if process_state().num_processes > 1:
         raise TextDistillError("distill --sweep runs in one process (its trials are timed); run it without "
                                "accelerate or torchrun, then launch the chosen setting on several processes")
-    run_dir = prepare_run_dir(cfg, overwrite)  # refuse a bad output_dir before the budget is spent
+    load_classification_data(cfg.data)  # checked before an old run in output_dir is touched
+    check_sources(cfg)
+    with open_run_folder(cfg, overwrite) as folder:  # refuse a bad output_dir before the budget is spent
+        best, record = _sweep_trials(cfg, folder.path)
+    return run_distill(best, overwrite=True, sweep=record)  # replaces the sweep's folder, ours
+
+
+def _sweep_trials(cfg: RunConfig, run_dir: Path) -> tuple[RunConfig, dict]:
+    """The trials of `run_sweep` in `run_dir/sweep`: the best setting's config and the sweep's record."""
     n_teacher = teacher_depth(cfg) if cfg.sweep.students else None
     grid = sweep_grid(cfg, n_teacher)
     budget = cfg.sweep.time_budget_s
@@ -173,7 +182,7 @@ def run_sweep(cfg: RunConfig, overwrite: bool = False) -> dict:
     steps, n_fit = plan_trials(len(grid), full_steps, cfg.sweep.min_trial_steps, budget - spent, cost)
     log.info("sweep: %d settings; %d step(s) per trial (a full run has %d), about %.0f s each; %d fit in the "
              "%.0f s left of the budget", len(grid), steps, full_steps, cost(steps), n_fit, budget - spent)
-    shutil.rmtree(trials_dir / "probe", ignore_errors=True)
+    remove_owned(trials_dir / "probe")
 
     trials, took = [], []
     for i, setting in enumerate(grid):
@@ -190,7 +199,7 @@ def run_sweep(cfg: RunConfig, overwrite: bool = False) -> dict:
         took.append(wall - _one_off_seconds(result))
         spent += took[-1]
         one_off += _one_off_seconds(result)
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_owned(folder)
         trials.append({**record, "steps": result["student"]["steps"],
                        "validation_accuracy": result["student"]["best_score"], "seconds": wall, "status": "ran"})
         log.info("sweep %d/%d: %s: validation accuracy %.4f (%.0f s)", i + 1, len(grid), setting.label(),
@@ -206,4 +215,4 @@ def run_sweep(cfg: RunConfig, overwrite: bool = False) -> dict:
               "full_steps": full_steps, "trials": trials, "best": best}
     log.info("sweep: best %s (validation accuracy %.4f); the full run follows", trials[best]["setting"],
              trials[best]["validation_accuracy"])
-    return run_distill(apply_setting(cfg, grid[best], n_teacher), overwrite=True, sweep=record)
+    return apply_setting(cfg, grid[best], n_teacher), record

@@ -15,8 +15,10 @@ from textdistill.config import RunConfig, TrainConfig
 from textdistill.data.classification import ClassificationData, load_classification_data
 from textdistill.evaluation.metrics import classification_metrics
 from textdistill.evaluation.predict import predict_logits
+from textdistill.locking import wait_lock
 from textdistill.models.loading import load_classifier, load_tokenizer, resolve_model_dir
-from textdistill.pipeline.runs import encode_splits, save_model, write_json
+from textdistill.ownership import OwnedFolder, owned_work_folder, remove_owned
+from textdistill.pipeline.runs import encode_splits, on_main_process, save_model, write_json
 from textdistill.training.checkpoint import digest_problem, file_digest
 from textdistill.training.distributed import is_main, wait_for_everyone
 from textdistill.training.loop import train
@@ -70,9 +72,7 @@ def fine_tune_teacher(cfg: RunConfig, data: ClassificationData, out_dir: Path, r
     splits = encode_splits(tokenizer, data, cfg.data.max_length, model_max)
     work = out_dir.with_name(out_dir.name + ".work")
     if is_main():
-        if not resume:
-            shutil.rmtree(work, ignore_errors=True)
-        (work / "checkpoints").mkdir(parents=True, exist_ok=True)
+        owned_work_folder(work, "teacher", keep=resume)
     wait_for_everyone()
 
     def evaluate(m):
@@ -96,7 +96,7 @@ def fine_tune_teacher(cfg: RunConfig, data: ClassificationData, out_dir: Path, r
         info["weights_sha256"] = file_digest(out_dir / "model.safetensors")
         shutil.copy(work / "metrics.jsonl", out_dir / "metrics.jsonl")
         write_json(out_dir / TEACHER_INFO, info)  # written last: its presence marks a complete teacher
-        shutil.rmtree(work)
+        remove_owned(work)
         log.info("teacher: test accuracy %.4f after %.0f s", test["accuracy"], result.seconds)
     wait_for_everyone()
     return info
@@ -110,6 +110,17 @@ def builtin_teacher(cfg: RunConfig, data: ClassificationData, resume: bool = Fal
     """
     key = teacher_cache_key(cfg, data)
     folder = cache_root() / "teachers" / key
+    # one process fine-tunes a given teacher; another run wanting it waits, then reads the cached copy
+    lock = wait_lock(folder.with_name(key + ".lock"), f"the teacher {folder}") if is_main() else None
+    try:
+        return _builtin_teacher(cfg, data, folder, resume)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _builtin_teacher(cfg: RunConfig, data: ClassificationData, folder: Path, resume: bool) -> tuple[Path, dict]:
+    wait_for_everyone()  # the other processes look once the main one holds the lock
     info_path = folder / TEACHER_INFO
     if info_path.is_file():
         info = _cached_info(info_path)
@@ -147,9 +158,21 @@ def _cached_info(info_path: Path) -> dict | None:
     return info if isinstance(info, dict) else None
 
 
-def run_teacher(cfg: RunConfig, output: str | Path | None = None) -> dict:
-    """CLI `teacher`: fine-tune a teacher on the configured data into `output` (default: <output_dir>/teacher)."""
+def run_teacher(cfg: RunConfig, output: str | Path | None = None, overwrite: bool = False) -> dict:
+    """CLI `teacher`: fine-tune a teacher on the configured data into `output` (default: <output_dir>/teacher).
+
+    An existing folder is replaced only with `overwrite`, and only if it is a teacher textdistill wrote."""
     data = load_classification_data(cfg.data)
-    out_dir = Path(output) if output else Path(cfg.output_dir) / "teacher"
-    info = fine_tune_teacher(cfg, data, out_dir)
+    resolve_model_dir(cfg.teacher.base, "teacher.base")
+    out_dir = Path(output).expanduser() if output else Path(cfg.output_dir).expanduser() / "teacher"
+    with open_teacher_folder(cfg, out_dir, overwrite) as folder:
+        info = fine_tune_teacher(cfg, data, folder.path)
     return {"teacher": str(out_dir), **info}
+
+
+def open_teacher_folder(cfg: RunConfig, out_dir: Path, overwrite: bool) -> OwnedFolder:
+    """The `teacher --output` folder, locked; replacing only a teacher folder of ours, with `overwrite`."""
+    inputs = [p for p in (cfg.teacher.base, cfg.data.train, cfg.data.validation, cfg.data.test) if p]
+    return on_main_process(lambda: OwnedFolder.open(out_dir, "teacher", overwrite=overwrite, inputs=inputs,
+                                                    option="--output", command="teacher"),
+                           lambda: OwnedFolder.passive(out_dir), out_dir)
