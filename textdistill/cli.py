@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("teacher", help="Fine-tune a teacher classifier on labelled data.", formatter_class=fmt,
                        description="Fine-tune teacher.base on the configured data and save a Hugging Face folder.")
     p.add_argument("--output", metavar="DIR", help="Folder for the fine-tuned teacher [default: <output_dir>/teacher].")
-    p.add_argument("--overwrite", action="store_true", help="Replace an existing teacher folder written by textdistill.")
+    p.add_argument("--overwrite", action="store_true",
+                   help="Replace an existing teacher folder written by textdistill.")
     _add_config_flags(p, defaults)
 
     p = sub.add_parser("distill", help="Train a student from a teacher, with a no-teacher baseline and a report.",

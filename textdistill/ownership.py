@@ -180,7 +180,7 @@ class OwnedFolder:
                 if aside is not None:
                     os.rename(aside, real)
                 raise
-        except OSError as e:
+        except (OSError, TextDistillError) as e:  # TextDistillError: the marker could not be written
             _remove_if_ours(new, mine["id"])
             if lock is not None:
                 lock.release()
@@ -191,7 +191,7 @@ class OwnedFolder:
                                        f"time; choose another {option}") from None
             from textdistill.training.checkpoint import write_failed
 
-            raise write_failed(path, e) from None
+            raise (e if isinstance(e, TextDistillError) else write_failed(path, e)) from None
         if aside is not None:
             log.info("%s: the previous %s is kept aside in %s until the new one has started", path, kind, aside)
         return cls(path, mine, lock, old_lock, aside, new=True)
