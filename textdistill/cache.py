@@ -26,7 +26,7 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,14 +88,13 @@ def _file_sha256(path: Path) -> str:
 
 def _write_json(path: Path, value: dict) -> None:
     """Atomic, under a name of this process: a reader sees the old file or the new one."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with open(tmp, "x", encoding="utf-8") as f:  # the usual permissions, unlike mkstemp's 0600
             json.dump(value, f, indent=1, sort_keys=True)
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
 
 
 def _problem(folder: Path, key: str, count: int, fields: dict[str, Field]) -> str | None:
