@@ -11,7 +11,7 @@ Layout of a folder: one raw little-endian file per field (`<name>.bin`, shape `[
 sha256 of their bytes in every field) and, written last, `complete.json` with the sha256 of each field file.
 
 What makes it trustworthy when runs share it or die mid-build:
-- one builder per key: the build runs under an OS lock (`<folder>.lock`, `textdistill.locking`); a second
+- one builder per key: the build runs under an OS lock (`<folder>/.lock`, `textdistill.locking`); a second
   run wanting the same key waits for it, then reads the sealed cache (or continues a build whose builder
   died, since the lock dies with it);
 - a resumed build trusts only rows whose journal checksum matches what the files hold now: a truncated
@@ -43,6 +43,7 @@ KEY_VERSION = 1  # in every key: a change re-keys (and orphans) every cache fold
 # could race and seal unverified rows) are built again, in place
 FORMAT_VERSION = 2
 JOURNAL = "rows.jsonl"
+LOCK = ".lock"  # inside the folder, which is never deleted (only the files a build writes are)
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,7 @@ def cached_outputs(
     folder = Path(folder)
     if (folder / "complete.json").is_file() and _problem(folder, key, count, fields) is None:
         return _open(folder, count, fields, "r"), {"cached": True, "computed": 0}
-    with locked(folder.with_name(folder.name + ".lock"), f"the teacher cache {folder}"):
+    with locked(folder / LOCK, f"the teacher cache {folder}"):
         if (folder / "complete.json").is_file():  # sealed while this process waited, or sealed but broken
             problem = _problem(folder, key, count, fields)
             if problem is None:
