@@ -146,8 +146,10 @@ class OwnedFolder:
         if occupied:
             marker = read_marker(real)
             if not overwrite:
-                raise TextDistillError(f"{option} {str(path)!r} already exists; pass --overwrite to replace it "
-                                       f"(only a textdistill {kind} folder is replaced) or choose another {option}")
+                resume_hint = ", --resume to continue it," if kind == "run" else ""
+                raise TextDistillError(f"{option} {str(path)!r} already exists; pass --overwrite to replace it (only "
+                                       f"a textdistill {kind} folder is replaced){resume_hint} or choose another "
+                                       f"{option}")
             if marker is None or marker["kind"] != kind:
                 why = f"it is not a textdistill {kind} folder ({_describe(marker)})"
             else:
