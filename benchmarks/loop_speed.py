@@ -12,14 +12,27 @@ Variants:
 - textbrewer cached: TextBrewer's BasicDistiller with `is_caching_logits=True`; its first epoch
   (caching pass + training) and its steady-state epoch (the second) are timed apart;
 - textdistill first epoch: teacher scoring through textdistill's cross-run cache from empty (what a
-  run with nothing cached pays) plus one epoch of `train`;
+  run with nothing cached pays) plus one epoch of `train`, once with each scoring backend: PyTorch
+  (float32, or bf16 autocast where native) and ONNX Runtime float32 (the teacher's export is made once
+  before the rounds, as a run finds it cached after its first; its one-off time is printed; opening the
+  session and checking it against PyTorch is timed). The ratio against the target is the one of the
+  backend `cached_teacher_logits` picks by default ('auto');
 - textdistill steady: one epoch of `train` with the teacher's logits from the cache (every later epoch,
   and every later run on the same teacher and data);
 - student alone: the same `train` with labels only, no teacher at all: the limit.
-textdistill runs with its defaults (bf16 autocast where native, frozen word embeddings, dropout 0).
+textdistill runs with its defaults (bf16 autocast where native, frozen word embeddings, dropout 0);
+`--precision no` makes it train and score in float32, as it does on a CPU without native bfloat16.
+A CPU without native bfloat16 is approximated for PyTorch by
+
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 python benchmarks/loop_speed.py --precision no
+
+ONNX Runtime has no such switch: its kernels still use what the CPU has (AVX-512 on such a machine), so
+there its ratio is better than it would be on a real AVX2-only CPU.
 
 Also measured: float32 and bfloat16 matmul throughput (2048^3) and the share of that ceiling the
-steady-state step reaches (FLOPs of one step counted by torch's FlopCounterMode).
+steady-state step reaches (FLOPs of one step counted by torch's FlopCounterMode). The bfloat16 ceiling
+is measured only where the step runs in bfloat16 (emulated bf16 is no ceiling); elsewhere it reads
+"not available".
 
 TextBrewer is a peer, never a dependency: install it into a folder of its own and point to it:
 
@@ -31,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import os
 import shutil
 import statistics
@@ -45,6 +59,7 @@ from transformers import BertConfig, BertForSequenceClassification
 
 from textdistill.config import LossConfig, TrainConfig
 from textdistill.data.classification import Encoded
+from textdistill.models.onnx_teacher import exported_teacher, scoring_backend
 from textdistill.pipeline.distill import cached_teacher_logits
 from textdistill.training.loop import train
 from textdistill.training.objectives import classification_objective, label_objective
@@ -114,10 +129,10 @@ def textbrewer_run(tb, teacher, student, data: Encoded, batch_size: int, cached:
     return [b - a for a, b in zip(marks, marks[1:])]
 
 
-def textdistill_epoch(student, data: Encoded, batch_size: int, objective, work: Path) -> float:
+def textdistill_epoch(student, data: Encoded, batch_size: int, objective, work: Path, precision: str) -> float:
     run_dir = Path(tempfile.mkdtemp(dir=work))  # a fresh run folder: nothing to resume from
     cfg = TrainConfig(epochs=1.0, batch_size=batch_size, learning_rate=1e-4, progress=False, checkpoint_every=0,
-                      warmup_ratio=0.0)
+                      warmup_ratio=0.0, mixed_precision=precision)
     start = time.perf_counter()
     train(student, data, objective, cfg, name="bench", run_dir=run_dir)
     seconds = time.perf_counter() - start
@@ -134,6 +149,13 @@ def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
         a @ b
         times.append(time.perf_counter() - t0)
     return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def share_of(achieved: float, ceiling: float | None, name: str) -> str:
+    """`achieved` as a share of the `name` ceiling; one that is missing, zero or not finite is not available."""
+    if ceiling is None or not math.isfinite(ceiling) or ceiling <= 0:
+        return f"the {name} ceiling not available"
+    return f"{achieved / ceiling:.0%} of the {name} ceiling"
 
 
 def step_flops(student, data: Encoded, batch_size: int) -> int:
@@ -156,6 +178,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--peers", default=None, help="folder holding TextBrewer (pip --target); omit to skip it")
+    ap.add_argument("--precision", default="auto", choices=["auto", "no", "bf16"],
+                    help="textdistill's train.mixed_precision ('no': float32, as on a CPU without native bf16)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     batch_size = 32
@@ -169,17 +193,29 @@ def main() -> None:
     student0 = bert(2, 128, 2, seed=1)
     data = synthetic(args.batches * batch_size, args.length, seed=0)
     n = len(data)
-    precision = resolve_precision("auto")
+    precision = resolve_precision(args.precision)
+    auto_backend = scoring_backend(precision, "cpu")
     print(f"{n} examples x {args.length} tokens, batch {batch_size}, {args.threads} threads, {args.rounds} rounds; "
-          f"textdistill precision: {precision}; torch {torch.__version__}")
+          f"textdistill precision: {precision}, default scoring backend: {auto_backend}; torch {torch.__version__}; "
+          f"ATEN_CPU_CAPABILITY={os.environ.get('ATEN_CPU_CAPABILITY', '')} "
+          f"ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', '')} "
+          f"MKL_ENABLE_INSTRUCTIONS={os.environ.get('MKL_ENABLE_INSTRUCTIONS', '')}")
+    start = time.perf_counter()
+    exported_teacher(teacher, "bench-teacher")
+    print(f"one-off ONNX export of the teacher (cached across runs): {time.perf_counter() - start:.1f}s")
+    first_names = {"pytorch": f"textdistill, first epoch, PyTorch scoring ({'bf16' if precision == 'bf16' else 'fp32'})",
+                   "onnxruntime": "textdistill, first epoch, ONNX Runtime scoring (fp32)"}
+    scoring_times: dict[str, list[float]] = {}
 
-    def td_first():
-        shutil.rmtree(work / "cache", ignore_errors=True)
+    def td_first(backend: str) -> float:
+        shutil.rmtree(work / "cache" / "scores", ignore_errors=True)  # the scores, not the teacher's export
         start = time.perf_counter()
-        data.teacher_logits = cached_teacher_logits(teacher, data, 128, "bench-teacher", args.length, precision)
+        data.teacher_logits = cached_teacher_logits(teacher, data, 128, "bench-teacher", args.length, precision,
+                                                    backend=backend)
         scoring = time.perf_counter() - start
+        scoring_times.setdefault(backend, []).append(scoring)
         return scoring + textdistill_epoch(copy.deepcopy(student0), data, batch_size,
-                                           classification_objective(LossConfig()), work)
+                                           classification_objective(LossConfig()), work, precision)
 
     times: dict[str, list[float]] = {}
 
@@ -194,31 +230,41 @@ def main() -> None:
             first, steady = textbrewer_run(tb, teacher, copy.deepcopy(student0), data, batch_size, True, work / "tbc")
             add("textbrewer cached, first epoch", first)
             add("textbrewer cached, steady state", steady)
-        add("textdistill, first epoch (builds cache)", td_first())
+        for backend in (("pytorch", "onnxruntime") if r % 2 == 0 else ("onnxruntime", "pytorch")):
+            add(first_names[backend], td_first(backend))
         add("textdistill, steady state (cached)", textdistill_epoch(copy.deepcopy(student0), data, batch_size,
-                                                                   classification_objective(LossConfig()), work))
+                                                                   classification_objective(LossConfig()), work,
+                                                                   precision))
         add("student alone (no teacher)", textdistill_epoch(copy.deepcopy(student0), data, batch_size,
-                                                            label_objective(), work))
+                                                            label_objective(), work, precision))
         print(f"round {r + 1}: " + ", ".join(f"{k.split(' (')[0]} {v[-1]:.1f}s" for k, v in times.items()), flush=True)
 
     rate = {k: n / statistics.median(v) for k, v in times.items()}
     plain = rate["plain loop (teacher every step)"]
-    print(f"\n{'variant':44s} {'samples/s':>10s} {'x plain':>8s}")
+    print(f"\n{'variant':54s} {'samples/s':>10s} {'x plain':>8s}")
     for k, v in rate.items():
-        print(f"{k:44s} {v:10.1f} {v / plain:8.2f}")
+        print(f"{k:54s} {v:10.1f} {v / plain:8.2f}")
     steady = rate["textdistill, steady state (cached)"]
     print("\nratios (targets in parentheses):")
     print(f"  textdistill steady / plain loop           {steady / plain:6.2f}  (>= 8)")
     if tb is not None:
         print(f"  textdistill steady / textbrewer cached    {steady / rate['textbrewer cached, steady state']:6.2f}  (>= 1.5)")
-    print(f"  textdistill first epoch / plain loop      {rate['textdistill, first epoch (builds cache)'] / plain:6.2f}  (>= 2)")
+    print(f"  textdistill first epoch / plain loop      {rate[first_names[auto_backend]] / plain:6.2f}  (>= 2; "
+          f"{auto_backend} scoring, the default here)")
+    other = "pytorch" if auto_backend == "onnxruntime" else "onnxruntime"
+    print(f"  the same with {other} scoring{' ' * (15 - len(other))}{rate[first_names[other]] / plain:6.2f}")
     print(f"  textdistill steady / student alone        {steady / rate['student alone (no teacher)']:6.2f}  (>= 0.9)")
+    scoring = {k: statistics.median(v) for k, v in scoring_times.items()}
+    print(f"\nteacher scoring alone (median s): PyTorch {scoring['pytorch']:.2f}, ONNX Runtime {scoring['onnxruntime']:.2f} "
+          f"({scoring['pytorch'] / scoring['onnxruntime']:.2f}x)")
     flops = step_flops(student0, data, batch_size)
-    fp32, bf16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
+    fp32 = matmul_gflops(torch.float32)
+    bf16 = matmul_gflops(torch.bfloat16) if precision == "bf16" else None  # emulated bf16 is no ceiling
     achieved = flops * steady / batch_size / 1e9
-    print(f"\nmatmul ceiling (2048^3): float32 {fp32:.0f} GFLOP/s, bfloat16 {bf16:.0f} GFLOP/s")
+    print(f"\nmatmul ceiling (2048^3): float32 {fp32:.0f} GFLOP/s, bfloat16 "
+          + (f"{bf16:.0f} GFLOP/s" if bf16 else "not available (the step runs in float32)"))
     print(f"steady-state step: {flops / 1e9:.1f} GFLOP per batch of {batch_size}, {achieved:.1f} GFLOP/s = "
-          f"{achieved / fp32:.0%} of the float32 ceiling, {achieved / bf16:.0%} of the bfloat16 ceiling")
+          f"{share_of(achieved, fp32, 'float32')}, {share_of(achieved, bf16, 'bfloat16')}")
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -1,25 +1,34 @@
-"""Teacher scoring on the CPU: float32 vs bfloat16 autocast, and tokens/s by batch size.
+"""Teacher scoring on the CPU: float32 vs bfloat16 autocast vs ONNX Runtime, and tokens/s by batch size.
 
-    python benchmarks/scoring_speed.py
+    python benchmarks/scoring_speed.py [--rounds 3] [--forward-only]
 
 A MiniLM-shaped teacher (6 layers, hidden 384, random weights: speed does not depend on them), 2 threads:
-1. forward of 32 x 128 tokens in float32, under bfloat16 autocast, and with bfloat16 weights (medians of
-   3, interleaved), with the largest |logit difference| from float32;
+1. forward of 32 x 128 tokens in float32, under bfloat16 autocast, with bfloat16 weights, and in ONNX
+   Runtime float32 (the export `cached_teacher_logits` scores with) and int8 (dynamic quantisation, not
+   used for scoring; medians over the rounds, interleaved), with the largest |logit difference| from
+   float32 and the largest |logit| (the scale);
 2. `predict_logits` under bf16 autocast at several batch sizes, for texts of 128 and of 32 tokens: the
    measurement behind the 4,096-token cap on inference batches (`data/classification.py`).
 """
 
 from __future__ import annotations
 
+import argparse
+import atexit
 import copy
+import os
+import shutil
 import statistics
+import tempfile
 import time
 
 import torch
+from onnxruntime.quantization import QuantType, quantize_dynamic
 from transformers import BertConfig, BertForSequenceClassification
 
 from textdistill.data.classification import Encoded
 from textdistill.evaluation.predict import predict_logits
+from textdistill.models.onnx_teacher import exported_teacher, open_session
 
 
 def synthetic(n: int, length: int) -> Encoded:
@@ -30,6 +39,10 @@ def synthetic(n: int, length: int) -> Encoded:
 
 @torch.inference_mode()
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--forward-only", action="store_true", help="skip the batch-size sweep (part 2)")
+    args = ap.parse_args()
     torch.set_num_threads(2)
     torch.manual_seed(0)
     teacher = BertForSequenceClassification(BertConfig(vocab_size=30522, hidden_size=384, num_hidden_layers=6,
@@ -41,21 +54,37 @@ def main() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             return teacher(**x).logits.float()
 
+    work = tempfile.mkdtemp(prefix="scoring_speed_")
+    atexit.register(shutil.rmtree, work, True)  # the export made here, whichever way main returns
+    os.environ["TEXTDISTILL_CACHE"] = work
+    path = exported_teacher(teacher, "scoring-speed")[0]
+    session = open_session(path)
+    # int8 weights (dynamic quantisation): not used for scoring (its logits move by a few % of their scale),
+    # measured as the lower-precision option for CPUs without native bfloat16
+    quantize_dynamic(str(path), str(path.with_name("model.int8.onnx")), weight_type=QuantType.QInt8)
+    int8 = open_session(path.with_name("model.int8.onnx"))
+    feed = {"input_ids": x["input_ids"].numpy(), "attention_mask": x["attention_mask"].numpy(),
+            "token_type_ids": torch.zeros_like(x["input_ids"]).numpy()}
     variants = {"float32": lambda: teacher(**x).logits, "bf16 autocast": autocast,
-                "bf16 weights": lambda: bf16_weights(**x).logits.float()}
+                "bf16 weights": lambda: bf16_weights(**x).logits.float(),
+                "onnxruntime fp32": lambda: torch.from_numpy(session.run(["logits"], feed)[0]),
+                "onnxruntime int8": lambda: torch.from_numpy(int8.run(["logits"], feed)[0])}
     times = {k: [] for k in variants}
     for f in variants.values():
         f()
-    for _ in range(3):
+    for _ in range(args.rounds):
         for k, f in variants.items():
             t0 = time.perf_counter()
             f()
             times[k].append(time.perf_counter() - t0)
     reference = variants["float32"]()
-    print("forward, 32 x 128 tokens:")
+    print(f"forward, 32 x 128 tokens (largest |float32 logit| {reference.abs().max().item():.4f}):")
     for k, f in variants.items():
         diff = (f() - reference).abs().max().item()
-        print(f"  {k:14s} {statistics.median(times[k]) * 1e3:7.1f} ms   max |logit - float32| {diff:.4f}")
+        print(f"  {k:16s} {statistics.median(times[k]) * 1e3:7.1f} ms   max |logit - float32| {diff:.2e}   "
+              f"{statistics.median(times['float32']) / statistics.median(times[k]):.2f}x float32")
+    if args.forward_only:
+        return
 
     print("predict_logits under bf16 autocast (no token cap), tokens/s:")
     for length, sizes in ((128, (16, 32, 64, 128)), (32, (32, 64, 128, 256))):

@@ -8,12 +8,19 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from hypothesis import settings
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
 POSITIVE = ["good", "great", "fine", "lovely", "superb", "fun"]
 NEGATIVE = ["bad", "awful", "poor", "dull", "boring", "weak"]
 FILLER = ["the", "film", "movie", "was", "very", "plot", "actors", "a", "and", "it", "story", "really"]
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+# Property tests draw the same examples on every run (a seed derived from each test), with no example
+# database and no time limit per example: a failure reproduces, a pass means the same each time, and a busy
+# machine does not turn slowness into a failure.
+settings.register_profile("textdistill", derandomize=True, database=None, deadline=None)
+settings.load_profile("textdistill")
 
 
 def write_tokenizer(folder: Path, words: list[str]) -> BertTokenizerFast:

@@ -88,10 +88,13 @@ def test_distill_report_eval_export(tmp_path, tiny_overrides, capsys):
     assert {"model.onnx", "model.int8.onnx"} <= set(info["files"]) and info["onnx_max_logit_difference"] < 1e-4
     with torch.inference_mode():
         reference = original(**enc).logits.numpy()
-    for name, tolerance in (("model.onnx", 1e-4), ("model.int8.onnx", 0.5)):
+    # tolerances are shares of the logits' own scale (a random tiny student's are about 0.01): an all-zero output
+    # fails; int8 weights measured at about 2% of it
+    scale = abs(reference).max()
+    for name, share in (("model.onnx", 1e-4), ("model.int8.onnx", 0.1)):
         session = ort.InferenceSession(str(out / name), providers=["CPUExecutionProvider"])
         feed = {i.name: enc[i.name].numpy() for i in session.get_inputs()}
-        assert abs(session.run(None, feed)[0] - reference).max() < tolerance, name
+        assert abs(session.run(None, feed)[0] - reference).max() <= share * scale, name
     clf = pipeline("text-classification", model=str(out))
     assert clf("good film")[0]["label"] in ("neg", "pos")
 

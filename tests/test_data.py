@@ -234,3 +234,110 @@ def test_inference_batches_cover_every_example_once_within_both_limits(lengths, 
         assert 1 <= len(b) <= batch_size
         if max_tokens is not None and len(b) > 1:
             assert len(b) * max(lengths[i] for i in b) <= max_tokens
+
+
+@pytest.mark.parametrize("value", ["NaN", "NA", "null", "None", "n/a", "nan", " ", "#N/A"])
+def test_nan_like_labels_are_refused_with_rows_and_fix(tmp_path, value):
+    frame = synthetic_frame(30)
+    frame.loc[[2, 9], "label"] = value
+    msg = _error(_cfg(_write(frame, tmp_path / "d.csv")))
+    assert "2 examples have no label in column 'label'" in msg and "rows 3, 10" in msg
+    assert "fill or remove them" in msg and "rename it" in msg
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_null_labels_in_typed_formats_are_refused(tmp_path, suffix):
+    frame = synthetic_frame(30).astype(object)
+    frame.loc[4, "label"] = None
+    msg = _error(_cfg(_write(frame, tmp_path / f"d{suffix}")))
+    assert "1 examples have no label" in msg and "(empty)" in msg and "rows 5" in msg
+
+
+def test_labels_spelt_two_ways_are_refused_naming_both(tmp_path):
+    train = _write(synthetic_frame(40), tmp_path / "train.csv")
+    test = _write(synthetic_frame(10).assign(label=["POS"] + ["neg"] * 9), tmp_path / "test.csv")
+    msg = _error(_cfg(train, test=str(test)))
+    assert "'pos' (data.train) and 'POS' (data.test)" in msg and "differ only by case or number format" in msg
+    numbers = synthetic_frame(40).assign(label=lambda f: (f["label"] == "pos").astype(int).astype(str))
+    numbers.loc[[3, 4], "label"] = ["1.0", "0.0"]
+    msg = _error(_cfg(_write(numbers, tmp_path / "n.csv")))
+    assert "'1' (data.train) and '1.0' (data.train)" in msg or "'0' (data.train) and '0.0' (data.train)" in msg
+    # one spelling per class, whatever it is, is fine; numbers from JSONL and Parquet are the same classes
+    ok = synthetic_frame(40).assign(label=lambda f: (f["label"] == "pos").astype(float))
+    assert load_classification_data(_cfg(_write(ok, tmp_path / "ok.jsonl"))).label_names == ["0", "1"]
+
+
+def test_unclosed_quote_in_csv_is_refused_with_its_line(tmp_path):
+    rows = ["text,label", '"a review, quoted,pos'] + [f"plain text {i},{'pos' if i % 2 else 'neg'}" for i in range(6)]
+    rows.append('"another, quoted review",neg')  # its opening quote is read as the runaway field's end
+    path = tmp_path / "d.csv"
+    path.write_text("\n".join(rows) + "\n")
+    msg = _error(_cfg(path))
+    assert "row starting on line 2" in msg and "lines 2 to 9" in msg
+    assert "not closed" in msg and "close the quote" in msg
+
+
+def test_quoted_fields_that_are_well_formed_still_read(tmp_path):
+    # CSV may quote a field with commas, quotes and line breaks; a TSV field may be quoted too
+    frame = synthetic_frame(40)
+    frame.loc[0, "text"] = 'a review, "in quotes",\nover two lines'
+    data = load_classification_data(_cfg(_write(frame, tmp_path / "d.csv"), test_fraction=0.5))
+    assert frame.loc[0, "text"] in data.train.texts + data.validation.texts + data.test.texts
+    frame.loc[0, "text"] = 'a "quoted" word, with a comma'
+    assert len(load_classification_data(_cfg(_write(frame, tmp_path / "d.tsv"))).label_names) == 2
+    frame.loc[0, "text"] = "a line\nbreak"
+    msg = _error(_cfg(_write(frame, tmp_path / "d.tsv")))
+    assert "line 2" in msg and "tabs or line breaks inside one field" in msg and ".jsonl" in msg
+
+
+def _byte_level_tokenizer():
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    raw = ByteLevelBPETokenizer()
+    raw.train_from_iterator(synthetic_frame(200)["text"].tolist() * 3, vocab_size=300, min_frequency=1,
+                            special_tokens=["<pad>", "<s>", "</s>"], show_progress=False)
+    return PreTrainedTokenizerFast(tokenizer_object=raw._tokenizer, pad_token="<pad>")
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "byte_level"])
+def test_truncation_is_exact_without_tokenising_long_texts_whole(tmp_path, kind, caplog):
+    from conftest import FILLER, NEGATIVE, POSITIVE, write_tokenizer
+    from textdistill.data.classification import TextSplit, encode
+
+    if kind == "wordpiece":
+        tok = write_tokenizer(tmp_path / "tok", POSITIVE + NEGATIVE + FILLER)
+    else:
+        tok = _byte_level_tokenizer()
+    words = synthetic_frame(1500, seed=5)["text"].str.cat(sep=" ")  # about 50,000 characters
+    texts = [words, "good film", words[:700], "x" * 3000 + " " + words[:2000], words.replace(" ", "\n")[:5000],
+             " ".join(["good"] * 15), " ".join(["good"] * 16), ("good" + " " * 30) * 40]  # few tokens per character
+    pairs = [texts[-1], words, "bad", words[:3000], "dull", words[:900], "the", "fine"]  # both long: 4th
+    longest = []
+    real_call = type(tok).__call__
+
+    def recording(self, text, *args, **kwargs):
+        longest.append(max(len(t) for t in (text if isinstance(text, list) else [text])))
+        return real_call(self, text, *args, **kwargs)
+
+    for with_pairs in (False, True):
+        split = TextSplit(texts=texts, pairs=pairs if with_pairs else None, labels=["pos"] * len(texts))
+        kwargs = dict(truncation=True, max_length=16)
+        reference = tok(texts, pairs, **kwargs) if with_pairs else tok(texts, **kwargs)
+        full = tok(texts, pairs) if with_pairs else tok(texts)
+        expected = sum(len(ids) > 16 for ids in full["input_ids"])
+        caplog.clear()
+        longest.clear()
+        type(tok).__call__ = recording
+        try:
+            enc = encode(tok, split, [1] * len(texts), 16, "data.train")
+        finally:
+            type(tok).__call__ = real_call
+        for i, (got, want) in enumerate(zip(enc.input_ids, reference["input_ids"])):
+            if with_pairs and i == 3:  # both texts cut: the odd token of an odd budget may go to the other text
+                assert len(got) == len(want) == 16 and len(set(got) ^ set(want)) <= 2
+            else:
+                assert got == want, i  # the same ids as truncating the whole texts
+        assert any(f"{expected} of {len(texts)} examples are longer than data.max_length=16" in r.getMessage()
+                   for r in caplog.records)
+        assert max(longest) < 6000, max(longest)  # no call saw the 50,000-character text

@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 
 from conftest import FILLER, NEGATIVE, POSITIVE, synthetic_frame, tiny_bert, write_tokenizer
 from textdistill.config import load_config
+import textdistill.pipeline.distill as distill_mod
 from textdistill.pipeline.distill import run_distill
 from textdistill.training.distributed import process_share
 
@@ -28,20 +29,42 @@ def test_process_share_splits_every_micro_batch_between_processes():
     assert process_share([[5]], 1, 2) == []  # this process sits the step out (weighted 0)
 
 
+COUNTING_CLI = """
+import os, sys
+import textdistill.pipeline.distill as distill
+
+real = distill.classification_objective
+
+def counting(*args, **kwargs):
+    objective = real(*args, **kwargs)
+
+    def counted(model, batch, progress):
+        with open(os.environ["COUNT_TO"] + "-" + os.environ["RANK"], "a") as f:
+            f.write(str(batch["input_ids"].shape[0]) + "\\n")
+        return objective(model, batch, progress)
+
+    return counted
+
+distill.classification_objective = counting
+from textdistill.cli import main
+main(sys.argv[1:])
+"""
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def test_two_processes_match_one_process(tmp_path, data_files):
+def test_two_processes_match_one_process(tmp_path, data_files, monkeypatch):
     # dropout off: each process draws its own masks, so with dropout the runs differ by design
     teacher = tmp_path / "teacher"
     tok = write_tokenizer(teacher, POSITIVE + NEGATIVE + FILLER)
     model = tiny_bert(len(tok.get_vocab()))
     model.config.hidden_dropout_prob = model.config.attention_probs_dropout_prob = 0.0
     model.save_pretrained(str(teacher))
-    # 161 examples in micro-batches of 8: the last step holds one example, so one process sits it out
+    # 161 examples (and as many augmented variants) in micro-batches of 8: one odd micro-batch
     train_file = tmp_path / "train.csv"
     synthetic_frame(161, seed=5).to_csv(train_file, index=False)
     overrides = {
@@ -56,18 +79,35 @@ def test_two_processes_match_one_process(tmp_path, data_files):
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(overrides))
     before = torch.get_num_threads()
+    one_process = []
+    real = distill_mod.classification_objective
+
+    def counting(*args, **kwargs):
+        objective = real(*args, **kwargs)
+        return lambda model, batch, progress: one_process.append(batch["input_ids"].shape[0]) or objective(
+            model, batch, progress)
+
+    monkeypatch.setattr(distill_mod, "classification_objective", counting)
     try:
         run_distill(load_config(config, {"output_dir": str(tmp_path / "one")}))
     finally:
         torch.set_num_threads(before)
 
+    # each process records the examples of every micro-batch it trains on
+    counting = tmp_path / "counting_cli.py"
+    counting.write_text(COUNTING_CLI)
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-              "--main_process_port", str(_free_port()), "-m", "textdistill", "distill", "--config", str(config),
+              "--main_process_port", str(_free_port()), str(counting), "distill", "--config", str(config),
               "--output_dir", str(tmp_path / "two")]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "COUNT_TO": str(tmp_path / "trained")}
     done = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+    # the work was split: each process trained on its half of every micro-batch the one process trained on
+    # (the same order of micro-batches), not on the whole job
+    trained = {rank: [int(n) for n in (tmp_path / f"trained-{rank}").read_text().split()] for rank in (0, 1)}
+    assert len(trained[0]) == len(trained[1]) == len(one_process) and max(one_process) == 8
+    assert all(a + b == n and a - b in (0, 1) for a, b, n in zip(trained[0], trained[1], one_process))
 
     one = load_file(str(tmp_path / "one" / "student" / "model.safetensors"))
     two = load_file(str(tmp_path / "two" / "student" / "model.safetensors"))

@@ -94,12 +94,31 @@ def test_loss_is_on_response_tokens_only():
         assert data.labels[i][len(p_ids):] == TOK(" " + response)["input_ids"] + [TOK.eos_token_id]
     batch = data.collate([0, 1])
     assert gen.count_target_tokens(batch) == sum(len(TOK(" " + PAIRS[i][1])["input_ids"]) + 1 for i in (0, 1))
-    # changing a prompt token's target never matters: only response positions are scored
+    # what the student predicts at prompt (and padding) positions never matters: only response positions
+    # are scored, by the cross-entropy and by the teacher term alike
+    student.eval()
     loss = gen.live_teacher_objective(cfg, teacher, V)(student, batch)
-    noisy = dict(batch)
-    noisy["targets"] = batch["targets"].clone()
-    noisy["targets"][batch["targets"] == IGNORE_INDEX] = IGNORE_INDEX
-    assert gen.live_teacher_objective(cfg, teacher, V)(student, noisy)["ce"].item() == pytest.approx(loss["ce"].item())
+    ignored = batch["targets"] == IGNORE_INDEX  # [B, T]
+    noisy = NoisyWhere(student, ignored)
+    terms = gen.live_teacher_objective(cfg, teacher, V)(noisy, batch)
+    assert noisy.changed > 1.0  # the logits there really moved
+    for name in ("ce", "kd"):
+        assert terms[name].item() == pytest.approx(loss[name].item(), rel=1e-6), name
+
+
+class NoisyWhere(torch.nn.Module):
+    """`model` with large random noise added to its logits where `where` ([B, T]) is true."""
+
+    def __init__(self, model: torch.nn.Module, where: torch.Tensor):
+        super().__init__()
+        self.model, self.where, self.changed = model, where, 0.0
+
+    def forward(self, **inputs):
+        out = self.model(**inputs)
+        noise = 10 * torch.randn(out.logits.shape, generator=torch.Generator().manual_seed(0))  # [B, T, V]
+        out.logits = out.logits + noise * self.where[..., None]
+        self.changed = float((noise * self.where[..., None]).abs().max())
+        return out
 
 
 def test_chat_template_is_honoured():
@@ -281,3 +300,24 @@ def test_gpt2_student_from_layers_trains():
     data = encode_pairs(TOK, PAIRS, "causal_lm", cfg)
     terms = gen.live_teacher_objective(cfg, teacher, V)(student, data.collate([0, 1]))
     assert torch.isfinite(sum(terms.values()))
+
+
+def test_on_policy_term_is_the_sampled_tokens_mean_times_the_reference_token_count():
+    # a sampled batch has its own token count, but the loop divides by the reference batch's: the term is
+    # kd_weight * T^2 * (mean divergence over the sampled tokens) * (reference tokens)
+    cfg, teacher, student, data = setup(on_policy_fraction=1.0, kd_weight=0.7, temperature=2.0)
+    student.eval()
+    batch = data.collate([0, 1, 2])
+    objective = gen.on_policy_objective(cfg, teacher, V, None, 4, "causal_lm", data.pad_id, TOK.eos_token_id)
+    torch.manual_seed(5)
+    got = objective(student, batch, 0.0)["kd_on_policy"]
+    torch.manual_seed(5)
+    sampled = gen.student_samples(student, batch, cfg, "causal_lm", data.pad_id, TOK.eos_token_id)
+    mask = sampled["targets"] != IGNORE_INDEX  # [B, T]
+    reference_tokens = int((batch["targets"] != IGNORE_INDEX).sum())
+    assert 0 < int(mask.sum()) != reference_tokens  # the rescaling matters in this batch
+    with torch.no_grad():
+        p = F.softmax(gen.logits_of(teacher, sampled)[mask].double() / 2.0, -1)
+        q = F.softmax(gen.logits_of(student, sampled)[mask].double() / 2.0, -1)
+    kl = (p * (p.log() - q.log())).sum(-1)  # [N] forward KL per sampled token
+    assert got.item() == pytest.approx(0.7 * 2.0**2 * kl.mean().item() * reference_tokens, rel=1e-4)

@@ -30,3 +30,11 @@ def test_exported_onnx_matches_pytorch(tmp_path, build, task):
         ref = model.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
                              max_new_tokens=11, do_sample=False, num_beams=1, pad_token_id=0)[0].tolist()
     assert onnx == (ref[len(prompt):] if task == "causal_lm" else ref[1:])[:10]
+    # the exported tokenizer knows the model's positions, so truncation=True cuts a long input where it fits
+    from transformers import AutoTokenizer
+
+    exported = AutoTokenizer.from_pretrained(str(tmp_path / "exported"))
+    positions = model.config.n_positions if task == "causal_lm" else model.config.max_position_embeddings
+    assert tok.model_max_length > positions and exported.model_max_length == positions
+    long_ids = exported(" ".join(sentences(60, seed=4)), truncation=True, return_tensors="pt")["input_ids"]
+    assert long_ids.shape[1] == positions

@@ -2,6 +2,7 @@
 
 import math
 
+import pandas as pd
 import pytest
 import torch
 
@@ -40,14 +41,17 @@ def test_attention_kl_reference_direction_and_padding():
     assert attention_forward_kl(s, t).shape == (2, 4)
     assert torch.allclose(attention_forward_kl(s, s.clone()), torch.zeros(2, 4), atol=1e-6)
     assert not torch.allclose(attention_forward_kl(s, t), attention_forward_kl(t, s), atol=1e-3)
-    # a padded key has probability 0 in both: finite, and it adds nothing
+    # a padded key has probability 0 in both: finite, and it adds nothing (the KL over the other keys)
     t_pad = t.clone()
     t_pad[..., -1] = 0
     t_pad = t_pad / t_pad.sum(-1, keepdim=True)
     s_pad = s.clone()
     s_pad[..., -1] = 0
     s_pad = s_pad / s_pad.sum(-1, keepdim=True)
-    assert torch.isfinite(attention_forward_kl(s_pad, t_pad)).all()
+    padded = attention_forward_kl(s_pad, t_pad)
+    assert torch.isfinite(padded).all() and padded.abs().max() > 1e-3
+    unpadded = attention_forward_kl(s_pad[..., :-1], t_pad[..., :-1])  # the same rows without the padded key
+    assert torch.allclose(padded, unpadded, rtol=1e-5, atol=1e-7)
 
 
 def test_masked_mean_per_example_all_masked_is_zero():
@@ -185,11 +189,23 @@ def test_distill_with_intermediate_matching_end_to_end(tiny_overrides):
                  "loss.temperature_end": 1.0, "loss.soft_weighting": "entropy", "train.epochs": 1,
                  "report.baseline": False}
     summary = run_distill(load_config(None, overrides))
-    assert summary["results"]["student"]["accuracy"] >= 0
     from pathlib import Path
 
     from safetensors.torch import load_file
+
+    from textdistill.data.classification import TextSplit, encode
+    from textdistill.evaluation.predict import predict_logits
+    from textdistill.models.loading import load_classifier, load_tokenizer
+
     run = Path(overrides["output_dir"])
+    # the saved student is the one the report measured: reloaded, it scores the reported test accuracy
+    saved = load_classifier(run / "student", "student")
+    tok = load_tokenizer(run / "student", "student")
+    test = pd.read_csv(overrides["data.test"])
+    labels = [saved.config.label2id[v] for v in test["label"]]
+    enc = encode(tok, TextSplit(texts=list(test["text"]), labels=list(test["label"])), labels, 16, "test")
+    accuracy = float((predict_logits(saved, enc).argmax(-1) == enc.labels).double().mean())
+    assert accuracy == pytest.approx(summary["results"]["student"]["accuracy"])
     weights = load_file(str(run / "student" / "model.safetensors"))
     assert not any("maps" in k for k in weights)  # projections never reach the saved student
     import json
@@ -197,12 +213,34 @@ def test_distill_with_intermediate_matching_end_to_end(tiny_overrides):
     assert any("loss_hidden" in e and "loss_attention" in e for e in lines)
 
 
-def test_attention_matching_restores_attention_implementation(tiny_overrides):
-    from textdistill.models.loading import load_classifier
-    from textdistill.pipeline.distill import run_distill
+def test_attention_matching_restores_attention_implementation(tiny_overrides, monkeypatch):
+    import textdistill.pipeline.distill as distill_mod
 
+    # attention matching trains with eager attention; the models are timed (and saved) as they were loaded
+    default = tiny_bert(30).config._attn_implementation
+    assert default != "eager"
+    seen = {}
+
+    def recording_speed(models, *args, **kwargs):
+        seen.update({name: m.config._attn_implementation for name, m in models.items()})
+        return real_speed(models, *args, **kwargs)
+
+    real_speed = distill_mod.measure_speed
+    monkeypatch.setattr(distill_mod, "measure_speed", recording_speed)
+    real_objective = distill_mod.classification_objective
+    during = []
+
+    def recording_objective(cfg, teacher=None, *args):
+        objective = real_objective(cfg, teacher, *args)
+
+        def recorded(model, batch, progress):
+            during.append((model.config._attn_implementation, teacher.config._attn_implementation))
+            return objective(model, batch, progress)
+
+        return recorded
+
+    monkeypatch.setattr(distill_mod, "classification_objective", recording_objective)
     overrides = {**tiny_overrides, "loss.attention_weight": 1.0, "train.epochs": 1, "report.baseline": False}
-    run_distill(load_config(None, overrides))
-    from pathlib import Path
-    saved = load_classifier(Path(overrides["output_dir"]) / "student", "student")
-    assert saved.config._attn_implementation != "eager" or tiny_bert(30).config._attn_implementation == "eager"
+    distill_mod.run_distill(load_config(None, overrides))
+    assert during and set(during) == {("eager", "eager")}
+    assert seen == {"teacher": default, "student": default}

@@ -77,15 +77,26 @@ def test_cross_entropy_ignores_unlabelled():
 
 
 def test_all_masked_batch_gives_zero_not_nan(logits):
+    from textdistill.config import TrainConfig
+    from textdistill.training.loop import accumulate_gradients, make_accelerator
+
     s, t = logits
-    values = forward_kl(s, t)
-    total = masked_sum(values, torch.zeros(3, 5, dtype=torch.bool))
-    count = 0
-    loss = total / max(count, 1)
-    assert loss.item() == 0.0 and not torch.isnan(loss)
+    assert masked_sum(forward_kl(s, t), torch.zeros(3, 5, dtype=torch.bool)).item() == 0.0
     labels = torch.full((4,), IGNORE_INDEX)
     ce = cross_entropy(torch.randn(4, 3), labels)
     assert masked_sum(ce, labels != IGNORE_INDEX).item() == 0.0
+    # the loop divides by the step's count of scored units, 0 here: the loss and the gradients are 0, not NaN
+    head = torch.nn.Linear(7, 7)
+    mask = torch.zeros(3, 5, dtype=torch.bool)
+
+    def objective(model, batch, progress):
+        student = model(batch["x"])  # [3, 5, 7]
+        return {"kd": masked_sum(forward_kl(student, batch["t"]), batch["mask"])}
+
+    loss, terms = accumulate_gradients(head, [{"x": s, "t": t, "mask": mask}], objective,
+                                       make_accelerator(TrainConfig()), count=lambda b: int(b["mask"].sum()))
+    assert loss.item() == 0.0 and terms["kd"].item() == 0.0
+    assert all(p.grad is not None and torch.equal(p.grad, torch.zeros_like(p)) for p in head.parameters())
 
 
 def test_losses_run_in_float32_from_bfloat16(logits):

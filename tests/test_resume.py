@@ -275,19 +275,28 @@ def _write_config(path: Path, overrides: dict) -> Path:
     return path
 
 
-def _start(args: list[str]) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "textdistill", "-q", "distill", *args], env=env,
+def _start(args: list[str], pause_at: str) -> subprocess.Popen:
+    """`textdistill -q distill ARGS`, paused after the checkpoint `pause_at` ('name:step') until signalled."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TEXTDISTILL_PAUSE_AT": pause_at}
+    return subprocess.Popen([sys.executable, str(ROOT / "tests" / "pausing_cli.py"), "-q", "distill", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _signal_when(process: subprocess.Popen, path: Path, signum: int) -> tuple[int, str]:
-    """Send `signum` as soon as `path` exists (a checkpoint folder appears by rename, complete)."""
+    """Send `signum` once `path` exists (a checkpoint folder appears by rename, complete); the run waits there."""
     deadline = time.time() + 600  # generous: on a loaded 2-core machine start-up alone can take minutes
     while not path.exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.005)
+    if not path.exists():
+        process.kill()
+        raise AssertionError(process.communicate()[1][-3000:])
     process.send_signal(signum)
-    _, err = process.communicate(timeout=120)
+    try:
+        _, err = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        process.kill()  # a failing test leaves no run behind
+        process.communicate()
+        raise
     return process.returncode, err
 
 
@@ -297,16 +306,18 @@ def test_killed_and_interrupted_run_resumes_to_identical_weights(tmp_path, tiny_
     config = _write_config(tmp_path / "tiny.yaml", overrides)
     run_dir = Path(overrides["output_dir"])
 
-    # SIGKILL mid-way through the student's first epoch (10 steps): no chance to clean up
-    code, _ = _signal_when(_start(["--config", str(config)]), run_dir / "checkpoints" / "student-step00000006",
-                           signal.SIGKILL)
+    # SIGKILL mid-way through the student's first epoch (10 steps), after its checkpoint of step 6: no
+    # chance to clean up
+    code, _ = _signal_when(_start(["--config", str(config)], "student:6"),
+                           run_dir / "checkpoints" / "student-step00000006", signal.SIGKILL)
     assert code == -signal.SIGKILL
-    # resumed, then Ctrl-C during the baseline: a checkpoint is saved at the step it stopped, exit 130
-    code, err = _signal_when(_start(["--resume", "--output_dir", str(run_dir)]),
+    # resumed, then Ctrl-C in the baseline's step 3 of 20: the step in progress (4) finishes, a checkpoint is
+    # saved there, exit 130
+    code, err = _signal_when(_start(["--resume", "--output_dir", str(run_dir)], "baseline:3"),
                              run_dir / "checkpoints" / "baseline-step00000003", signal.SIGINT)
     assert code == 130, err
     stopped = int(err.split("stopped at step ")[1].split()[0])
-    assert f"baseline-step{stopped:08d}" in err and "--resume" in err
+    assert stopped == 4 and f"baseline-step{stopped:08d}" in err and "--resume" in err
     assert checkpoint_problem(run_dir / "checkpoints" / f"baseline-step{stopped:08d}") is None
     # resumed again (in this process, as Python users call it): finishes, skipping the finished phases
     run_distill(load_config(run_dir / "config.yaml"), resume=True)
@@ -323,6 +334,15 @@ def test_killed_and_interrupted_run_resumes_to_identical_weights(tmp_path, tiny_
 
 # --- phases, caches and guards of the whole pipeline --------------------------------------------------
 
+def _count_scored(distill_mod, monkeypatch) -> list[int]:
+    """The sizes of the splits given to the teacher (PyTorch's predict_logits or ONNX Runtime's onnx_logits)."""
+    scored = []
+    for name in ("predict_logits", "onnx_logits"):
+        real = getattr(distill_mod, name)
+        monkeypatch.setattr(distill_mod, name, lambda m, d, *a, real=real, **k: scored.append(len(d)) or real(m, d, *a, **k))
+    return scored
+
+
 def test_resume_skips_finished_phases_and_reruns_one_whose_output_changed(tmp_path, tiny_overrides, monkeypatch):
     import textdistill.pipeline.distill as distill_mod
 
@@ -336,10 +356,10 @@ def test_resume_skips_finished_phases_and_reruns_one_whose_output_changed(tmp_pa
     scores = run_dir / "teacher_scores.safetensors"
     scores.write_bytes(scores.read_bytes()[:-8])
     shutil.rmtree(cache_root() / "scores")  # and the cross-run copy is gone, so the teacher must score again
-    trained, scored = [], []
-    real_train, real_predict = distill_mod.train, distill_mod.predict_logits
+    trained = []
+    real_train = distill_mod.train
     monkeypatch.setattr(distill_mod, "train", lambda *a, **k: trained.append(k["name"]) or real_train(*a, **k))
-    monkeypatch.setattr(distill_mod, "predict_logits", lambda m, d, *a, **k: scored.append(len(d)) or real_predict(m, d, *a, **k))
+    scored = _count_scored(distill_mod, monkeypatch)
     second = run_distill(cfg, resume=True)
     assert trained == ["baseline"]  # the student phase was finished and intact
     assert first["sizes"]["train"] in scored  # the corrupt teacher scores were computed again
@@ -353,9 +373,7 @@ def test_a_second_run_reads_the_teacher_scores_from_the_cross_run_cache(tmp_path
     overrides = {**tiny_overrides, "train.max_steps": 1, "report.baseline": False, "train.threads": 1}
     first = load_config(None, overrides)
     first_sizes = run_distill(first)["sizes"]["train"]
-    scored = []
-    real_predict = distill_mod.predict_logits
-    monkeypatch.setattr(distill_mod, "predict_logits", lambda m, d, *a, **k: scored.append(len(d)) or real_predict(m, d, *a, **k))
+    scored = _count_scored(distill_mod, monkeypatch)
     second = load_config(None, {**overrides, "output_dir": str(tmp_path / "second")})
     run_distill(second)
     assert first_sizes not in scored  # the teacher did not score the training split again
@@ -396,3 +414,49 @@ def test_corrupt_cached_teacher_is_fine_tuned_again(tmp_path, tiny_overrides, te
     assert folder_again == folder and not info["cached"]  # never loaded: fine-tuned again
     assert any("cached teacher" in r.message and "checksum" in r.message for r in caplog.records)
     assert file_digest(weights) == info["weights_sha256"]
+
+
+def test_resume_is_refused_when_the_data_or_the_teacher_outputs_changed(tmp_path, tiny_overrides, teacher_dir,
+                                                                         monkeypatch):
+    import pandas as pd
+
+    import textdistill.pipeline.distill as distill_mod
+
+    train_file, teacher = tmp_path / "train.csv", tmp_path / "teacher"
+    synthetic_frame(160).to_csv(train_file, index=False)
+    shutil.copytree(teacher_dir, teacher)
+    cfg = load_config(None, {**tiny_overrides, "data.train": str(train_file), "teacher.path": str(teacher),
+                             "train.checkpoint_every": 2, "train.threads": 1, "report.baseline": False})
+    real, calls = distill_mod.classification_objective, []
+
+    def crashing(*args, **kwargs):
+        objective = real(*args, **kwargs)
+
+        def crash_in_step_5(model, batch, progress):
+            calls.append(1)
+            if len(calls) == 5:
+                raise Crash
+            return objective(model, batch, progress)
+
+        return crash_in_step_5
+
+    monkeypatch.setattr(distill_mod, "classification_objective", crashing)
+    with pytest.raises(Crash):
+        run_distill(cfg)  # stopped in step 5, with the checkpoints of steps 2 and 4
+    monkeypatch.setattr(distill_mod, "classification_objective", real)
+    run_dir = Path(cfg.output_dir)
+    assert list_checkpoints(run_dir / "checkpoints", "student")
+    frame = pd.read_csv(train_file)
+    frame.assign(label=frame["label"].map({"pos": "neg", "neg": "pos"})).to_csv(train_file, index=False)
+    with pytest.raises(TextDistillError, match="trained on different data or teacher outputs than this run has now"):
+        run_distill(cfg, resume=True)
+    # the data as it was, but another teacher in the folder, scoring again (its saved scores lost)
+    frame.to_csv(train_file, index=False)
+    tiny_bert(29, seed=11).save_pretrained(str(teacher))
+    (run_dir / "teacher_scores.safetensors").unlink()
+    with pytest.raises(TextDistillError, match="trained on different data or teacher outputs than this run has now"):
+        run_distill(cfg, resume=True)
+    # everything as it was (the other teacher's scores, saved by that attempt, lost too): the run continues
+    shutil.copytree(teacher_dir, teacher, dirs_exist_ok=True)
+    (run_dir / "teacher_scores.safetensors").unlink()
+    assert run_distill(cfg, resume=True)["runs"]["student"]["steps"] == 20

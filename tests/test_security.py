@@ -69,10 +69,20 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path, monkeypatch):
     assert not (tmp_path / "PWNED").exists()
 
 
-def test_torch_weights_only_load_is_what_refuses_it(tmp_path):
-    path = tmp_path / "x.pt"
-    with open(path, "wb") as f:
-        pickle.dump(_RunsCode(), f, protocol=2)
-    with pytest.raises(pickle.UnpicklingError):
-        torch.load(path, weights_only=True)
-    assert not (Path.cwd() / "PWNED").exists()
+def test_a_model_folder_whose_weights_would_run_code_is_refused(tmp_path, monkeypatch, teacher_dir):
+    """textdistill's own loader, not only torch.load: a pickled pytorch_model.bin is refused, in one line."""
+    from textdistill.models.generation import load_generation_model
+    from textdistill.models.loading import load_classifier
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text((teacher_dir / "config.json").read_text())
+    with open(folder / "pytorch_model.bin", "wb") as f:
+        pickle.dump({"bert.pooler.dense.weight": _RunsCode()}, f, protocol=2)
+    monkeypatch.chdir(tmp_path)
+    for load in (lambda: load_classifier(folder, "teacher.path"),
+                 lambda: load_generation_model(folder, "causal_lm", "teacher.path")):
+        with pytest.raises(TextDistillError, match="could run code, and are refused") as e:
+            load()
+        assert "\n" not in str(e.value)
+    assert not (tmp_path / "PWNED").exists()

@@ -1,5 +1,6 @@
 """The built-in teacher is fine-tuned once and cached under a key of everything that produced it."""
 
+from conftest import FILLER, NEGATIVE, POSITIVE
 from textdistill.config import load_config
 from textdistill.data.classification import load_classification_data
 from textdistill.pipeline import teacher as teacher_mod
@@ -55,3 +56,48 @@ def test_two_runs_wanting_the_same_builtin_teacher_fine_tune_it_once(tiny_overri
     # one fine-tuned it while the other waited for the lock, then read the cached copy: the same weights
     assert sorted(cached for cached, _, _ in got) == [False, True]
     assert len({digest for _, digest, _ in got} | {recorded for _, _, recorded in got}) == 1
+
+
+def test_teacher_scores_are_computed_again_when_the_teachers_files_change(tiny_overrides, teacher_dir, tmp_path,
+                                                                          monkeypatch):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    import textdistill.pipeline.distill as distill_mod
+    from conftest import tiny_bert, write_tokenizer
+    from textdistill.pipeline.distill import run_distill, teacher_folder_digest
+
+    folder = tmp_path / "teacher"
+    shutil.copytree(teacher_dir, folder)
+    digest = teacher_folder_digest(folder)
+    (folder / "notes.md").write_text("not a model file")
+    assert teacher_folder_digest(folder) == digest  # what cannot change the outputs does not count
+    scored = []
+    real_predict = distill_mod.predict_logits
+    monkeypatch.setattr(distill_mod, "predict_logits",
+                        lambda m, d, *a, **k: scored.append(len(d)) or real_predict(m, d, *a, **k))
+    base = {**tiny_overrides, "teacher.path": str(folder), "data.augment_copies": 0, "train.max_steps": 1,
+            "report.baseline": False, "train.threads": 1}
+
+    def run(name):
+        scored.clear()
+        summary = run_distill(load_config(None, {**base, "output_dir": str(tmp_path / name)}))
+        return summary["sizes"]["train"] in scored, load_file(str(tmp_path / name / "teacher_scores.safetensors"))
+
+    first_scored, first = run("first")
+    assert first_scored and run("again")[0] is False  # the cross-run cache served the second run
+    tiny_bert(29, seed=9).save_pretrained(str(folder))  # new weights in the same folder
+    assert teacher_folder_digest(folder) != digest
+    new_scored, new = run("new_weights")
+    assert new_scored and not torch.equal(first["train"], new["train"])
+    digest = teacher_folder_digest(folder)
+    config = folder / "config.json"
+    config.write_text(config.read_text() + "\n")
+    assert teacher_folder_digest(folder) != digest  # any byte of the config
+    digest = teacher_folder_digest(folder)
+    write_tokenizer(folder, POSITIVE + NEGATIVE + FILLER)  # the same vocabulary, written again: same bytes
+    assert teacher_folder_digest(folder) == digest
+    (folder / "tokenizer.json").write_text((folder / "tokenizer.json").read_text().replace('"good"', '"gold"'))
+    assert teacher_folder_digest(folder) != digest and run("new_tokenizer")[0]

@@ -3,6 +3,7 @@
 import copy
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification
@@ -75,14 +76,85 @@ def test_teacher_is_scored_frozen_in_eval_mode(tiny_overrides, monkeypatch):
     import textdistill.pipeline.distill as distill_mod
 
     seen = []
-    real = distill_mod.predict_logits
 
-    def spy(model, *args, **kwargs):
-        seen.append((model, model.training, any(p.requires_grad for p in model.parameters())))
-        return real(model, *args, **kwargs)
+    def spy(real):
+        def scoring(model, *args, **kwargs):
+            seen.append((model, model.training, any(p.requires_grad for p in model.parameters())))
+            return real(model, *args, **kwargs)
+        return scoring
 
-    monkeypatch.setattr(distill_mod, "predict_logits", spy)
+    # the teacher reaches PyTorch's predict_logits or, scoring in float32 on a CPU, the ONNX export first
+    for name in ("predict_logits", "onnx_teacher_session"):
+        monkeypatch.setattr(distill_mod, name, spy(getattr(distill_mod, name)))
     run_distill(load_config(None, {**tiny_overrides, "train.max_steps": 2, "report.baseline": False}))
     teacher, training, needs_grad = seen[0]
     assert not training and not needs_grad
     assert all(p.grad is None for p in teacher.parameters())
+
+
+def test_classification_objective_is_the_whole_formula():
+    # alpha * CE (labelled examples only) + beta * T^2 * w * KL(teacher_T || student_T), written out by hand
+    from textdistill.losses import IGNORE_INDEX
+
+    student = _no_dropout(tiny_bert(30, layers=2, seed=4))
+    g = torch.Generator().manual_seed(1)
+    batch = {"input_ids": torch.randint(5, 30, (4, 6), generator=g),
+             "attention_mask": torch.ones(4, 6, dtype=torch.long),
+             "labels": torch.tensor([0, 1, IGNORE_INDEX, 1]), "teacher_logits": 3 * torch.randn(4, 2, generator=g)}
+    T = 3.0
+    cfg = LossConfig(alpha=0.3, beta=0.7, temperature=T, soft_weighting="confidence")
+    terms = classification_objective(cfg)(student, batch, 0.0)
+    assert set(terms) == {"ce", "soft"}
+    logits = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.double()  # [4, 2]
+    teacher = batch["teacher_logits"].double()
+    p, q = torch.softmax(teacher / T, -1), torch.softmax(logits / T, -1)
+    kl = (p * (p.log() - q.log())).sum(-1)  # [4]
+    w = torch.softmax(teacher, -1).max(-1).values  # the teacher's top probability
+    ce = sum(-torch.log_softmax(logits[i], -1)[y] for i, y in enumerate(batch["labels"].tolist()) if y != IGNORE_INDEX)
+    assert float(sum(terms.values())) == pytest.approx(float(0.3 * ce + 0.7 * T**2 * (w * kl).sum()), rel=1e-5)
+    assert float(terms["ce"]) == pytest.approx(float(0.3 * ce), rel=1e-5)
+
+
+def test_baseline_starts_from_the_students_initial_weights(tiny_overrides, monkeypatch):
+    import textdistill.pipeline.distill as distill_mod
+
+    initial = {}
+    real_train = distill_mod.train
+
+    def recording(model, *args, **kwargs):
+        initial[kwargs["name"]] = {k: v.clone() for k, v in model.state_dict().items()}
+        return real_train(model, *args, **kwargs)
+
+    monkeypatch.setattr(distill_mod, "train", recording)
+    run_distill(load_config(None, {**tiny_overrides, "train.max_steps": 2, "train.threads": 1}))
+    student, baseline = initial["student"], initial["baseline"]
+    assert student.keys() == baseline.keys() and all(torch.equal(student[k], baseline[k]) for k in student)
+    trained = load_file(str(Path(tiny_overrides["output_dir"]) / "student" / "model.safetensors"))
+    assert any(not torch.equal(trained[k], student[k]) for k in trained)  # and the student did move from there
+
+
+def test_unlabelled_text_gets_teacher_targets_and_no_label(tmp_path, tiny_overrides, monkeypatch):
+    import pandas as pd
+
+    import textdistill.pipeline.distill as distill_mod
+    from textdistill.losses import IGNORE_INDEX
+
+    extra = pd.DataFrame({"text": [f"the movie was {w} really" for w in FILLER * 3][:30]})
+    extra.to_csv(tmp_path / "unlabeled.csv", index=False)
+    seen = {}
+    real_train = distill_mod.train
+
+    def recording(model, data, *args, **kwargs):
+        seen[kwargs["name"]] = data
+        return real_train(model, data, *args, **kwargs)
+
+    monkeypatch.setattr(distill_mod, "train", recording)
+    summary = run_distill(load_config(None, {**tiny_overrides, "data.unlabeled": str(tmp_path / "unlabeled.csv"),
+                                             "data.augment_copies": 0, "train.max_steps": 2, "train.threads": 1}))
+    n = summary["sizes"]["train"]
+    assert summary["sizes"]["unlabeled"] == 30
+    student, baseline = seen["student"], seen["baseline"]
+    assert len(student) == n + 30 and len(baseline) == n  # the baseline has no teacher, so no use for them
+    assert torch.equal(student.labels[n:], torch.full((30,), IGNORE_INDEX))  # no cross-entropy on them
+    assert bool((student.labels[:n] != IGNORE_INDEX).all())
+    assert student.teacher_logits.shape == (n + 30, 2) and student.teacher_logits[n:].abs().sum() > 0

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import yaml
 
-from textdistill.errors import TextDistillError
+from textdistill.errors import TextDistillError, preview
 
 
 def doc(default: Any, text: str, **kwargs: Any) -> Any:
@@ -419,17 +419,17 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
                 return _convert(value, arg, where)
             except TextDistillError:
                 pass
-        raise TextDistillError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+        raise TextDistillError(f"{where}: expected {_type_name(tp)}, got {preview(value)}")
     if origin is Literal:
         choices = typing.get_args(tp)
         if value not in choices:
             raise TextDistillError(
-                f"{where}: {value!r} is not a valid choice; use one of {', '.join(map(repr, choices))}"
+                f"{where}: {preview(value)} is not a valid choice; use one of {', '.join(map(repr, choices))}"
             )
         return value
     if origin is list:
         if not isinstance(value, (list, tuple)):
-            raise TextDistillError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+            raise TextDistillError(f"{where}: expected {_type_name(tp)}, got {preview(value)}")
         (item,) = typing.get_args(tp)
         return [_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
     if tp is bool:
@@ -442,19 +442,19 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             # .nan and .inf are valid YAML but no setting means anything with them
             if abs(value) > 1e300 or not math.isfinite(value):
-                raise TextDistillError(f"{where}: expected a finite number, got {value!r}")
+                raise TextDistillError(f"{where}: expected a finite number, got {preview(value)}")
             return float(value)
     elif tp is str:
         if isinstance(value, str):
             return value
-    raise TextDistillError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    raise TextDistillError(f"{where}: expected {_type_name(tp)}, got {preview(value)}")
 
 
 def _unknown_key(cls: type, key: str, where: str) -> TextDistillError:
     names = [f.name for f in dataclasses.fields(cls)]
     close = difflib.get_close_matches(str(key), names, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return TextDistillError(f"{where}: unknown key {key!r}{hint}; valid keys: {', '.join(names)}")
+    return TextDistillError(f"{where}: unknown key {preview(key)}{hint}; valid keys: {', '.join(names)}")
 
 
 def from_dict(cls: type, values: dict, where: str = "config", base: Any = None) -> Any:
@@ -474,7 +474,7 @@ def from_dict(cls: type, values: dict, where: str = "config", base: Any = None) 
             if value is None:
                 continue
             if not isinstance(value, dict):
-                raise TextDistillError(f"{where}.{key}: expected a mapping of {tp.__name__} fields, got {value!r}")
+                raise TextDistillError(f"{where}.{key}: expected a mapping of {tp.__name__} fields, got {preview(value)}")
             from_dict(tp, value, f"{where}.{key}", getattr(obj, key))
         else:
             setattr(obj, key, _convert(value, tp, f"{where}.{key}"))
@@ -515,7 +515,7 @@ def _check_ranges(cfg: RunConfig) -> None:
     need(loss.last_k is None or loss.last_k >= 1, f"loss.last_k must be at least 1 or empty, got {loss.last_k}")
     for pair in loss.layer_pairs or []:
         need(len(pair) == 2 and min(pair) >= 0,
-             f"loss.layer_pairs entry {pair} must be [student layer, teacher layer] with both 0 or more")
+             f"loss.layer_pairs entry {preview(pair)} must be [student layer, teacher layer] with both 0 or more")
     d = cfg.data
     need(d.max_length >= 8, f"data.max_length must be at least 8 tokens, got {d.max_length}")
     need(d.max_train_examples is None or d.max_train_examples >= 2,
@@ -523,7 +523,7 @@ def _check_ranges(cfg: RunConfig) -> None:
     need(0 <= d.augment_copies <= 20, f"data.augment_copies must be in [0, 20], got {d.augment_copies}")
     need(0 < d.augment_share < 1, f"data.augment_share must be in (0, 1), got {d.augment_share}")
     need(bool(d.augment_kinds) and set(d.augment_kinds) <= {"tokens", "span", "mix"},
-         f"data.augment_kinds must be a non-empty list of 'tokens', 'span', 'mix'; got {d.augment_kinds}")
+         f"data.augment_kinds must be a non-empty list of 'tokens', 'span', 'mix'; got {preview(d.augment_kinds)}")
     need("mix" not in d.augment_kinds or d.text_pair_column is None,
          "data.augment_kinds 'mix' joins two single texts; for a sentence-pair task use 'tokens' or 'span'")
     for frac in ("validation_fraction", "test_fraction"):
@@ -538,7 +538,7 @@ def _check_ranges(cfg: RunConfig) -> None:
     if s.init == "teacher_layers":
         need(s.layers is None or len(s.layers) >= 1,
              "student.layers is an empty list; list the teacher layers to copy, e.g. [2, 5], or leave it empty (null)")
-        need(s.layers is None or len(set(s.layers)) == len(s.layers), f"student.layers has repeats: {s.layers}")
+        need(s.layers is None or len(set(s.layers)) == len(s.layers), f"student.layers has repeats: {preview(s.layers)}")
         need(0 < s.ffn_keep <= 1, f"student.ffn_keep must be in (0, 1], got {s.ffn_keep}")
     need(s.num_layers >= 1, f"student.num_layers must be at least 1, got {s.num_layers}")
     for name in ("hidden_size", "num_heads", "intermediate_size"):
@@ -559,16 +559,16 @@ def _check_ranges(cfg: RunConfig) -> None:
              f"teacher.combine is 'weighted' but teacher.weights has {len(t.weights or [])} values for {n} "
              "teacher(s); give one per teacher: path first, then extra_paths")
         need(min(t.weights) >= 0 and sum(t.weights) > 0,
-             f"teacher.weights must be non-negative with a positive sum, got {t.weights}")
+             f"teacher.weights must be non-negative with a positive sum, got {preview(t.weights)}")
     else:
         need(t.weights is None, f"teacher.weights is only used with teacher.combine 'weighted' (it is {t.combine!r}); "
              "remove it or set teacher.combine: weighted")
     sw = cfg.sweep
-    need(all(v > 0 for v in sw.temperatures), f"sweep.temperatures must all be positive, got {sw.temperatures}")
-    need(all(0 <= v <= 1 for v in sw.alphas), f"sweep.alphas must all be in [0, 1] (beta = 1 - alpha), got {sw.alphas}")
+    need(all(v > 0 for v in sw.temperatures), f"sweep.temperatures must all be positive, got {preview(sw.temperatures)}")
+    need(all(0 <= v <= 1 for v in sw.alphas), f"sweep.alphas must all be in [0, 1] (beta = 1 - alpha), got {preview(sw.alphas)}")
     for size in sw.students:
         need(isinstance(size, str) and size in STUDENT_SIZES or isinstance(size, int) and size >= 1,
-             f"sweep.students entry {size!r} must be a layer count (at least 1) or one of {', '.join(STUDENT_SIZES)}")
+             f"sweep.students entry {preview(size)} must be a layer count (at least 1) or one of {', '.join(STUDENT_SIZES)}")
     need(not sw.students or s.init != "pretrained",
          "sweep.students needs student.init 'teacher_layers' or 'shrink' (a pretrained student has a fixed size)")
     need(sw.time_budget_s > 0, f"sweep.time_budget_s must be positive, got {sw.time_budget_s}")
@@ -588,10 +588,10 @@ def _check_generation(cfg: RunConfig, need) -> None:
          f"task {task!r} has no data: set generation.dataset ('bible_en' or 'bible_en_es') or generation.train")
     if g.dataset is not None:
         need(g.dataset in BUILTIN_GENERATION_DATASETS,
-             f"generation.dataset {g.dataset!r} is not built in; use one of {', '.join(BUILTIN_GENERATION_DATASETS)}"
+             f"generation.dataset {preview(g.dataset)} is not built in; use one of {', '.join(BUILTIN_GENERATION_DATASETS)}"
              " or leave it empty and set generation.train")
         need(g.train is None, "generation.dataset and generation.train are both set; keep one of them")
-    need(g.loss in TOKEN_LOSSES, f"generation.loss {g.loss!r} is not a token loss; use one of {', '.join(TOKEN_LOSSES)}")
+    need(g.loss in TOKEN_LOSSES, f"generation.loss {preview(g.loss)} is not a token loss; use one of {', '.join(TOKEN_LOSSES)}")
     need(g.ce_weight >= 0 and g.kd_weight >= 0, "generation.ce_weight and generation.kd_weight must be non-negative")
     need(g.ce_weight + g.kd_weight > 0, "generation.ce_weight and generation.kd_weight are both 0; set one above 0")
     need(g.temperature > 0, f"generation.temperature must be positive, got {g.temperature}")
@@ -621,7 +621,7 @@ def _check_generation(cfg: RunConfig, need) -> None:
     for name in ("student_layers", "student_encoder_layers"):
         v = getattr(g, name)
         need(v is None or (len(v) >= 1 and min(v) >= 0 and len(set(v)) == len(v)),
-             f"generation.{name} must list distinct teacher layers (0 or more), e.g. [2, 5], or be empty; got {v}")
+             f"generation.{name} must list distinct teacher layers (0 or more), e.g. [2, 5], or be empty; got {preview(v)}")
     need(cfg.student.init != "pretrained" or cfg.student.path is not None,
          "student.init is 'pretrained' but student.path is empty")
     if cfg.teacher.path == "train":
@@ -657,7 +657,7 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
         for part in parents:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise TextDistillError(f"cannot set {dotted!r}: {part!r} is not a section")
+                raise TextDistillError(f"cannot set {preview(dotted)}: {preview(part)} is not a section")
             node = child
         node[leaf] = value
     cfg = from_dict(RunConfig, raw)

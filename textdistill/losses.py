@@ -17,6 +17,7 @@ KL(target || input); we avoid it so the direction is visible in the code.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -138,12 +139,10 @@ def chunked(loss_fn, student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     lead = student_logits.shape[:-1]
     flat_s = student_logits.reshape(-1, student_logits.shape[-1])  # [N, V]
     flat_t = teacher_logits.reshape(-1, teacher_logits.shape[-1])  # [N, V]
-    parts = [
-        loss_fn(flat_s[i : i + chunk_size], flat_t[i : i + chunk_size], **kwargs)  # [chunk]
-        for i in range(0, flat_s.shape[0], chunk_size)
-    ]
-    if not parts:
-        return student_logits.new_zeros(lead, dtype=torch.float32)
+    # no position at all (an all-masked micro-batch): one call on the empty tensors keeps the result on the
+    # autograd graph, so a loss made of this term alone still backpropagates (zero gradients), as unchunked
+    starts = range(0, flat_s.shape[0], chunk_size) or range(1)
+    parts = [loss_fn(flat_s[i : i + chunk_size], flat_t[i : i + chunk_size], **kwargs) for i in starts]  # [chunk]
     return torch.cat(parts).reshape(lead)
 
 
@@ -173,37 +172,77 @@ def forward_kl_topk(
     """KL(p' || q') over the k teacher ids plus one bucket for everything else (teacher = p, first).
 
     `[..., V], [..., k], [..., k], [...] -> [...]`; the teacher side comes from `topk_with_leftover`
-    at the same temperature. q' lumps the student's mass outside the k ids into the bucket.
+    at the same temperature (k distinct ids). q' lumps the student's mass outside the k ids into the bucket.
     Bound: 0 <= forward_kl - forward_kl_topk = r * KL(p_rest / r || q_rest / Q) where r and Q are the
     teacher's and the student's mass outside the k ids (log-sum inequality); it is 0 when k = V, and
     small when r is. Never larger than the full KL, so it under-penalises, never over-penalises. Teacher
-    memory is k + 1 numbers per position; the only V-sized terms are the student's logits and one float32 copy.
+    memory is k + 1 numbers per position; the only V-sized terms are the student's logits and one float32
+    copy (the logits with the k ids masked, kept for the backward pass).
     """
-    # log q at the k ids as gathered logit minus logsumexp: no [..., V] log-softmax is kept for backward
-    scaled = student_logits.float() / temperature  # [..., V]
-    s_top = scaled.gather(-1, teacher_top_ids) - torch.logsumexp(scaled, dim=-1, keepdim=True)  # [..., k]
-    return _topk_kl(s_top, teacher_top_logprobs, teacher_leftover)
+    # gathered from the model's own logits (gather keeps its input for the backward pass, and those are held
+    # anyway), so the float32 copy below is free to be masked in place: one V-sized copy, as for the KL
+    top = student_logits.gather(-1, teacher_top_ids).float() / temperature  # [..., k]
+    scaled = student_logits.float() / temperature  # [..., V], a new tensor
+    with torch.no_grad():  # see _EXCLUDED
+        scaled.scatter_(-1, teacher_top_ids, _EXCLUDED)
+    # log Q from the logits outside the ids: 1 - sum(top-k q) cancels to 0 in float32 once Q < ~1e-7
+    outside = torch.logsumexp(scaled, dim=-1)  # [...]
+    return _topk_kl(top, outside, teacher_top_logprobs, teacher_leftover)
 
 
-def _topk_kl(student_top: torch.Tensor, teacher_top: torch.Tensor, teacher_leftover: torch.Tensor) -> torch.Tensor:
-    """KL(p' || q') over k ids + one leftover bucket, from log-probs at the ids. `[..., k] x2, [...] -> [...]`."""
-    s_left = torch.log((-torch.expm1(torch.logsumexp(student_top, dim=-1).clamp(max=0.0))).clamp(min=1e-30))  # [...]
+# An excluded logit is overwritten with this floor outside autograd. logsumexp gives it the weight
+# e^(floor - lse) = 0, in value and in gradient, so no masking op is needed in the backward pass; being
+# finite, a row whose logits are all excluded (k = V, or a vocabulary block inside the top-k) still has
+# a finite logsumexp and gradient, where -inf would give e^(-inf + inf) = NaN.
+_EXCLUDED = -1e30
+
+
+def _topk_kl(student_top: torch.Tensor, student_outside: torch.Tensor, teacher_top: torch.Tensor,
+             teacher_leftover: torch.Tensor) -> torch.Tensor:
+    """KL(p' || q') over k ids + one leftover bucket. `[..., k], [...], [..., k], [...] -> [...]`.
+
+    The student side is unnormalised, in log space: its (scaled) logits at the k ids and the logsumexp of
+    its logits outside them; the log-normaliser is their logaddexp, so no mass is ever found by
+    subtraction. With k = V the outside is about `_EXCLUDED` (weight 0) and the teacher's leftover -inf
+    (term 0).
+    """
+    log_norm = torch.logaddexp(student_outside, torch.logsumexp(student_top, dim=-1))  # [...]
+    s_top = student_top - log_norm.unsqueeze(-1)  # [..., k]
+    s_left = student_outside - log_norm  # [...]
     t_top = teacher_top.float()
     t_left = teacher_leftover.float()
-    top = (t_top.exp() * (t_top - student_top)).sum(-1)  # [...]
+    top = (t_top.exp() * (t_top - s_top)).sum(-1)  # [...]
     left = torch.where(torch.isfinite(t_left), t_left.exp() * (t_left - s_left), torch.zeros_like(t_left))
     return top + left
 
 
-def _block_logsumexp(hidden: torch.Tensor, weight_block: torch.Tensor, temperature: float) -> torch.Tensor:
-    return torch.logsumexp((hidden @ weight_block.T).float() / temperature, dim=-1)  # [...]
+def _block_logsumexp(hidden: torch.Tensor, weight_block: torch.Tensor, temperature: float,
+                     exclude_ids: torch.Tensor | None = None, start: int = 0) -> torch.Tensor:
+    """logsumexp of one vocabulary block's logits (rows `start`.. of the head), `exclude_ids` masked out."""
+    logits = (hidden @ weight_block.T).float() / temperature  # [..., Vb], a new tensor
+    if exclude_ids is not None:
+        with torch.no_grad():  # in place, outside autograd: see _EXCLUDED
+            logits.masked_fill_(_block_hits(exclude_ids, start, logits.shape[-1]), _EXCLUDED)
+    return torch.logsumexp(logits, dim=-1)  # [...]
+
+
+def _block_hits(ids: torch.Tensor, start: int, width: int) -> torch.Tensor:
+    """`[..., k]` vocabulary ids -> `[..., width]` bool, true at the ids inside block `[start, start + width)`."""
+    local = ids - start  # [..., k]
+    inside = (local >= 0) & (local < width)
+    slot = torch.where(inside, local, torch.full_like(local, width))  # ids of other blocks go to a spare slot
+    hits = torch.zeros(*ids.shape[:-1], width + 1, dtype=torch.bool, device=ids.device)  # [..., width + 1]
+    return hits.scatter_(-1, slot, True)[..., :width].contiguous()  # contiguous: masked_fill is 3x faster
 
 
 def log_normaliser_from_hidden(
-    hidden: torch.Tensor, lm_head_weight: torch.Tensor, temperature: float = 1.0, vocab_chunk: int = 4096
+    hidden: torch.Tensor, lm_head_weight: torch.Tensor, temperature: float = 1.0, vocab_chunk: int = 4096,
+    exclude_ids: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """logsumexp_v (hidden . w_v / T) without holding the `[..., V]` logits. `[..., D], [V, D] -> [...]`.
 
+    With `exclude_ids` `[..., k]`, the sum runs over the vocabulary outside those ids (masked inside each
+    block): the log of the mass outside them, exact even where that mass is far below float32's epsilon.
     A logsumexp over vocabulary blocks of `vocab_chunk` rows, each block recomputed in the backward pass
     (activation checkpointing): peak activation memory is `positions x vocab_chunk`, independent of V.
     """
@@ -212,8 +251,9 @@ def log_normaliser_from_hidden(
     from torch.utils.checkpoint import checkpoint
 
     # split, not slicing: its backward concatenates the block gradients once instead of one [V, D] per block
-    blocks = [checkpoint(_block_logsumexp, hidden, block, temperature, use_reentrant=False)
-              for block in lm_head_weight.split(vocab_chunk)]  # each [...]
+    blocks = [checkpoint(_block_logsumexp, hidden, block, temperature, exclude_ids, i * vocab_chunk,
+                         use_reentrant=False)
+              for i, block in enumerate(lm_head_weight.split(vocab_chunk))]  # each [...]
     return torch.logsumexp(torch.stack(blocks, dim=-1), dim=-1)  # [...]
 
 
@@ -249,13 +289,18 @@ def forward_kl_topk_from_hidden(
 
     `[..., D], [V, D], [..., k], [..., k], [...] -> [...]`; equal to
     `forward_kl_topk(student_hidden @ lm_head_weight.T, ...)`. The student's `[..., V]` logits are never
-    held: the log-normaliser comes from `log_normaliser_from_hidden`, and the k logits are dot products
-    with the k gathered rows. Peak activation memory is `positions x (vocab_chunk + k x D)`: independent
-    of V (the weight's own gradient is parameter-sized, as for any trained layer).
+    held: the k logits are dot products with the k gathered rows, and the student's mass outside the k ids
+    is a logsumexp over the other rows, masked inside each block (`log_normaliser_from_hidden` with
+    `exclude_ids`), never 1 minus the mass at the ids. Peak activation memory is
+    `positions x (vocab_chunk + k x D)`: independent of V (the weight's own gradient is parameter-sized,
+    as for any trained layer).
     """
-    log_norm = log_normaliser_from_hidden(student_hidden, lm_head_weight, temperature, vocab_chunk)  # [...]
+    outside = log_normaliser_from_hidden(student_hidden, lm_head_weight, temperature, vocab_chunk,
+                                         exclude_ids=teacher_top_ids)  # [...]
+    # after the blocks: autograd runs the later node first, so the k gathered rows ([..., k, D]) are freed
+    # before the blocks are recomputed in the backward pass instead of being held through it
     picked = _logits_at(student_hidden, lm_head_weight, teacher_top_ids) / temperature  # [..., k]
-    return _topk_kl(picked - log_norm.unsqueeze(-1), teacher_top_logprobs, teacher_leftover)
+    return _topk_kl(picked, outside, teacher_top_logprobs, teacher_leftover)
 
 
 def logit_mse(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -298,6 +343,175 @@ def attention_forward_kl(student_attention: torch.Tensor, teacher_attention: tor
     t = teacher_attention.float()
     per_row = (torch.xlogy(t, t) - t * s.clamp_min(1e-12).log()).sum(-1)  # [B, H, Lq]
     return per_row.mean(1)
+
+
+# ---- Losses of the newer methods: decoupled (DKD), adaptive (ADL), mutual (DML / ONE), variational (VID)
+# and contrastive (CRD / CoDIR) distillation. Their trainable pieces live in `training/heads.py`.
+
+
+def decoupled_forward_kl_terms(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """DKD's two parts of KL(p || q) (teacher p first), per position: (TCKD, NCKD).
+
+    TCKD = KL(b_p || b_q) over the binary [p_y, 1 - p_y]; NCKD = KL(p_rest || q_rest) over the non-target
+    classes renormalised. `[..., C], [..., C], [...] -> ([...], [...])`, C >= 2; IGNORE_INDEX labels give 0.
+    Classical KD decomposes as forward_kl = TCKD + (1 - p_y) NCKD. Zhao et al. 2022,
+    https://arxiv.org/abs/2203.08679. No T^2 here. The non-target masses are logsumexps of the
+    non-target logits, so a confident model keeps an exact NCKD.
+    """
+    if student_logits.shape[-1] < 2:
+        raise ValueError(f"decoupled KL needs at least 2 classes, got {student_logits.shape[-1]}")
+    valid = labels != IGNORE_INDEX  # [...]
+    target = torch.where(valid, labels, torch.zeros_like(labels)).long().unsqueeze(-1)  # [..., 1]
+    is_target = torch.zeros_like(student_logits, dtype=torch.bool).scatter(-1, target, True)  # [..., C]
+
+    def parts(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scaled = logits.float() / temperature  # [..., C]
+        rest = scaled.masked_fill(is_target, float("-inf"))  # [..., C]
+        rest_norm = torch.logsumexp(rest, dim=-1, keepdim=True)  # [..., 1]
+        both = torch.cat([scaled.gather(-1, target), rest_norm], dim=-1)  # [..., 2]: target, all others
+        return both - torch.logsumexp(both, dim=-1, keepdim=True), rest - rest_norm  # log b, log p_rest
+
+    s_bin, s_rest = parts(student_logits)
+    t_bin, t_rest = parts(teacher_logits)
+    tckd = (t_bin.exp() * (t_bin - s_bin)).sum(-1)
+    nckd = torch.where(is_target, torch.zeros_like(t_rest), t_rest.exp() * (t_rest - s_rest)).sum(-1)
+    return torch.where(valid, tckd, torch.zeros_like(tckd)), torch.where(valid, nckd, torch.zeros_like(nckd))
+
+
+def decoupled_forward_kl(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    alpha: float = 1.0,
+    beta: float = 8.0,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """DKD = alpha * TCKD + beta * NCKD (`decoupled_forward_kl_terms`), per position. `[..., C] x2, [...] -> [...]`.
+
+    alpha = 1, beta = 1 - p_y would be classical KD; DKD frees beta (the paper's CIFAR-100 setting is
+    alpha 1, beta 8). Zhao et al. 2022, https://arxiv.org/abs/2203.08679. No T^2 here.
+    """
+    tckd, nckd = decoupled_forward_kl_terms(student_logits, teacher_logits, labels, temperature)
+    return alpha * tckd + beta * nckd
+
+
+def adaptive_forward_kl(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    beta: float = 1.5,
+    gamma: float = 1.0,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """Adaptive distillation loss: w * KL(p || q), w = (1 - exp(-(KL(p || q) + beta * H(p))))^gamma.
+
+    `[..., V], [..., V] -> [...]`, teacher p first. The per-example weight w in [0, 1) grows with the
+    teacher-student gap (KL) and with the teacher's uncertainty (entropy H), so examples already mimicked
+    with a confident teacher fade out, focal-loss style; gamma = 0 is `forward_kl`. The gradient flows
+    through w, as in the paper's loss. ADL, Tang et al. 2019, https://arxiv.org/abs/1901.00366. No T^2 here.
+    """
+    if beta < 0 or gamma < 0:
+        raise ValueError(f"adaptive KL needs beta >= 0 and gamma >= 0, got beta {beta}, gamma {gamma}")
+    s = _log_probs(student_logits, temperature)
+    t = _log_probs(teacher_logits, temperature)
+    p = t.exp()
+    kl = (p * (t - s)).sum(-1)  # [...]
+    entropy = -(p * t).sum(-1)  # [...]
+    # floored so that pow's gradient stays finite where the gap is exactly 0 (identical inputs, beta 0)
+    weight = (-torch.expm1(-(kl + beta * entropy))).clamp_min(1e-12).pow(gamma)  # [...]
+    return weight * kl
+
+
+def mutual_forward_kl(peer_logits: Sequence[torch.Tensor], temperature: float = 1.0) -> torch.Tensor:
+    """Deep mutual learning's peer term for each of K >= 2 peers: 1/(K-1) sum_{j != i} KL(p_j || p_i).
+
+    `K x [..., V] -> [K, ...]`; entry i is `forward_kl(peer_i, stop_grad(peer_j))` averaged over the other
+    peers: each peer learns from the others and its entry sends gradient to itself only. Zhang et al. 2018,
+    https://arxiv.org/abs/1706.00384. No T^2 here.
+    """
+    k = len(peer_logits)
+    if k < 2:
+        raise ValueError(f"mutual learning needs at least 2 peers, got {k}")
+    return torch.stack([
+        sum(forward_kl(peer_logits[i], peer_logits[j].detach(), temperature) for j in range(k) if j != i) / (k - 1)
+        for i in range(k)
+    ])
+
+
+def peer_ensemble_logits(peer_logits: Sequence[torch.Tensor], weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Gated ensemble of K peers' logits: sum_k w_k z_k with w normalised over k (uniform when None).
+
+    `K x [..., V], weights [K, ...] or [K] (non-negative) -> [..., V]` float32. ONE's on-the-fly teacher, Lan
+    et al. 2018, https://arxiv.org/abs/1806.04606 (its gate gives per-example softmax weights; OKDDip's
+    attention weights fit the same slot).
+    """
+    z = torch.stack([p.float() for p in peer_logits])  # [K, ..., V]
+    w = torch.ones(z.shape[:-1], device=z.device) if weights is None else weights.float()  # [K, ...] or [K]
+    if (w < 0).any():
+        raise ValueError("peer ensemble weights must be non-negative")
+    w = w / w.sum(0, keepdim=True)
+    return (w.reshape(w.shape + (1,) * (z.dim() - w.dim())) * z).sum(0)
+
+
+def peer_ensemble_forward_kl(
+    peer_logits: Sequence[torch.Tensor], weights: torch.Tensor | None = None, temperature: float = 1.0
+) -> torch.Tensor:
+    """Each peer against the peers' ensemble as teacher: KL(stop_grad(p_ens) || p_i). `K x [..., V] -> [K, ...]`.
+
+    p_ens = softmax(`peer_ensemble_logits` / T), a constant target like a teacher's (the ensemble's own
+    cross-entropy, if any, trains the gate). ONE, Lan et al. 2018, https://arxiv.org/abs/1806.04606;
+    OKDDip, Chen et al. 2020, https://arxiv.org/abs/1912.00350. No T^2 here.
+    """
+    target = peer_ensemble_logits(peer_logits, weights).detach()  # [..., V]
+    return torch.stack([forward_kl(peer, target, temperature) for peer in peer_logits])
+
+
+def vid_nll(student_mean: torch.Tensor, teacher_hidden: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
+    """VID's -log N(h_t | mu, sigma^2) up to a constant: mean_d [log s2_d + (h_t,d - mu_d)^2 / s2_d] / 2.
+
+    `[..., D], [..., D], [D] -> [...]`. mu is the student's features through the learned regressor and
+    s2 = sigma^2 the learned per-dimension variance: `vid_nll(head(h_s), h_t, head.variance())` with
+    `training.heads.VIDHead`. Direction: the teacher's features are the data, the student's prediction
+    the model. Mean over d, like `hidden_mse`, so the scale does not grow with the width; the constant
+    log(2 pi) / 2 is dropped. Minimising it maximises the variational lower bound of I(teacher; student)
+    of VID, Ahn et al. 2019, https://arxiv.org/abs/1904.05835. Not 0 on identical features: the
+    log-variance term remains.
+    """
+    var = variance.float()  # [D]
+    return 0.5 * (var.log() + (teacher_hidden.float() - student_mean.float()).pow(2) / var).mean(-1)
+
+
+def info_nce_student_to_teacher(
+    student_repr: torch.Tensor,
+    teacher_repr: torch.Tensor,
+    temperature: float = 0.07,
+    negatives: torch.Tensor | None = None,
+    teacher_valid: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """InfoNCE with the student as anchor: -log softmax_c (cos(s_i, c) / tau) at c = t_i, per example.
+
+    `[B, D], [B, D] -> [B]`; candidates c: the teacher representations of the batch (t_i the positive,
+    t_j the in-batch negatives) and the optional extra `negatives` `[M, D]` (a memory bank of teacher
+    representations, `training.heads.MemoryBank`). `teacher_valid` `[B]` marks examples that have a
+    teacher representation: the others are neither positives nor negatives and give 0. Inputs are L2-
+    normalised here. Direction: one student anchor against teacher candidates (swapping the arguments
+    gives the teacher-anchored loss). The softmax (InfoNCE) form of CoDIR, Sun et al. 2020,
+    https://arxiv.org/abs/2009.14167, and of CRD's bound, Tian et al. 2020, https://arxiv.org/abs/1910.10699.
+    """
+    s = F.normalize(student_repr.float(), dim=-1)  # [B, D]
+    t = F.normalize(teacher_repr.float(), dim=-1)  # [B, D]
+    valid = (torch.ones(t.shape[0], dtype=torch.bool, device=t.device) if teacher_valid is None
+             else teacher_valid.bool())  # [B]
+    # an example without a teacher representation is no candidate for any anchor; the NaN an all -inf row
+    # would give in logsumexp's backward lands on masked entries only, where masked_fill's backward puts 0
+    scores = (s @ t.T / temperature).masked_fill(~valid[None, :], float("-inf"))  # [B, B]
+    positive = scores.diagonal()  # [B]
+    if negatives is not None:
+        bank = F.normalize(negatives.float(), dim=-1)  # [M, D]
+        scores = torch.cat([scores, s @ bank.T / temperature], dim=-1)  # [B, B + M]
+    loss = torch.logsumexp(scores, dim=-1) - positive
+    return torch.where(valid, loss, torch.zeros_like(loss))
 
 
 def masked_mean_per_example(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -52,19 +52,58 @@ def _label_name(value: object) -> str:
     return str(value).strip()
 
 
+# Spellings of "no value" (pandas' own list, compared case-blind). Files are read as text, so such a label
+# would otherwise become a class of its own: an empty CSV cell and 'NaN' from a spreadsheet export alike.
+MISSING_LABELS = frozenset({"", "nan", "-nan", "na", "n/a", "#n/a", "#n/a n/a", "#na", "<na>", "null", "none", "nil",
+                            "-1.#ind", "1.#ind", "-1.#qnan", "1.#qnan"})
+
+
+def _check_labels_present(column: pd.Series, role: str, name: str) -> None:
+    """Refuse examples whose label is missing or a spelling of 'missing' (NaN, NA, null, None, empty)."""
+    labels = [None if na else _label_name(v) for v, na in zip(column, column.isna().to_numpy())]
+    missing = np.array([v is None or v.casefold() in MISSING_LABELS for v in labels], dtype=bool)
+    if missing.any():
+        rows = np.flatnonzero(missing)[:5] + 1
+        seen = sorted({"empty" if labels[i] in (None, "") else repr(labels[i]) for i in np.flatnonzero(missing)})
+        raise TextDistillError(
+            f"{role}: {int(missing.sum())} examples have no label in column {name!r} ({', '.join(seen[:5])}), e.g. "
+            f"rows {', '.join(map(str, rows))} (counting examples from 1); fill or remove them (if such a value is "
+            "a real class, rename it)"
+        )
+
+
+def _label_key(name: str) -> tuple:
+    """What two spellings of one class share: the number for numbers ('1', '1.0'), else the case-folded text."""
+    try:
+        number = float(name)
+    except ValueError:
+        return ("text", name.casefold())
+    return ("number", number) if math.isfinite(number) else ("text", name.casefold())
+
+
+def _check_label_spellings(splits: dict[str, list[str]], column: str) -> None:
+    """Refuse labels that differ only by case or number format ('POS' and 'pos', '1' and '1.0'): taken as
+    they are they would be separate classes, and a teacher would be fine-tuned on classes that do not exist."""
+    forms: dict[tuple, dict[str, str]] = {}
+    for role, labels in splits.items():
+        for name in dict.fromkeys(labels):
+            forms.setdefault(_label_key(name), {}).setdefault(name, role)
+    for spellings in forms.values():
+        if len(spellings) > 1:
+            shown = " and ".join(f"{name!r} ({role})" for name, role in list(spellings.items())[:3])
+            raise TextDistillError(
+                f"labels {shown} differ only by case or number format and would be separate classes; write each "
+                f"class one way in column {column!r}"
+            )
+
+
 def _frame_to_split(df: pd.DataFrame, cfg: DataConfig, role: str, labelled: bool) -> TextSplit:
     require_column(df, cfg.text_column, role, "data.text_column")
     if cfg.text_pair_column is not None:
         require_column(df, cfg.text_pair_column, role, "data.text_pair_column")
     if labelled:
         require_column(df, cfg.label_column, role, "data.label_column")
-        missing = df[cfg.label_column].isna() | (df[cfg.label_column].astype(str).str.strip() == "")
-        if missing.any():
-            rows = np.flatnonzero(missing.to_numpy())[:5] + 1
-            raise TextDistillError(
-                f"{role}: {int(missing.sum())} examples have no label (NaN or empty) in column "
-                f"{cfg.label_column!r}, e.g. rows {', '.join(map(str, rows))}; fill or remove them"
-            )
+        _check_labels_present(df[cfg.label_column], role, cfg.label_column)
     text_cols = [cfg.text_column] + ([cfg.text_pair_column] if cfg.text_pair_column else [])
     empty = np.zeros(len(df), dtype=bool)
     for col in text_cols:
@@ -139,6 +178,8 @@ def load_classification_data(cfg: DataConfig) -> ClassificationData:
         extra = _frame_to_split(df, cfg, "data.unlabeled", labelled=False)
         unlabeled = extra if unlabeled is None else TextSplit(texts=unlabeled.texts + extra.texts)
 
+    _check_label_spellings({role: full.labels, **{f"data.{k}": v.labels for k, v in given.items() if v is not None}},
+                           cfg.label_column)
     label_names = _sort_labels(set(train.labels))
     if len(label_names) < 2:
         raise TextDistillError(
@@ -211,11 +252,50 @@ class Encoded:
         return batch
 
 
+def _word_prefix(text: str, chars: int) -> str | None:
+    """`text` cut at its last whitespace before `chars` characters, trailing whitespace removed; None when that
+    window holds no whitespace."""
+    cut = max(text.rfind(c, 0, chars) for c in " \t\n\r")
+    prefix = text[:cut].rstrip() if cut > 0 else ""
+    return prefix or None
+
+
+def bounded_texts(tokenizer, texts: list[str], max_length: int) -> list[str]:
+    """Each text, or a prefix of it that already has more than `max_length` tokens.
+
+    Tokenising a whole 10 MB text to keep its first 64 tokens cost seconds and gigabytes. A prefix cut at a
+    whitespace tokenises like the start of the whole text (WordPiece, byte-level BPE and SentencePiece
+    tokenizers split at whitespace before anything else), so when it already holds more than `max_length`
+    tokens, truncating it gives the ids truncating the whole text gives, and the example is truncated either
+    way: counts and ids stay exact. One exception: when both texts of a sentence pair are cut, which of them
+    gets the odd token of an odd budget (transformers gives it to the longer) follows the prefixes' lengths.
+    The window grows fourfold until the prefix is long enough; a text with no whitespace in it is tokenised
+    whole.
+    """
+    out = list(texts)
+    chars = 16 * max_length  # a few times the characters of max_length tokens in any language
+    todo = [i for i, t in enumerate(texts) if len(t) > chars]
+    while todo:
+        prefixes = {i: _word_prefix(texts[i], chars) for i in todo}
+        ready = [i for i in todo if prefixes[i] is not None]
+        counts = tokenizer([prefixes[i] for i in ready], add_special_tokens=False)["input_ids"] if ready else []
+        long_enough = {i for i, ids in zip(ready, counts) if len(ids) > max_length}
+        for i in long_enough:
+            out[i] = prefixes[i]
+        chars *= 4
+        todo = [i for i in todo if i not in long_enough and len(texts[i]) > chars]
+    return out
+
+
 def encode(tokenizer, split: TextSplit, label_ids: list[int], max_length: int, role: str) -> Encoded:
-    """Tokenise once, truncating to `max_length` and warning with the count of truncated examples."""
+    """Tokenise once, truncating to `max_length` and warning with the count of truncated examples (exact:
+    examples with more than `max_length` tokens, special tokens included); a long text is tokenised only as
+    far as its first tokens need (`bounded_texts`)."""
+    texts = bounded_texts(tokenizer, split.texts, max_length)
+    pairs = bounded_texts(tokenizer, split.pairs, max_length) if split.pairs else None
     kwargs = dict(truncation=True, max_length=max_length)
-    out = tokenizer(split.texts, split.pairs, **kwargs) if split.pairs else tokenizer(split.texts, **kwargs)
-    full = tokenizer(split.texts, split.pairs) if split.pairs else tokenizer(split.texts)
+    out = tokenizer(texts, pairs, **kwargs) if pairs else tokenizer(texts, **kwargs)
+    full = tokenizer(texts, pairs) if pairs else tokenizer(texts)
     truncated = sum(len(ids) > max_length for ids in full["input_ids"])
     if truncated:
         log.warning("%s: %d of %d examples are longer than data.max_length=%d tokens and were truncated",

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import difflib
+import io
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -36,12 +40,13 @@ def read_table(path: str | Path, role: str) -> pd.DataFrame:
         if kind == "parquet":
             df = pd.read_parquet(p)
         else:
-            _check_utf8(p, role)
+            text = _check_utf8(p, role)
             if kind == "jsonl":
                 df = _read_jsonl(p, role)
             else:
-                df = pd.read_csv(p, sep="\t" if kind == "tsv" else ",", encoding="utf-8", keep_default_na=False,
-                                 na_values=[""], dtype=str)
+                sep = "\t" if kind == "tsv" else ","
+                _check_quotes(text, sep, p, role)
+                df = pd.read_csv(p, sep=sep, encoding="utf-8", keep_default_na=False, na_values=[""], dtype=str)
     except TextDistillError:
         raise
     except PermissionError:
@@ -55,16 +60,58 @@ def read_table(path: str | Path, role: str) -> pd.DataFrame:
     return df
 
 
-def _check_utf8(p: Path, role: str) -> None:
+def _check_utf8(p: Path, role: str) -> str:
     data = p.read_bytes()
     try:
-        data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
         raise TextDistillError(
             f"{role}: {str(p)!r} is not valid UTF-8 (byte 0x{data[e.start]:02x} on line {line}); "
             "re-save the file as UTF-8"
         ) from None
+
+
+@contextlib.contextmanager
+def _any_field_size():
+    """The csv module refuses fields over 128 KiB by default; one long text is data, not an error."""
+    before = csv.field_size_limit(sys.maxsize)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(before)
+
+
+def _check_quotes(text: str, sep: str, p: Path, role: str) -> None:
+    """Refuse rows merged by a quote that is never closed.
+
+    pandas reads `"an unclosed quote<TAB>pos` by swallowing every following line up to the next quote
+    character into one field, silently. A quote that ends a field must be followed by the separator or the
+    line end (the csv module's strict mode), which catches most such runs. A TSV field cannot hold tabs or
+    line breaks at all, so a TSV row that has them inside one field is refused too; in CSV a quoted field
+    may hold line breaks (a review in paragraphs) and is kept.
+    """
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=True)
+    start = 1
+    with _any_field_size():
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error:
+                raise TextDistillError(
+                    f"{role}: the row starting on line {start} of {str(p)!r} has a quote (\") that is not closed "
+                    f"where its field ends (lines {start} to {reader.line_num} read as one field); close the quote, or "
+                    "remove it if it belongs to the text"
+                ) from None
+            if sep == "\t" and any("\t" in f or "\n" in f or "\r" in f for f in row):
+                raise TextDistillError(
+                    f"{role}: the row starting on line {start} of {str(p)!r} holds tabs or line breaks inside one "
+                    f"field (lines {start} to {reader.line_num} read as one example), as when a quote (\") is not "
+                    "closed; close or remove the quote, or save the data as .jsonl if the text has tabs or line breaks"
+                )
+            start = reader.line_num + 1
 
 
 def _read_jsonl(p: Path, role: str) -> pd.DataFrame:

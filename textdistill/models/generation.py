@@ -17,7 +17,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
 from textdistill.errors import TextDistillError
-from textdistill.models.loading import check_same_vocabulary, refuse_custom_code
+from textdistill.models.loading import check_same_vocabulary, model_load_errors, refuse_custom_code
 from textdistill.models.students import default_layers
 
 log = logging.getLogger("textdistill")
@@ -43,12 +43,9 @@ def load_generation_model(path: Path, task: str, role: str, trust_remote_code: b
     """A local causal-LM (`task` 'causal_lm') or encoder-decoder ('seq2seq') folder, in float32 eval mode."""
     refuse_custom_code(path, role, trust_remote_code)
     auto = AutoModelForCausalLM if task == "causal_lm" else AutoModelForSeq2SeqLM
-    try:
+    kind = "causal language model" if task == "causal_lm" else "encoder-decoder (seq2seq) model"
+    with model_load_errors(path, role, kind):
         model = auto.from_pretrained(str(path), dtype=torch.float32, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, KeyError) as e:
-        kind = "causal language model" if task == "causal_lm" else "encoder-decoder (seq2seq) model"
-        raise TextDistillError(f"{role}: {str(path)!r} is not a loadable {kind} ({type(e).__name__}: "
-                               f"{str(e).splitlines()[0][:200]}); give a Hugging Face folder of that kind") from None
     return model.eval()
 
 

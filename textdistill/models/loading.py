@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import pickle
 import re
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
 
 from textdistill.data.builtin import package_dir
@@ -60,14 +63,78 @@ def refuse_custom_code(path: Path, role: str, trust_remote_code: bool) -> None:
             )
 
 
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
 def load_tokenizer(path: Path, role: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    """The folder's own tokenizer, checked to have vocabulary files and to fit the folder's model.
+
+    Without them transformers builds a tokenizer of the special tokens alone (every word [UNK]), which
+    would train, score and export without complaint.
+    """
     refuse_custom_code(path, role, trust_remote_code)
     try:
-        return AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     except (OSError, ValueError, TypeError) as e:
         raise TextDistillError(
-            f"{role}: could not load a tokenizer from {str(path)!r} ({str(e).splitlines()[0]}); "
+            f"{role}: could not load a tokenizer from {str(path)!r} ({_first_line(e)}); "
             "save the tokenizer into the model folder"
+        ) from None
+    files = {"tokenizer.json", *getattr(type(tokenizer), "vocab_files_names", {}).values()}
+    if not any((path / name).is_file() for name in files):
+        raise TextDistillError(
+            f"{role}: {str(path)!r} has no tokenizer files (none of {', '.join(sorted(files))}); save the model's "
+            "tokenizer into the folder (tokenizer.save_pretrained(folder))"
+        )
+    _check_tokenizer_fits(tokenizer, path, role)
+    return tokenizer
+
+
+def _check_tokenizer_fits(tokenizer: PreTrainedTokenizerBase, path: Path, role: str) -> None:
+    """The tokenizer's ids must index the model's embedding rows, and cover most of them: a tokenizer of
+    another model reads ids the model never learnt, one of a handful of tokens reads every word as [UNK]."""
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # the model's loader reports an unreadable config
+    rows = config.get("vocab_size") if isinstance(config, dict) else None
+    if not isinstance(rows, int) or rows <= 0:
+        return  # no single vocabulary size to compare with (composite configs)
+    vocab = tokenizer.get_vocab()
+    top = max(vocab.values(), default=-1)
+    # models pad their embedding to a round number of rows (a multiple of 64 or 128): a few spare rows are normal
+    if top >= rows or len(vocab) < rows // 2:
+        raise TextDistillError(
+            f"{role}: the tokenizer in {str(path)!r} has {len(vocab)} tokens (ids up to {top}) but the model has "
+            f"{rows} embedding rows, so it is not this model's tokenizer; save the tokenizer the model was trained "
+            "with into the folder"
+        )
+
+
+@contextlib.contextmanager
+def model_load_errors(path: Path, role: str, kind: str):
+    """Every way a model folder's files can be unreadable becomes one line naming the file problem and the fix."""
+    try:
+        yield
+    except pickle.UnpicklingError as e:
+        if "weights only" not in str(e).lower():
+            raise TextDistillError(f"{role}: the weights file in {str(path)!r} is not readable ({_first_line(e)}); "
+                                   "copy the folder again or save the model as model.safetensors") from None
+        raise TextDistillError(
+            f"{role}: the pickled weights in {str(path)!r} (pytorch_model.bin) hold Python objects besides tensors, "
+            "which could run code, and are refused; give the weights as model.safetensors (save_pretrained writes it)"
+        ) from None
+    except SafetensorError as e:
+        raise TextDistillError(
+            f"{role}: the weights in {str(path)!r} are truncated or not a safetensors file ({_first_line(e)}); copy "
+            "the folder again or re-save the model with save_pretrained"
+        ) from None
+    except (OSError, ValueError, KeyError, RuntimeError, EOFError) as e:
+        raise TextDistillError(
+            f"{role}: could not load a {kind} from {str(path)!r} ({type(e).__name__}: {_first_line(e)}); use a "
+            "Hugging Face model folder of that kind and a supported architecture"
         ) from None
 
 
@@ -82,17 +149,36 @@ def load_classifier(path: Path, role: str, label_names: list[str] | None = None,
             id2label=dict(enumerate(label_names)),
             label2id={n: i for i, n in enumerate(label_names)},
         )
-    try:
+    with model_load_errors(path, role, "sequence classifier"):
         config = AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
         if label_names is not None and getattr(config, "num_labels", None) != len(label_names):
             kwargs["ignore_mismatched_sizes"] = True
         model = AutoModelForSequenceClassification.from_pretrained(str(path), **kwargs)
-    except (OSError, ValueError, KeyError) as e:
-        raise TextDistillError(
-            f"{role}: could not load a sequence classifier from {str(path)!r} ({str(e).splitlines()[0]}); "
-            "use a Hugging Face model folder of a supported architecture"
-        ) from None
     return model
+
+
+# Model types whose position ids start after the padding id (fairseq's convention, RoBERTa's embeddings):
+# the first pad_token_id + 1 of their max_position_embeddings rows never hold a position (514 rows: 512 tokens).
+OFFSET_POSITIONS = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer", "mpnet", "data2vec-text",
+                    "xmod", "roberta-prelayernorm", "ibert", "luke")
+
+
+def usable_positions(config) -> int | None:
+    """Most tokens one sequence of the model may hold; None for models without learnt positions (T5)."""
+    rows = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    if not isinstance(rows, int):
+        return None
+    if getattr(config, "model_type", None) in OFFSET_POSITIONS:
+        rows -= (getattr(config, "pad_token_id", None) or 0) + 1
+    return rows
+
+
+def cap_model_max_length(tokenizer: PreTrainedTokenizerBase, model: torch.nn.Module) -> None:
+    """Set the tokenizer's `model_max_length` to at most the model's positions, so `truncation=True` (in a
+    stock pipeline too) cuts a long input where the model can read it instead of at 10^30 tokens, after a crash."""
+    positions = usable_positions(model.config)
+    if positions is not None and (tokenizer.model_max_length or 0) > positions:
+        tokenizer.model_max_length = positions
 
 
 def is_generic_label(name: str) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from textdistill.config import GENERATION_TASKS, RunConfig, load_config
@@ -10,13 +9,13 @@ from textdistill.errors import TextDistillError
 from textdistill.pipeline.bench import run_bench
 from textdistill.pipeline.distill import run_distill
 from textdistill.pipeline.evaluate import run_eval
-from textdistill.pipeline.export import run_export as export
+from textdistill.pipeline.export import run_export
 from textdistill.pipeline.sweep import run_sweep
 from textdistill.pipeline.teacher import run_teacher
-from textdistill.report.render import summary_table, write_report
+from textdistill.report.render import read_summary, rewrite_report, summary_table
 
-__all__ = ["DEMO_DEFAULTS", "bench", "demo", "distill", "evaluate", "export", "report", "summary_text", "sweep",
-           "teacher"]
+__all__ = ["DEMO_DEFAULTS", "bench", "demo", "distill", "evaluate", "export", "refuse_file", "report", "summary_text",
+           "sweep", "teacher"]
 
 # The default student recipe (configs/rotten_tomatoes.yaml and configs/bbc_news.yaml spell out the same):
 # teacher layers 2 and 5 with half the feed-forward width, the task's vocabulary, width 256 initialised
@@ -32,9 +31,18 @@ RECIPE = {
 DEMO_DEFAULTS = {"data.dataset": "rotten_tomatoes", "output_dir": "runs/demo", **RECIPE}
 
 
+def refuse_file(path: str | Path, option: str) -> None:
+    """A command's output folder that is an existing file: one line before anything runs, not a traceback later."""
+    p = Path(path).expanduser()
+    if p.exists() and not p.is_dir():
+        raise TextDistillError(f"{option} {str(p)!r} is an existing file, not a folder; give the path of a folder "
+                               "to write (a new one or a textdistill folder)")
+
+
 def distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False, **kwargs) -> dict | None:
     """`distill`: the classification recipe (`pipeline/distill.py`), or for `task: causal_lm | seq2seq` the
     generation recipe (`pipeline/generation.py`)."""
+    refuse_file(cfg.output_dir, "output_dir")
     if cfg.task in GENERATION_TASKS:
         from textdistill.pipeline.generation import run_generation_distill
 
@@ -47,6 +55,7 @@ def teacher(cfg: RunConfig, output: str | Path | None = None, overwrite: bool = 
     """`teacher`: fine-tune a classifier teacher, or for seq2seq train the encoder-decoder teacher of
     `teacher.path: train` (cached; copied to `output` when given). An existing `output` is replaced only with
     `overwrite`, and only if it is a teacher folder textdistill wrote."""
+    refuse_file(cfg.output_dir if output is None else output, "output_dir" if output is None else "--output")
     if cfg.task == "causal_lm":
         raise TextDistillError("textdistill teacher trains classification and seq2seq teachers; a causal_lm run uses "
                                "teacher.path 'builtin' (SmolLM2-135M-Instruct) or a model folder")
@@ -69,8 +78,15 @@ def teacher(cfg: RunConfig, output: str | Path | None = None, overwrite: bool = 
     return run_teacher(cfg, output=output, overwrite=overwrite)
 
 
+def export(source: str | Path, output: str | Path, overwrite: bool = False) -> dict:
+    """`export`: the student of a run folder (or a model folder) as a plain Hugging Face folder, checked."""
+    refuse_file(output, "--output")
+    return run_export(source, output, overwrite=overwrite)
+
+
 def sweep(cfg: RunConfig, overwrite: bool = False) -> dict | None:
     """`distill --sweep` (classification only)."""
+    refuse_file(cfg.output_dir, "output_dir")
     if cfg.task in GENERATION_TASKS:
         raise TextDistillError(f"distill --sweep is for task 'classification'; task {cfg.task!r} runs without --sweep")
     return run_sweep(cfg, overwrite=overwrite)
@@ -86,8 +102,7 @@ def evaluate(cfg: RunConfig, model, split: str = "test", teacher=None) -> dict:
 
 def bench(run_dir: str | Path, latency_examples: int = 100, throughput_batches: int = 5) -> dict:
     """`bench` (classification runs); generation runs time greedy decoding in distill already."""
-    summary = Path(run_dir) / "summary.json"
-    if summary.is_file() and json.loads(summary.read_text(encoding="utf-8")).get("task") in GENERATION_TASKS:
+    if (Path(run_dir) / "summary.json").is_file() and read_summary(Path(run_dir)).get("task") in GENERATION_TASKS:
         raise TextDistillError("textdistill bench is for classification runs; a generation run's report already has "
                                "greedy tokens/s and latency (generation_speed)")
     return run_bench(run_dir, latency_examples, throughput_batches)
@@ -111,12 +126,7 @@ def _only_demo_runs(marker: dict) -> str | None:
 
 def report(run_dir: str | Path) -> str:
     """Rewrite report.md and report.html from a run's summary.json; return the headline table."""
-    path = Path(run_dir) / "summary.json"
-    if not path.is_file():
-        raise TextDistillError(f"{str(run_dir)!r} has no summary.json; give the folder of a finished distill run")
-    summary = json.loads(path.read_text(encoding="utf-8"))
-    write_report(Path(run_dir), summary)
-    return summary_text(summary, run_dir)
+    return summary_text(rewrite_report(Path(run_dir)), run_dir)
 
 
 def summary_text(summary: dict, run_dir: str | Path) -> str:

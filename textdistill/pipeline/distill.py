@@ -29,6 +29,7 @@ from textdistill.evaluation.predict import predict_logits
 from textdistill.evaluation.speed import measure_speed
 from textdistill.models.loading import (check_same_vocabulary, load_classifier, load_tokenizer,
                                         resolve_model_dir, teacher_label_order)
+from textdistill.models.onnx_teacher import onnx_logits, onnx_teacher_session, scoring_backend
 from textdistill.models.students import construct_student, count_parameters
 from textdistill.models.vocab import (check_pruned_vocabulary, check_same_segmentation, id_map, pruned_tokenizer,
                                       remap_encoded, task_token_ids)
@@ -337,24 +338,35 @@ def teacher_folder_digest(folder: Path) -> str:
 
 
 def cached_teacher_logits(teacher: torch.nn.Module, part: Encoded, batch_size: int, teacher_digest: str,
-                          max_length: int | None, precision: str = "no") -> torch.Tensor:
+                          max_length: int | None, precision: str = "no", backend: str = "auto") -> torch.Tensor:
     """[N, C] teacher logits (the teacher's own label order) from the cross-run cache, scoring what is missing.
 
-    Keyed by the teacher folder (weights, config, tokenizer), the token ids, max_length and the scoring
-    precision; the build goes in length-sorted chunks of a few batches, each one saved, so an interrupted
-    build resumes, with a progress bar on a terminal.
+    Keyed by the teacher folder (weights, config, tokenizer), the token ids, max_length, the scoring
+    precision and backend; the build goes in length-sorted chunks of a few batches, each one saved, so an
+    interrupted build resumes, with a progress bar on a terminal. `backend` 'auto' scores float32 on a CPU
+    through ONNX Runtime (`models/onnx_teacher.py`; PyTorch if its check fails), else PyTorch; 'pytorch' or
+    'onnxruntime' force one.
     """
     n_labels = teacher.config.num_labels
     lengths = np.asarray(part.lengths, dtype=np.int64)
     settings = {"max_length": max_length, "labels": n_labels}
     if precision != "no":  # float32 keys stay as they were, so existing caches remain valid
         settings["precision"] = precision
+    if backend not in ("auto", "pytorch", "onnxruntime"):
+        raise ValueError(f"backend must be 'auto', 'pytorch' or 'onnxruntime', not {backend!r}")
+    if backend == "auto":
+        backend = scoring_backend(precision, next(teacher.parameters()).device)
+    session = onnx_teacher_session(teacher, teacher_digest) if backend == "onnxruntime" else None
+    if session is not None:  # float32 too, but other kernels (logits differ at 1e-6): never the same entry
+        settings["backend"] = "onnxruntime"
     key = cache_key("classification-logits", teacher_digest, settings,
                     lengths, np.asarray([i for ids in part.input_ids for i in ids], dtype=np.int64),
                     np.asarray([i for ids in (part.token_type_ids or []) for i in ids], dtype=np.int64))
     chunks = [sum(c, []) for c in _chunks(sequential_batches(part.lengths, batch_size), 4)]
 
     def score(index: list[int]) -> dict[str, torch.Tensor]:
+        if session is not None:
+            return {"logits": onnx_logits(session, subset(part, index), batch_size)}
         return {"logits": predict_logits(teacher, subset(part, index), batch_size, precision=precision)}
 
     # a bar on terminals only (tqdm's disable=None); logs and CI keep the one-line summary below

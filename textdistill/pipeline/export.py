@@ -10,7 +10,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, pipeline
 
 from textdistill.errors import TextDistillError
-from textdistill.models.loading import load_tokenizer, refuse_custom_code
+from textdistill.models.loading import cap_model_max_length, load_tokenizer, refuse_custom_code
 from textdistill.ownership import OwnedFolder
 from textdistill.pipeline.runs import save_model
 
@@ -115,6 +115,7 @@ def _export(src: Path, out: Path) -> dict:
         return export_generation(src, out)
     model = AutoModelForSequenceClassification.from_pretrained(str(src)).eval()
     tokenizer = load_tokenizer(src, "export")
+    cap_model_max_length(tokenizer, model)
     before = _logits(model, tokenizer, PROBES)
     save_model(model, tokenizer, out)
 

@@ -35,7 +35,7 @@ from textdistill.evaluation.text_metrics import distinct_share
 from textdistill.losses import IGNORE_INDEX, topk_with_leftover
 from textdistill.models.generation import (default_student_layers, keep_layers, layer_count, load_generation_model,
                                            shared_vocabulary, shrunk)
-from textdistill.models.loading import load_tokenizer, resolve_model_dir
+from textdistill.models.loading import cap_model_max_length, load_tokenizer, resolve_model_dir
 from textdistill.models.students import count_parameters
 from textdistill.ownership import OwnedFolder
 from textdistill.pipeline.distill import teacher_folder_digest
@@ -386,6 +386,7 @@ def export_generation(source: Path, out: Path) -> dict:
     task = "seq2seq" if config.get("is_encoder_decoder") else "causal_lm"
     model = load_generation_model(source, task, "export")
     tokenizer = load_tokenizer(source, "export")
+    cap_model_max_length(tokenizer, model)
     save_model(model, tokenizer, out)
     reloaded = load_generation_model(out, task, "export")
     enc = tokenizer(PROBES, return_tensors="pt", padding=True)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from pathlib import Path
 
+from textdistill.errors import TextDistillError
 from textdistill.training.checkpoint import atomic_write
 
 COLUMNS = ("teacher", "student", "baseline")
@@ -28,17 +30,24 @@ def _rows(summary: dict) -> list[tuple[str, list[str]]]:
     rows = [
         ("accuracy", each(lambda r: f"{100 * r['accuracy']:.2f}%")),
         ("macro-F1", each(lambda r: f"{100 * r['macro_f1']:.2f}")),
-        ("% of teacher accuracy", each(lambda r: f"{100 * r['accuracy'] / t['accuracy']:.1f}%")),
+        ("% of teacher accuracy", each(lambda r: _ratio(100 * r["accuracy"], t["accuracy"], "{:.1f}%"))),
         ("agreement with teacher", each(lambda r: f"{100 * r['teacher_agreement']:.1f}%" if "teacher_agreement" in r else "-")),
         ("parameters", each(lambda r: f"{r['parameters'] / 1e6:.2f}M")),
         ("size on disk", each(lambda r: f"{r['disk_bytes'] / 2**20:.1f} MiB")),
         ("latency batch 1, p50", each(lambda r: f"{r['latency_p50_ms']:.2f} ms")),
         ("latency batch 1, p95", each(lambda r: f"{r['latency_p95_ms']:.2f} ms")),
-        ("speed-up vs teacher (p50)", each(lambda r: f"{t['latency_p50_ms'] / r['latency_p50_ms']:.2f}x")),
+        ("speed-up vs teacher (p50)", each(lambda r: _ratio(t["latency_p50_ms"], r["latency_p50_ms"], "{:.2f}x"))),
         ("throughput batch 32", each(lambda r: f"{r['throughput_per_s']:.0f} ex/s")),
         ("training wall time", each(lambda r: f"{r['train_seconds']:.0f} s" if "train_seconds" in r else "-")),
     ]
     return [("", [TITLES[n] for n in names])] + rows
+
+
+def _ratio(numerator: float, denominator: float, fmt: str) -> str:
+    """A ratio for the table, or '-' when it has no value: a teacher at 0% accuracy, a timer that read 0."""
+    if not denominator or not math.isfinite(numerator / denominator):
+        return "-"
+    return fmt.format(numerator / denominator)
 
 
 def guidance(summary: dict) -> list[str]:
@@ -76,13 +85,13 @@ def _generation_rows(summary: dict) -> list[tuple[str, list[str]]]:
     for key, title in (("bleu", "BLEU"), ("chrf", "chrF"), ("rouge_l", "ROUGE-L")):
         if key in t:
             rows.append((title, each(lambda r, k=key: f"{r[k]:.2f}", key)))
-            rows.append((f"% of teacher {title}", each(lambda r, k=key: f"{100 * r[k] / t[k]:.1f}%" if t[k] else "-", key)))
+            rows.append((f"% of teacher {title}", each(lambda r, k=key: _ratio(100 * r[k], t[k], "{:.1f}%"), key)))
     rows += [
         ("parameters", each(lambda r: f"{r['parameters'] / 1e6:.2f}M")),
         ("size on disk", each(lambda r: f"{r['disk_bytes'] / 2**20:.1f} MiB")),
         ("greedy tokens/s, batch 1", each(lambda r: f"{r['tokens_per_s']:.1f}")),
         ("latency per example, p50", each(lambda r: f"{r['latency_p50_ms']:.1f} ms")),
-        ("greedy speed-up vs teacher", each(lambda r: f"{r['tokens_per_s'] / t['tokens_per_s']:.2f}x")),
+        ("greedy speed-up vs teacher", each(lambda r: _ratio(r["tokens_per_s"], t["tokens_per_s"], "{:.2f}x"))),
         ("training wall time", each(lambda r: f"{r['train_seconds']:.0f} s", "train_seconds")),
     ]
     return [("", [TITLES[n] for n in names])] + rows
@@ -272,6 +281,41 @@ def write_report(run_dir: Path, summary: dict) -> None:
     page = html_report(summary, read_history(run_dir))
     atomic_write(run_dir / "report.md", lambda tmp: tmp.write_text(md, encoding="utf-8"))
     atomic_write(run_dir / "report.html", lambda tmp: tmp.write_text(page, encoding="utf-8"))
+
+
+def read_summary(run_dir: Path) -> dict:
+    """A run's summary.json, checked to be a summary textdistill wrote (the report is made from it)."""
+    path = Path(run_dir) / "summary.json"
+    if not path.is_file():
+        raise TextDistillError(f"{str(run_dir)!r} has no summary.json; give the folder of a finished distill run")
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise TextDistillError(f"{str(path)!r} is not readable JSON ({str(e).splitlines()[0][:120]}); restore the "
+                               "file or run distill again") from None
+    results = summary.get("results") if isinstance(summary, dict) else None
+    if not isinstance(results, dict) or not all(isinstance(results.get(n), dict) for n in ("teacher", "student")):
+        raise TextDistillError(f"{str(path)!r} is not a textdistill run summary (no results for the teacher and "
+                               "the student); restore the file or run distill again")
+    return summary
+
+
+def rewrite_report(run_dir: Path) -> dict:
+    """`report`: report.md and report.html made again from summary.json; returns the summary.
+
+    Everything is rendered before anything is written, so a damaged summary changes no file.
+    """
+    run_dir = Path(run_dir)
+    summary = read_summary(run_dir)
+    try:
+        md, page = markdown_report(summary), html_report(summary, read_history(run_dir))
+        summary_table(summary)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        raise TextDistillError(f"{str(run_dir / 'summary.json')!r} is damaged or incomplete ({type(e).__name__}: "
+                               f"{str(e)[:120]}); restore the file or run distill again") from None
+    atomic_write(run_dir / "report.md", lambda tmp: tmp.write_text(md, encoding="utf-8"))
+    atomic_write(run_dir / "report.html", lambda tmp: tmp.write_text(page, encoding="utf-8"))
+    return summary
 
 
 def summary_table(summary: dict) -> str:
