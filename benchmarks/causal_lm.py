@@ -1,7 +1,7 @@
 """Causal-LM distillation (issue 4, measurement 1): SmolLM2-135M-Instruct into a ~1/3 student on the
 English Bible, by forward KL, reverse KL and on-policy KD, against the same student without a teacher.
 
-Each variant is one `textdistill distill` run of configs/smollm2_bible.yaml with a few settings changed;
+Each variant is one `textdistill distill` run of textdistill/configs/smollm2_bible.yaml with a few settings changed;
 the no-teacher student is trained once (with the first variant) for the same optimizer steps. The table
 gives held-out perplexity, token agreement with the teacher (teacher-forced, same argmax next token) and
 the greedy-decoding speed-up (batch 1, models interleaved).
@@ -20,19 +20,19 @@ from pathlib import Path
 
 from generation_variants import elapsed, run_variants
 
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "smollm2_bible.yaml"
+CONFIG = Path(__file__).resolve().parents[1] / "textdistill" / "configs" / "smollm2_bible.yaml"
 VARIANTS = {
-    "forward KL": {"generation.loss": "forward_kl"},
-    "reverse KL": {"generation.loss": "reverse_kl"},
-    "on-policy (GKD, forward KL, half the steps)": {"generation.loss": "forward_kl", "generation.on_policy_fraction": 0.5},
+    "forward KL": {"loss.soft": "forward_kl"},
+    "reverse KL": {"loss.soft": "reverse_kl"},
+    "on-policy (GKD, forward KL, half the steps)": {"loss.soft": "forward_kl", "generation.on_policy_fraction": 0.5},
 }
-SMOKE = {"generation.max_train_examples": 24, "generation.max_eval_examples": 8, "generation.max_length": 32,
-         "generation.max_new_tokens": 8, "generation.speed_prompts": 3, "train.max_steps": 3, "train.batch_size": 4,
+SMOKE = {"data.max_train_examples": 24, "data.max_eval_examples": 8, "data.max_length": 32,
+         "generation.max_new_tokens": 8, "report.latency_examples": 3, "train.max_steps": 3, "train.batch_size": 4,
          "train.checkpoint_every": 0, "teacher.batch_size": 8}
 
 # About an hour on a 2-core CPU with --threads 1: 300 optimizer steps of 16 verses per variant,
 # 200 held-out verses, 10 prompts for the speed measurement.
-CPU = {"generation.max_train_examples": 4800, "generation.max_eval_examples": 200, "generation.speed_prompts": 10,
+CPU = {"data.max_train_examples": 4800, "data.max_eval_examples": 200, "report.latency_examples": 10,
        "train.checkpoint_every": 50}
 
 

@@ -74,7 +74,7 @@ def main() -> None:
     for stage in ("student", "baseline"):
         row = [summaries[k]["runs"][stage]["seconds"] for k in ("before", "after")]
         print(f"{stage + ' training (s)':30}{row[0]:12.0f}{row[1]:12.0f}")
-    row = [summaries[k]["runs"]["student"].get("teacher_scoring_seconds", float("nan")) for k in ("before", "after")]
+    row = [summaries[k]["runs"]["student"].get("teacher_signal_seconds", float("nan")) for k in ("before", "after")]
     print(f"{'teacher scoring (s)':30}{row[0]:12.0f}{row[1]:12.0f}")
     for model in ("teacher", "student", "baseline"):
         row = [100 * summaries[k]["results"][model]["accuracy"] for k in ("before", "after")]

@@ -3,7 +3,7 @@ against the ONNX Runtime loop (`OnnxGreedy`, float32 and int8 graphs, no cache),
 of a config's data; one warm-up pass, then one timed pass per engine, all in one process.
 
     textdistill export runs/bench_translation_preln/variant0 --output exported/mt
-    python benchmarks/generation_onnx_speed.py exported/mt --config configs/translation_seq2seq.yaml
+    python benchmarks/generation_onnx_speed.py exported/mt --config textdistill/configs/translation_seq2seq.yaml
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 
 from textdistill.config import load_config
-from textdistill.data.generation import load_generation_data
-from textdistill.models.generation import load_generation_model
+from textdistill.data.pairs import load_generation_data
+from textdistill.models.loading import load_generation_model
 from textdistill.models.loading import load_tokenizer
-from textdistill.pipeline.generation_onnx import OnnxGreedy
+from textdistill.models.onnx import OnnxGreedy
 
 
 def main() -> None:
@@ -36,7 +36,7 @@ def main() -> None:
     model, tokenizer = load_generation_model(folder, task, "export"), load_tokenizer(folder, "export")
     cfg = load_config(args.config, {})
     test = load_generation_data(cfg.generation).test[: args.examples]
-    prompts = [tokenizer(p)["input_ids"][: cfg.generation.max_length] for p, _ in test]
+    prompts = [tokenizer(p)["input_ids"][: cfg.data.max_length] for p, _ in test]
     eos, start = model.generation_config.eos_token_id, getattr(model.config, "decoder_start_token_id", None)
 
     @torch.no_grad()

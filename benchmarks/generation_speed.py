@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 
 from textdistill.config import load_config
-from textdistill.data.generation import encode_pairs, load_generation_data
-from textdistill.evaluation.generation import generation_speed
-from textdistill.models.generation import load_generation_model
+from textdistill.data.pairs import encode_pairs, load_generation_data
+from textdistill.evaluation.generative import generation_speed
+from textdistill.models.loading import load_generation_model
 from textdistill.models.loading import load_tokenizer
 
 

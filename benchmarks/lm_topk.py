@@ -22,7 +22,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from textdistill.losses import forward_kl, forward_kl_topk, topk_with_leftover
-from textdistill.training.precision import autocast
+from textdistill.precision import autocast
 
 
 def third_of_layers(teacher):

@@ -3,7 +3,7 @@
     python benchmarks/long_text.py --megabytes 10
 
 Tokenises 2,000 Rotten Tomatoes-like texts plus one text of `--megabytes` MB of English words with the
-packaged MiniLM tokenizer, through `textdistill.data.classification.encode` at max_length 64 (what a run
+packaged MiniLM tokenizer, through `textdistill.data.labelled.encode` at max_length 64 (what a run
 does with its training split), in a fresh process so its peak resident memory is the encode's. Prints the
 seconds and the peak RSS, with and without the long text.
 """
@@ -23,7 +23,7 @@ WORDS = ("the film was a lovely and moving story but far too long with dull acto
 
 
 def child(megabytes: float) -> None:
-    from textdistill.data.classification import TextSplit, encode
+    from textdistill.data.labelled import TextSplit, encode
     from textdistill.models.loading import load_tokenizer, resolve_model_dir
 
     rng = random.Random(0)

@@ -58,12 +58,13 @@ import torch.nn.functional as F
 from transformers import BertConfig, BertForSequenceClassification
 
 from textdistill.config import LossConfig, TrainConfig
-from textdistill.data.classification import Encoded
+from textdistill.data.labelled import Encoded
 from textdistill.models.onnx_teacher import exported_teacher, scoring_backend
-from textdistill.pipeline.distill import cached_teacher_logits
+from textdistill.tasks.classification import cached_teacher_logits
 from textdistill.training.loop import train
-from textdistill.training.objectives import classification_objective, label_objective
-from textdistill.training.precision import resolve_precision
+from textdistill.training.example_objectives import classification_objective
+from textdistill.training.objectives import label_objective
+from textdistill.precision import resolve_precision
 
 T, ALPHA, BETA = 2.0, 0.5, 0.5
 
@@ -100,7 +101,7 @@ def plain_loop(teacher, student, data: Encoded, batch_size: int) -> float:
         inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
         with torch.no_grad():
             teacher_logits = teacher(**inputs).logits
-        loss = kd_loss(student(**inputs).logits, teacher_logits, batch["labels"])
+        loss = kd_loss(student(**inputs).logits, teacher_logits, batch["targets"])
         loss.backward()
         opt.step()
         opt.zero_grad()
@@ -110,7 +111,7 @@ def plain_loop(teacher, student, data: Encoded, batch_size: int) -> float:
 def textbrewer_run(tb, teacher, student, data: Encoded, batch_size: int, cached: bool, out: Path) -> list[float]:
     """Seconds of each epoch of a TextBrewer run (two epochs when cached: caching + training, then training)."""
     batches = [data.collate(list(range(i, min(i + batch_size, len(data))))) for i in range(0, len(data), batch_size)]
-    batches = [{"input_ids": b["input_ids"], "attention_mask": b["attention_mask"], "labels": b["labels"]}
+    batches = [{"input_ids": b["input_ids"], "attention_mask": b["attention_mask"], "labels": b["targets"]}
                for b in batches]
 
     def adaptor(batch, outputs):

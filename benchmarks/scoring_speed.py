@@ -8,7 +8,7 @@ A MiniLM-shaped teacher (6 layers, hidden 384, random weights: speed does not de
    used for scoring; medians over the rounds, interleaved), with the largest |logit difference| from
    float32 and the largest |logit| (the scale);
 2. `predict_logits` under bf16 autocast at several batch sizes, for texts of 128 and of 32 tokens: the
-   measurement behind the 4,096-token cap on inference batches (`data/classification.py`).
+   measurement behind the 4,096-token cap on inference batches (`data/batching.py`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from transformers import BertConfig, BertForSequenceClassification
 
-from textdistill.data.classification import Encoded
+from textdistill.data.labelled import Encoded
 from textdistill.evaluation.predict import predict_logits
 from textdistill.models.onnx_teacher import exported_teacher, open_session
 

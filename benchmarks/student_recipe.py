@@ -1,8 +1,8 @@
 """The default student recipe on real data, over seeds, with an ablation of its methods.
 
-    python benchmarks/student_recipe.py --config configs/rotten_tomatoes.yaml --seeds 1 2 3
-    python benchmarks/student_recipe.py --config configs/bbc_news.yaml --seeds 1 2 3
-    python benchmarks/student_recipe.py --config configs/rotten_tomatoes.yaml --seeds 1 --ablation
+    python benchmarks/student_recipe.py --config textdistill/configs/rotten_tomatoes.yaml --seeds 1 2 3
+    python benchmarks/student_recipe.py --config textdistill/configs/bbc_news.yaml --seeds 1 2 3
+    python benchmarks/student_recipe.py --config textdistill/configs/rotten_tomatoes.yaml --seeds 1 --ablation
 
 Each run is `textdistill distill --config CONFIG --train.seed S` in a fresh process (the teacher is
 fine-tuned once and cached; the data split is fixed by `data.split_seed`, so every seed is tested on the

@@ -2,7 +2,7 @@
 built-in Bible verse pairs, distilled into a student with 1 of its 6 decoder layers by token-level KD and by
 sequence-level KD (the teacher's greedy translations as targets), against the same student without a teacher.
 
-Each variant is one `textdistill distill` run of configs/translation_seq2seq.yaml; the teacher is trained
+Each variant is one `textdistill distill` run of textdistill/configs/translation_seq2seq.yaml; the teacher is trained
 once (cached) and shared. Token-level KD reads the teacher's top-32 log-probs from the on-disk cache and
 sequence-level KD reads its cached translations, so after the first seed no student runs the teacher and
 several seeds fit (a top-k KD step still costs about 1.5x a no-teacher step here, for its vocabulary-chunked loss). Reported per seed and as mean +- sd over seeds: chrF and BLEU of
@@ -26,18 +26,18 @@ from pathlib import Path
 
 from generation_variants import elapsed, run_variants
 
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "translation_seq2seq.yaml"
+CONFIG = Path(__file__).resolve().parents[1] / "textdistill" / "configs" / "translation_seq2seq.yaml"
 VARIANTS = {
     "token-level KD (top-32 teacher)": {"generation.sequence_kd": "off", "generation.with_references": False,
                                         "generation.topk": 32},
     "sequence-level KD (teacher's greedy outputs)": {"generation.sequence_kd": "greedy",
                                                      "generation.with_references": False,
-                                                     "generation.ce_weight": 1.0, "generation.kd_weight": 0.0},
+                                                     "loss.alpha": 1.0, "loss.beta": 0.0},
 }
-SMOKE = {"generation.max_train_examples": 300, "generation.max_eval_examples": 16, "generation.max_length": 48,
-         "generation.max_target_length": 48, "generation.max_new_tokens": 24, "generation.speed_prompts": 4,
-         "generation.teacher_layers": 3, "generation.teacher_d_model": 64, "generation.teacher_heads": 2,
-         "generation.teacher_ffn": 128, "generation.vocab_size": 600, "generation.student_layers": [2],
+SMOKE = {"data.max_train_examples": 300, "data.max_eval_examples": 16, "data.max_length": 48,
+         "data.max_target_length": 48, "generation.max_new_tokens": 24, "report.latency_examples": 4,
+         "teacher.architecture.num_layers": 3, "teacher.architecture.hidden_size": 64, "teacher.architecture.num_heads": 2,
+         "teacher.architecture.intermediate_size": 128, "teacher.architecture.vocab_size": 600, "student.layers": [2],
          "teacher.finetune.max_steps": 400, "teacher.finetune.epochs": 30.0, "teacher.finetune.batch_size": 16, "teacher.finetune.learning_rate": 2.0e-3,
          "teacher.finetune.checkpoint_every": 0, "teacher.finetune.progress": False,
          "train.max_steps": 150, "train.epochs": 10.0, "train.batch_size": 16, "train.learning_rate": 2.0e-3, "train.checkpoint_every": 0,
@@ -45,8 +45,8 @@ SMOKE = {"generation.max_train_examples": 300, "generation.max_eval_examples": 1
 
 # The config's teacher shape trained for 5,000 steps of 32 pairs (5.8 epochs; 66 min on a 2-core CPU, once, cached),
 # students fine-tuned from its layers for 2,000 steps (2.3 epochs; 11 to 18 min each), 300 test verses, 64 tokens.
-CPU = {"generation.max_length": 64, "generation.max_target_length": 64, "generation.max_new_tokens": 64,
-       "generation.max_eval_examples": 300, "generation.speed_prompts": 20,
+CPU = {"data.max_length": 64, "data.max_target_length": 64, "generation.max_new_tokens": 64,
+       "data.max_eval_examples": 300, "report.latency_examples": 20,
        "teacher.finetune.max_steps": 5000, "teacher.finetune.batch_size": 32, "teacher.finetune.learning_rate": 1.0e-3,
        "teacher.finetune.warmup_ratio": 0.05, "teacher.finetune.checkpoint_every": 200,
        "train.max_steps": 2000, "train.batch_size": 32, "train.learning_rate": 5.0e-4, "train.checkpoint_every": 100}

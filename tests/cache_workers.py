@@ -68,9 +68,9 @@ def teacher_race(overrides: dict, cache: str, barrier, results) -> None:
     os.environ["TEXTDISTILL_CACHE"] = cache
     torch.set_num_threads(1)
     from textdistill.config import load_config
-    from textdistill.data.classification import load_classification_data
+    from textdistill.data.labelled import load_classification_data
     from textdistill.pipeline.teacher import builtin_teacher
-    from textdistill.training.checkpoint import file_digest
+    from textdistill.hashing import file_digest
 
     cfg = load_config(None, overrides)
     data = load_classification_data(cfg.data)

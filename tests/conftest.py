@@ -97,6 +97,17 @@ def tiny_overrides(teacher_dir, data_files, tmp_path) -> dict:
     }
 
 
+@pytest.fixture()
+def llama_teacher(tmp_path) -> Path:
+    """A tiny 6-layer Llama causal LM saved as a Hugging Face folder with a word-level tokenizer."""
+    from generation_fixtures import tiny_llama, word_tokenizer
+
+    folder = tmp_path / "teacher"
+    tok = word_tokenizer(folder)
+    tiny_llama(len(tok), layers=6).save_pretrained(str(folder))
+    return folder
+
+
 @pytest.fixture(autouse=True)
 def textdistill_logs_reach_caplog(monkeypatch):
     """The CLI stops its logger propagating (it prints one clean line); tests read warnings with caplog.

@@ -9,9 +9,9 @@ import torch
 
 from textdistill.config import load_config
 from textdistill.data.augment import token_variants
-from textdistill.data.classification import Encoded
+from textdistill.data.labelled import Encoded
 from textdistill.losses import IGNORE_INDEX
-from textdistill.pipeline.distill import run_distill
+from textdistill.pipeline.run import run_distill
 
 CLS, SEP, MASK = 2, 3, 4
 
@@ -112,3 +112,22 @@ def test_one_kind_gives_exactly_the_token_variants_and_bad_kinds_are_config_erro
     from textdistill.errors import TextDistillError
     with pytest.raises(TextDistillError, match="augment_kinds"):
         load_config(None, {**tiny_overrides, "data.augment_kinds": ["shuffle"]})
+
+
+def test_with_unlabelled_text_the_baseline_still_gets_the_students_steps_and_schedule(tiny_overrides, tmp_path):
+    # the student's budget counts the unlabelled text (teacher targets only); the baseline, which has gold
+    # labels only, makes up the same optimizer steps with more passes over them
+    from conftest import synthetic_frame
+
+    unlabeled = tmp_path / "unlabeled.csv"
+    synthetic_frame(96, seed=7)[["text"]].to_csv(unlabeled, index=False)
+    cfg = load_config(None, {**tiny_overrides, "data.unlabeled": str(unlabeled), "data.augment_copies": 0,
+                             "train.epochs": 1})
+    summary = run_distill(cfg)
+    assert summary["sizes"]["unlabeled"] == 96
+    runs = summary["runs"]
+    assert runs["student"]["steps"] == runs["baseline"]["steps"] == -(-(160 + 96) // 16)
+    history = [json.loads(line) for line in (Path(cfg.output_dir) / "metrics.jsonl").read_text().splitlines()]
+    evals = {r: [h["step"] for h in history if h["run"] == r and h.get("split") == "validation"]
+             for r in ("student", "baseline")}
+    assert evals["student"] == evals["baseline"]

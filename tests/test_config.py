@@ -1,5 +1,6 @@
 """Typed config: shipped files load, bad keys and values are errors that list the valid choices."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -8,37 +9,40 @@ from textdistill.cli import build_parser
 from textdistill.config import RunConfig, iter_fields, load_config
 from textdistill.errors import TextDistillError
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = ROOT / "textdistill" / "configs"  # package data: `textdistill demo` reads the recipe from it
+ACCELERATE_DIR = ROOT / "configs" / "accelerate"  # launcher settings (accelerate's format), checked below
 
 
 def test_every_shipped_config_loads():
-    # configs/accelerate/ holds launcher settings (accelerate's format), checked below
-    files = sorted(p for p in CONFIG_DIR.rglob("*.yaml") if "accelerate" not in p.relative_to(CONFIG_DIR).parts)
+    files = sorted(CONFIG_DIR.rglob("*.yaml"))
     assert files, "no config files found"
     for path in files:
         cfg = load_config(path)
         assert isinstance(cfg, RunConfig), path
 
 
-def test_the_demo_runs_the_recipe_spelled_out_in_the_rotten_tomatoes_and_bbc_configs():
+def test_the_demo_runs_the_shipped_recipe_file_which_the_bbc_config_spells_out_too():
     import dataclasses
 
-    from textdistill.pipeline.commands import DEMO_DEFAULTS
-    from textdistill.models.students import default_layers
+    from textdistill.pipeline.commands import demo_config, shipped_config
 
-    demo = load_config(None, DEMO_DEFAULTS)
-    demo.student.layers = default_layers(6)  # empty means this rule; the file spells it out
-    for name in ("rotten_tomatoes", "bbc_news"):
-        shipped = load_config(CONFIG_DIR / f"{name}.yaml")
-        for section in ("student", "loss", "train"):
-            assert dataclasses.asdict(getattr(demo, section)) == dataclasses.asdict(getattr(shipped, section)), (name, section)
-        assert demo.data.augment_copies == shipped.data.augment_copies
+    # the recipe lives in one YAML file, found through the installed package
+    assert shipped_config("rotten_tomatoes.yaml").resolve() == (CONFIG_DIR / "rotten_tomatoes.yaml").resolve()
+    demo = demo_config()
+    assert demo.output_dir == "runs/demo" and demo.data.dataset == "rotten_tomatoes"
+    assert dataclasses.replace(demo, output_dir="x") == dataclasses.replace(
+        load_config(CONFIG_DIR / "rotten_tomatoes.yaml"), output_dir="x")
+    bbc = load_config(CONFIG_DIR / "bbc_news.yaml")
+    for section in ("student", "loss", "train"):
+        assert getattr(demo, section) == getattr(bbc, section), section
+    assert demo.data.augment_copies == bbc.data.augment_copies
 
 
 def test_every_shipped_accelerate_config_is_valid_for_accelerate():
     from accelerate.commands.config.config_args import ClusterConfig
 
-    files = sorted((CONFIG_DIR / "accelerate").rglob("*.yaml"))
+    files = sorted(ACCELERATE_DIR.rglob("*.yaml"))
     assert files, "no accelerate configs found"
     for path in files:
         cluster = ClusterConfig.from_yaml_file(str(path))  # refuses unknown keys
@@ -73,7 +77,7 @@ def test_wrong_type(tmp_path):
 
 def test_invalid_choice_lists_choices(tmp_path):
     msg = _error(tmp_path, "data:\n  dataset: rotten_tomatoes\nloss:\n  soft: cosine\n")
-    assert "'cosine'" in msg and "'kl'" in msg and "'mse'" in msg
+    assert "'cosine'" in msg and "'forward_kl'" in msg and "'mse'" in msg
 
 
 @pytest.mark.parametrize("text,needle", [
@@ -123,3 +127,75 @@ def test_cli_flag_values_are_typed_by_field():
     got = _overrides(args)
     assert got == {"data.train": "2024", "train.epochs": 2, "student.layers": [0, 2],
                    "data.text_pair_column": None, "train.freeze_embeddings": True}
+
+
+# The smallest valid configuration of each task.
+BASE = {"classification": {"data.dataset": "rotten_tomatoes"},
+        "causal_lm": {"task": "causal_lm", "data.dataset": "bible_en"},
+        "seq2seq": {"task": "seq2seq", "data.dataset": "bible_en_es", "teacher.path": "train"}}
+
+
+def _another_value(tp, default):
+    """A value of type `tp` that differs from `default`."""
+    import typing
+
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return next(a for a in typing.get_args(tp) if a != default)
+    if origin is tuple:
+        item = typing.get_args(tp)[0]
+        return [[0, 1]] if typing.get_origin(item) is tuple else [{"str": "span"}.get(getattr(item, "__name__", ""), 1)]
+    if args and tp not in (bool, int, float, str):  # an optional value
+        return _another_value(args[0], None if default is None else default)
+    if tp is bool:
+        return not default
+    if tp is int:
+        return (default or 0) + 3
+    if tp is float:
+        return (default or 0.0) + 0.25
+    return "something-else"
+
+
+@pytest.mark.parametrize("task", list(BASE))
+def test_every_field_a_task_does_not_use_is_an_error_when_set(task):
+    from textdistill.config import defaults, field_tasks, get
+
+    unused = [(dotted, tp) for dotted, tp, _ in iter_fields() if task not in field_tasks(dotted)]
+    assert unused, task
+    for dotted, tp in unused:
+        value = _another_value(tp, get(defaults(task), dotted))
+        with pytest.raises(TextDistillError, match=rf"^{re.escape(dotted)} is not used by task '{task}'"):
+            load_config(None, {**BASE[task], dotted: value})
+        load_config(None, {**BASE[task], dotted: get(defaults(task), dotted)})  # at its default it is fine
+
+
+@pytest.mark.parametrize("task,dotted,value,instead", [
+    ("classification", "student.encoder_layers", [1], "student.layers lists the layers kept"),
+    ("classification", "generation.topk", 8, "remove it"),
+    ("causal_lm", "student.ffn_keep", 0.25, "student.layers"),
+    ("causal_lm", "teacher.base", "mpnet", "teacher.path"),
+    ("causal_lm", "data.label_column", "y", "responses or targets in data.train"),
+    ("seq2seq", "report.throughput_batches", 3, "report.latency_examples"),
+    ("seq2seq", "data.augment_copies", 4, "generation.sequence_kd"),
+])
+def test_an_unused_field_names_the_field_to_use_instead(task, dotted, value, instead):
+    with pytest.raises(TextDistillError) as e:
+        load_config(None, {**BASE[task], dotted: value})
+    assert str(e.value).startswith(f"{dotted} is not used by task {task!r}") and instead in str(e.value)
+
+
+def test_fields_of_the_old_generation_section_say_where_they_live_now(tmp_path):
+    msg = _error(tmp_path, "task: causal_lm\ngeneration:\n  dataset: bible_en\n  ce_weight: 0.3\n")
+    assert msg == "generation.dataset is now data.dataset; move the setting there"
+    msg = _error(tmp_path, "task: causal_lm\ndata:\n  dataset: bible_en\ngeneration:\n  student_layers: [2]\n")
+    assert "generation.student_layers is now student.layers" in msg
+
+
+def test_configs_are_immutable_after_validation():
+    import dataclasses
+
+    cfg = load_config(None, {"data.dataset": "rotten_tomatoes", "student.layers": [2, 5]})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.train.epochs = 9
+    assert cfg.student.layers == (2, 5)  # lists become tuples: nothing inside can change either

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from conftest import synthetic_frame
 from textdistill.config import DataConfig
-from textdistill.data.classification import bucketed_batches, load_classification_data, sequential_batches
+from textdistill.data.batching import bucketed_batches, sequential_batches
+from textdistill.data.labelled import load_classification_data
 from textdistill.errors import TextDistillError
 
 
@@ -192,8 +193,8 @@ def test_examples_shared_by_train_and_test_warn_with_count(tmp_path, caplog):
 def test_long_texts_warn_with_count_and_model_limit_is_an_error(tmp_path, caplog, teacher_dir):
     from transformers import AutoTokenizer
 
-    from textdistill.data.classification import TextSplit, encode
-    from textdistill.pipeline.runs import encode_splits
+    from textdistill.data.labelled import TextSplit, encode
+    from textdistill.data.labelled import encode_splits
 
     tok = AutoTokenizer.from_pretrained(str(teacher_dir))
     split = TextSplit(texts=["good film"] * 3 + ["the plot was very dull and the actors were weak"] * 2,
@@ -220,7 +221,7 @@ def test_bbc_news_builtin_sorted_labels():
     assert data.labelled["text"].str.len().min() > 0
     with pytest.raises(TextDistillError, match="no unlabelled text"):
         from textdistill.config import DataConfig
-        from textdistill.data.classification import load_classification_data
+        from textdistill.data.labelled import load_classification_data
         load_classification_data(DataConfig(dataset="bbc_news", use_builtin_unlabeled=True))
 
 
@@ -303,7 +304,7 @@ def _byte_level_tokenizer():
 @pytest.mark.parametrize("kind", ["wordpiece", "byte_level"])
 def test_truncation_is_exact_without_tokenising_long_texts_whole(tmp_path, kind, caplog):
     from conftest import FILLER, NEGATIVE, POSITIVE, write_tokenizer
-    from textdistill.data.classification import TextSplit, encode
+    from textdistill.data.labelled import TextSplit, encode
 
     if kind == "wordpiece":
         tok = write_tokenizer(tmp_path / "tok", POSITIVE + NEGATIVE + FILLER)

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from textdistill.config import iter_fields, load_config
-from textdistill.data.classification import load_classification_data
+from textdistill.data.labelled import load_classification_data
 from textdistill.errors import TextDistillError
 
 EXAMPLES = int(os.environ.get("TEXTDISTILL_FUZZ_EXAMPLES", "40"))

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from textdistill.losses import (
     IGNORE_INDEX,
-    TOKEN_LOSSES,
+    LOSSES,
     chunked,
     cross_entropy,
     forward_kl,
@@ -33,10 +33,10 @@ def logits():
     return torch.randn(2, 6, 11, generator=g) * 2, torch.randn(2, 6, 11, generator=g) * 2
 
 
-@pytest.mark.parametrize("name", sorted(TOKEN_LOSSES))
+@pytest.mark.parametrize("name", sorted(LOSSES))
 def test_zero_on_identical_logits(logits, name):
     s, _ = logits
-    assert torch.allclose(TOKEN_LOSSES[name](s, s.clone()), torch.zeros(2, 6), atol=1e-6)
+    assert torch.allclose(LOSSES[name](s, s.clone()), torch.zeros(2, 6), atol=1e-6)
 
 
 @pytest.mark.parametrize("alpha", [0.1, 0.5, 0.9])
@@ -70,12 +70,12 @@ def test_total_variation_matches_reference_and_is_symmetric(logits, temperature)
     assert bool((tv >= 0).all() and (tv <= 1).all())
 
 
-@pytest.mark.parametrize("name", sorted(TOKEN_LOSSES))
+@pytest.mark.parametrize("name", sorted(LOSSES))
 @pytest.mark.parametrize("chunk_size", [1, 4, 5, 100])
 def test_chunked_equals_full_values_and_gradients(logits, name, chunk_size):
     s, t = logits
     s1, s2 = s.clone().requires_grad_(), s.clone().requires_grad_()
-    fn = TOKEN_LOSSES[name]
+    fn = LOSSES[name]
     full, parts = fn(s1, t, temperature=2.0), chunked(fn, s2, t, chunk_size, temperature=2.0)
     assert parts.shape == full.shape
     assert torch.allclose(full, parts, atol=1e-6)
@@ -87,7 +87,7 @@ def test_chunked_equals_full_values_and_gradients(logits, name, chunk_size):
 def test_all_masked_gives_zero_not_nan(logits):
     s, t = logits
     mask = torch.zeros(2, 6, dtype=torch.bool)
-    for fn in TOKEN_LOSSES.values():
+    for fn in LOSSES.values():
         assert masked_sum(fn(s, t), mask).item() == 0.0
     sparse = topk_with_leftover(t, 3)
     assert masked_sum(forward_kl_topk(s, *sparse), mask).item() == 0.0

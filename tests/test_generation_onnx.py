@@ -7,7 +7,7 @@ import torch
 
 from generation_fixtures import sentences, tiny_gpt2, tiny_mbart, word_tokenizer
 from textdistill.pipeline import commands
-from textdistill.pipeline.generation_onnx import OnnxGreedy
+from textdistill.models.onnx import OnnxGreedy
 
 
 @pytest.mark.parametrize("build,task", [(tiny_gpt2, "causal_lm"), (tiny_mbart, "seq2seq")])

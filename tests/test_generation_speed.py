@@ -1,7 +1,8 @@
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, T5Config, T5ForConditionalGeneration
 
-from textdistill.evaluation.generation_speed import measure_generation_speed, pad_batch
+from textdistill.data.batching import pad_rows
+from textdistill.evaluation.decoding_speed import measure_generation_speed
 
 
 def tiny_models():
@@ -13,12 +14,12 @@ def tiny_models():
     return {"teacher": teacher, "student": student, "t5": t5}
 
 
-def test_pad_batch_left_and_right():
-    left = pad_batch([[5, 6, 7], [8]], pad_token_id=0, left=True)
-    assert left["input_ids"].tolist() == [[5, 6, 7], [0, 0, 8]]
-    assert left["attention_mask"].tolist() == [[1, 1, 1], [0, 0, 1]]
-    right = pad_batch([[5, 6, 7], [8]], pad_token_id=0, left=False)
-    assert right["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
+def test_pad_rows_left_and_right():
+    ids, mask = pad_rows([[5, 6, 7], [8]], 0, left=True)
+    assert ids.tolist() == [[5, 6, 7], [0, 0, 8]]
+    assert mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+    ids, mask = pad_rows([[5, 6, 7], [8]], 0)
+    assert ids.tolist() == [[5, 6, 7], [8, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
 
 
 def test_measure_generation_speed_keys_and_positive_numbers():

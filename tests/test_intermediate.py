@@ -11,7 +11,7 @@ from textdistill.errors import TextDistillError
 from textdistill.losses import attention_forward_kl, hidden_cosine, hidden_mse, masked_mean_per_example
 from textdistill.training.intermediate import (LayerMatch, build_projections, check_models, resolve_layer_map,
                                               use_eager_attention)
-from textdistill.training.objectives import classification_objective
+from textdistill.training.example_objectives import classification_objective
 from textdistill.training.schedules import scheduled, teacher_weights
 
 from conftest import tiny_bert
@@ -98,7 +98,7 @@ def test_config_range_checks_and_types(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("data:\n  dataset: rotten_tomatoes\n")
     cfg = load_config(path, {"loss.layer_pairs": [[0, 2], [1, 5]], "loss.hidden_loss": "cosine"})
-    assert cfg.loss.layer_pairs == [[0, 2], [1, 5]]
+    assert cfg.loss.layer_pairs == ((0, 2), (1, 5))  # frozen: lists become tuples
     for key, value, msg in (("loss.layer_pairs", [[0]], "layer_pairs entry"),
                             ("loss.attention_weight", -1, "attention_weight must be non-negative"),
                             ("loss.temperature_end", 0, "temperature_end must be positive"),
@@ -131,7 +131,7 @@ def _batch(vocab=30, n=4, length=7, labels=2):
     ids = torch.randint(5, vocab, (n, length), generator=g)
     mask = torch.ones(n, length, dtype=torch.long)
     mask[0, 4:] = 0  # ragged
-    return {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([0, 1, -100, 1]),
+    return {"input_ids": ids, "attention_mask": mask, "targets": torch.tensor([0, 1, -100, 1]),
             "teacher_logits": torch.randn(n, labels, generator=g)}
 
 
@@ -182,7 +182,7 @@ def test_identical_models_match_with_zero_intermediate_loss():
 
 
 def test_distill_with_intermediate_matching_end_to_end(tiny_overrides):
-    from textdistill.pipeline.distill import run_distill
+    from textdistill.pipeline.run import run_distill
 
     overrides = {**tiny_overrides, "student.init": "shrink", "student.num_layers": 2, "student.hidden_size": 16,
                  "loss.hidden_loss": "mse", "loss.attention_weight": 0.5, "loss.schedule": "linear",
@@ -193,7 +193,7 @@ def test_distill_with_intermediate_matching_end_to_end(tiny_overrides):
 
     from safetensors.torch import load_file
 
-    from textdistill.data.classification import TextSplit, encode
+    from textdistill.data.labelled import TextSplit, encode
     from textdistill.evaluation.predict import predict_logits
     from textdistill.models.loading import load_classifier, load_tokenizer
 
@@ -214,7 +214,8 @@ def test_distill_with_intermediate_matching_end_to_end(tiny_overrides):
 
 
 def test_attention_matching_restores_attention_implementation(tiny_overrides, monkeypatch):
-    import textdistill.pipeline.distill as distill_mod
+    import textdistill.tasks.classification as task_mod
+    from textdistill.pipeline.run import run_distill
 
     # attention matching trains with eager attention; the models are timed (and saved) as they were loaded
     default = tiny_bert(30).config._attn_implementation
@@ -225,9 +226,9 @@ def test_attention_matching_restores_attention_implementation(tiny_overrides, mo
         seen.update({name: m.config._attn_implementation for name, m in models.items()})
         return real_speed(models, *args, **kwargs)
 
-    real_speed = distill_mod.measure_speed
-    monkeypatch.setattr(distill_mod, "measure_speed", recording_speed)
-    real_objective = distill_mod.classification_objective
+    real_speed = task_mod.measure_speed
+    monkeypatch.setattr(task_mod, "measure_speed", recording_speed)
+    real_objective = task_mod.classification_objective
     during = []
 
     def recording_objective(cfg, teacher=None, *args):
@@ -239,8 +240,8 @@ def test_attention_matching_restores_attention_implementation(tiny_overrides, mo
 
         return recorded
 
-    monkeypatch.setattr(distill_mod, "classification_objective", recording_objective)
+    monkeypatch.setattr(task_mod, "classification_objective", recording_objective)
     overrides = {**tiny_overrides, "loss.attention_weight": 1.0, "train.epochs": 1, "report.baseline": False}
-    distill_mod.run_distill(load_config(None, overrides))
+    run_distill(load_config(None, overrides))
     assert during and set(during) == {("eager", "eager")}
     assert seen == {"teacher": default, "student": default}

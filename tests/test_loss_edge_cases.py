@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -10,11 +11,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from generation_fixtures import sentences, tiny_llama, translate, word_tokenizer
-from textdistill.config import GenerationConfig, TrainConfig
-from textdistill.data.generation import encode_pairs
+from textdistill.config import TrainConfig, defaults
+from textdistill.data.pairs import encode_pairs
 from textdistill.losses import (IGNORE_INDEX, forward_kl, forward_kl_topk, forward_kl_topk_from_hidden,
                                 topk_with_leftover)
-from textdistill.training import generation as gen
+from textdistill.models.inputs import logits_of
+from textdistill.training import token_objectives as gen
 from textdistill.training.loop import accumulate_gradients, make_accelerator
 
 DETERMINISTIC = settings(max_examples=60, deadline=None, derandomize=True, database=None,
@@ -96,38 +98,39 @@ def test_topk_kl_is_exact_bounded_and_has_true_gradients_for_any_confidence(seed
 PAIRS = [(f"translate : {s}", translate(s)) for s in sentences(6, seed=3)]
 
 
-def all_masked_setup(**settings):
+def all_masked_setup(**loss_settings):
     tok = word_tokenizer()
-    cfg = GenerationConfig(max_new_tokens=6, **settings)
+    cfg = defaults("causal_lm")
+    cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, **loss_settings))
     teacher, student = tiny_llama(len(tok), layers=4, seed=1), tiny_llama(len(tok), layers=2, seed=2)
-    batch = encode_pairs(tok, PAIRS, "causal_lm", cfg).collate([0, 1])
+    batch = encode_pairs(tok, PAIRS, "causal_lm", cfg.data).collate([0, 1])
     batch["targets"] = torch.full_like(batch["targets"], IGNORE_INDEX)  # no position to learn from
     with torch.no_grad():
-        top, ids, left = topk_with_leftover(gen.logits_of(teacher, batch), 4, cfg.temperature)
+        top, ids, left = topk_with_leftover(logits_of(teacher, batch), 4, cfg.loss.temperature)
     batch.update(teacher_top_logprobs=top, teacher_top_ids=ids, teacher_leftover=left)
     return cfg, teacher, student, batch, len(tok)
 
 
 @pytest.mark.parametrize("loss", ["forward_kl", "jsd"])
 def test_chunked_kd_alone_on_an_all_masked_micro_batch_gives_zero_and_zero_gradients(loss):
-    # ce_weight 0: the kd term is the whole loss, so it must stay on the autograd graph even when empty
+    # alpha 0: the soft term is the whole loss, so it must stay on the autograd graph even when empty
     grads = []
     for chunk_size in (0, 3):
-        cfg, teacher, student, batch, vocab = all_masked_setup(loss=loss, chunk_size=chunk_size, ce_weight=0.0,
-                                                               kd_weight=1.0)
-        total, terms = accumulate_gradients(student, [batch], gen.live_teacher_objective(cfg, teacher, vocab),
+        cfg, teacher, student, batch, vocab = all_masked_setup(soft=loss, alpha=0.0, beta=1.0)
+        objective = gen.live_teacher_objective(cfg.loss, teacher, vocab, chunk_size)
+        total, terms = accumulate_gradients(student, [batch], objective,
                                             make_accelerator(TrainConfig(mixed_precision="no")),
                                             count=gen.count_target_tokens)
-        assert total.item() == 0.0 and terms["kd"].item() == 0.0
+        assert total.item() == 0.0 and terms["soft"].item() == 0.0
         grads.append(torch.cat([p.grad.flatten() for p in student.parameters() if p.grad is not None]))
     assert torch.equal(grads[0], grads[1]) and not grads[1].any()
 
 
 @pytest.mark.parametrize("vocab_chunk", [3, 10_000])
 def test_cached_topk_kd_alone_on_an_all_masked_micro_batch_gives_zero_and_zero_gradients(vocab_chunk):
-    cfg, _, student, batch, vocab = all_masked_setup(ce_weight=0.0, kd_weight=1.0)
+    cfg, _, student, batch, vocab = all_masked_setup(alpha=0.0, beta=1.0)
     model = copy.deepcopy(student)
-    terms = gen.cached_topk_objective(cfg, vocab, vocab_chunk)(model, batch)
+    terms = gen.cached_topk_objective(cfg.loss, vocab, vocab_chunk)(model, batch)
     sum(terms.values()).backward()
-    assert terms["kd"].item() == 0.0
+    assert terms["soft"].item() == 0.0
     assert all(not p.grad.any() for p in model.parameters() if p.grad is not None)

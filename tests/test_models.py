@@ -8,7 +8,9 @@ from conftest import FILLER, NEGATIVE, POSITIVE, tiny_bert, write_tokenizer
 from textdistill.config import StudentConfig
 from textdistill.errors import TextDistillError
 from textdistill.models.loading import check_same_vocabulary, teacher_label_order
-from textdistill.models.students import build_student, count_parameters, default_layers
+from textdistill.models.layers import default_layers
+from textdistill.models.size import count_parameters
+from textdistill.models.students import build_student
 
 
 @pytest.fixture()

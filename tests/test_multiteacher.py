@@ -3,14 +3,15 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from conftest import FILLER, NEGATIVE, POSITIVE, tiny_bert, write_tokenizer
+from textdistill.cache import cache_root
 from textdistill.config import load_config
 from textdistill.errors import TextDistillError
-from textdistill.pipeline.distill import run_distill
+from textdistill.pipeline.run import run_distill
 from textdistill.training.ensemble import combine_teacher_logits, teacher_mixture_weights
 
 
@@ -87,9 +88,10 @@ def test_two_teachers_with_intermediate_matching(tiny_overrides, second_teacher)
     assert [t["weight"] for t in info["teachers"]] == [1.0, 3.0]
     assert info["teachers"][0]["test_accuracy"] == summary["results"]["teacher"]["accuracy"]
     assert all(0 <= t["test_accuracy"] <= 1 for t in info["teachers"]) and 0 <= info["combined_test_accuracy"] <= 1
-    scores = load_file(str(run_dir / "teacher_scores.safetensors"))
-    assert set(scores) == {"train", "train@1", "augmented", "augmented@1"}  # each teacher's own scores
-    assert not torch.equal(scores["train"], scores["train@1"])
+    # each teacher's own scores of each part (train, variants) are cached, and combined when read
+    cached = sorted((cache_root() / "scores").iterdir())
+    logits = {np.fromfile(folder / "logits.bin", dtype="<f4").tobytes() for folder in cached}
+    assert len(cached) == 4 and len(logits) == 4
     history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert any("loss_hidden" in h for h in history)
     report = (run_dir / "report.md").read_text()

@@ -8,12 +8,13 @@ import torch
 import textdistill.models.onnx_teacher as onnx_teacher
 from conftest import tiny_bert
 from textdistill.cache import cache_root
-from textdistill.data.classification import Encoded
+from textdistill.data.labelled import Encoded
 from textdistill.evaluation.predict import predict_logits
 from textdistill.models.onnx_teacher import (exported_teacher, hidden_state_name, onnx_logits, onnx_outputs,
                                              onnx_teacher_session, probe_examples, relative_difference,
                                              scoring_backend)
-from textdistill.pipeline.distill import cached_teacher_logits, teacher_folder_digest
+from textdistill.hashing import folder_digest as teacher_folder_digest
+from textdistill.tasks.classification import cached_teacher_logits
 
 VOCAB = 40
 # float32 ONNX Runtime against PyTorch: other kernels, other summation order; measured about 2e-7

@@ -16,7 +16,7 @@ from textdistill.config import load_config
 from textdistill.errors import TextDistillError
 from textdistill.ownership import LOCK, MARKER, OwnedFolder, protected_reason, protecting, read_marker
 from textdistill.pipeline import commands
-from textdistill.pipeline.distill import run_distill
+from textdistill.pipeline.run import run_distill
 
 QUICK = {"train.max_steps": 2, "report.baseline": False, "report.latency_examples": 2, "report.throughput_batches": 1}
 

@@ -5,14 +5,14 @@ import torch
 
 from conftest import FILLER, NEGATIVE, POSITIVE, synthetic_frame, tiny_bert, write_tokenizer
 from textdistill.config import TrainConfig, load_config
-from textdistill.data.classification import TextSplit, encode
+from textdistill.data.labelled import TextSplit, encode
 from textdistill.errors import TextDistillError
 from textdistill.evaluation.predict import predict_logits
-from textdistill.pipeline.distill import cached_teacher_logits
+from textdistill.tasks.classification import cached_teacher_logits
 from textdistill.pipeline.teacher import cache_root
 from textdistill.training.loop import make_accelerator, train
 from textdistill.training.objectives import label_objective
-from textdistill.training.precision import native_bf16, resolve_precision, set_dropout
+from textdistill.precision import native_bf16, resolve_precision, set_dropout
 
 
 def _encoded(tmp_path, n=24):

@@ -17,15 +17,16 @@ from safetensors.torch import load_file
 
 from conftest import FILLER, NEGATIVE, POSITIVE, synthetic_frame, tiny_bert, write_tokenizer
 from textdistill.config import LossConfig, TrainConfig, load_config
-from textdistill.data.classification import TextSplit, bucketed_batches, encode
+from textdistill.data.batching import bucketed_batches
+from textdistill.data.labelled import TextSplit, encode
 from textdistill.errors import TextDistillError
 from textdistill.evaluation.predict import predict_logits
-from textdistill.pipeline.distill import run_distill
+from textdistill.pipeline.run import run_distill
 from textdistill.pipeline.teacher import cache_root
-from textdistill.training import resume as resume_mod
+from textdistill.training import checkpoints as resume_mod
 from textdistill.training.loop import train
-from textdistill.training.objectives import classification_objective
-from textdistill.training.resume import checkpoint_problem, list_checkpoints
+from textdistill.training.example_objectives import classification_objective
+from textdistill.training.checkpoints import checkpoint_problem, list_checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -344,41 +345,41 @@ def _count_scored(distill_mod, monkeypatch) -> list[int]:
 
 
 def test_resume_skips_finished_phases_and_reruns_one_whose_output_changed(tmp_path, tiny_overrides, monkeypatch):
-    import textdistill.pipeline.distill as distill_mod
+    import textdistill.pipeline.run as run_mod
+    import textdistill.tasks.classification as task_mod
 
     cfg = load_config(None, {**tiny_overrides, "train.max_steps": 3, "train.threads": 1})
     first = run_distill(cfg)
     run_dir = Path(cfg.output_dir)
     assert run_distill(cfg, resume=True) == first  # a finished run: nothing to do
-    # the report phase and the baseline's saved model are lost; the teacher scores are corrupted
+    # the report phase and the baseline's saved model are lost; the cached teacher scores are gone
     (run_dir / "phases" / "report.json").unlink()
     (run_dir / "baseline" / "model.safetensors").write_bytes(b"truncated")
-    scores = run_dir / "teacher_scores.safetensors"
-    scores.write_bytes(scores.read_bytes()[:-8])
-    shutil.rmtree(cache_root() / "scores")  # and the cross-run copy is gone, so the teacher must score again
+    shutil.rmtree(cache_root() / "scores")  # so the teacher must score again
     trained = []
-    real_train = distill_mod.train
-    monkeypatch.setattr(distill_mod, "train", lambda *a, **k: trained.append(k["name"]) or real_train(*a, **k))
-    scored = _count_scored(distill_mod, monkeypatch)
+    real_train = run_mod.train
+    monkeypatch.setattr(run_mod, "train", lambda *a, **k: trained.append(k["name"]) or real_train(*a, **k))
+    scored = _count_scored(task_mod, monkeypatch)
     second = run_distill(cfg, resume=True)
     assert trained == ["baseline"]  # the student phase was finished and intact
-    assert first["sizes"]["train"] in scored  # the corrupt teacher scores were computed again
+    assert first["sizes"]["train"] in scored  # the lost teacher scores were computed again
     for name in ("student", "baseline"):
         assert second["results"][name]["accuracy"] == first["results"][name]["accuracy"]
 
 
 def test_a_second_run_reads_the_teacher_scores_from_the_cross_run_cache(tmp_path, tiny_overrides, monkeypatch):
-    import textdistill.pipeline.distill as distill_mod
+    import textdistill.tasks.classification as task_mod
 
     overrides = {**tiny_overrides, "train.max_steps": 1, "report.baseline": False, "train.threads": 1}
     first = load_config(None, overrides)
     first_sizes = run_distill(first)["sizes"]["train"]
-    scored = _count_scored(distill_mod, monkeypatch)
+    scored = _count_scored(task_mod, monkeypatch)
     second = load_config(None, {**overrides, "output_dir": str(tmp_path / "second")})
     run_distill(second)
     assert first_sizes not in scored  # the teacher did not score the training split again
-    a = load_file(str(Path(first.output_dir) / "teacher_scores.safetensors"))
-    b = load_file(str(Path(second.output_dir) / "teacher_scores.safetensors"))
+    # the cached scores are the same targets: the two runs train the same student
+    a = load_file(str(Path(first.output_dir) / "student" / "model.safetensors"))
+    b = load_file(str(Path(second.output_dir) / "student" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -396,9 +397,9 @@ def test_resume_refuses_a_changed_config_and_nothing_to_resume(tmp_path, tiny_ov
 
 
 def test_corrupt_cached_teacher_is_fine_tuned_again(tmp_path, tiny_overrides, teacher_dir, monkeypatch, caplog):
-    from textdistill.data.classification import load_classification_data
+    from textdistill.data.labelled import load_classification_data
     from textdistill.pipeline.teacher import builtin_teacher
-    from textdistill.training.checkpoint import file_digest
+    from textdistill.hashing import file_digest
 
     monkeypatch.setenv("TEXTDISTILL_CACHE", str(tmp_path / "cache"))
     cfg = load_config(None, {**tiny_overrides, "teacher.path": "builtin", "teacher.base": str(teacher_dir),
@@ -420,14 +421,14 @@ def test_resume_is_refused_when_the_data_or_the_teacher_outputs_changed(tmp_path
                                                                          monkeypatch):
     import pandas as pd
 
-    import textdistill.pipeline.distill as distill_mod
+    import textdistill.tasks.classification as task_mod
 
     train_file, teacher = tmp_path / "train.csv", tmp_path / "teacher"
     synthetic_frame(160).to_csv(train_file, index=False)
     shutil.copytree(teacher_dir, teacher)
     cfg = load_config(None, {**tiny_overrides, "data.train": str(train_file), "teacher.path": str(teacher),
                              "train.checkpoint_every": 2, "train.threads": 1, "report.baseline": False})
-    real, calls = distill_mod.classification_objective, []
+    real, calls = task_mod.classification_objective, []
 
     def crashing(*args, **kwargs):
         objective = real(*args, **kwargs)
@@ -440,23 +441,21 @@ def test_resume_is_refused_when_the_data_or_the_teacher_outputs_changed(tmp_path
 
         return crash_in_step_5
 
-    monkeypatch.setattr(distill_mod, "classification_objective", crashing)
+    monkeypatch.setattr(task_mod, "classification_objective", crashing)
     with pytest.raises(Crash):
         run_distill(cfg)  # stopped in step 5, with the checkpoints of steps 2 and 4
-    monkeypatch.setattr(distill_mod, "classification_objective", real)
+    monkeypatch.setattr(task_mod, "classification_objective", real)
     run_dir = Path(cfg.output_dir)
     assert list_checkpoints(run_dir / "checkpoints", "student")
     frame = pd.read_csv(train_file)
     frame.assign(label=frame["label"].map({"pos": "neg", "neg": "pos"})).to_csv(train_file, index=False)
     with pytest.raises(TextDistillError, match="trained on different data or teacher outputs than this run has now"):
         run_distill(cfg, resume=True)
-    # the data as it was, but another teacher in the folder, scoring again (its saved scores lost)
+    # the data as it was, but another teacher in the folder, scoring again (a cache entry of its own)
     frame.to_csv(train_file, index=False)
     tiny_bert(29, seed=11).save_pretrained(str(teacher))
-    (run_dir / "teacher_scores.safetensors").unlink()
     with pytest.raises(TextDistillError, match="trained on different data or teacher outputs than this run has now"):
         run_distill(cfg, resume=True)
-    # everything as it was (the other teacher's scores, saved by that attempt, lost too): the run continues
+    # everything as it was (the first teacher's scores read back from the cache): the run continues
     shutil.copytree(teacher_dir, teacher, dirs_exist_ok=True)
-    (run_dir / "teacher_scores.safetensors").unlink()
     assert run_distill(cfg, resume=True)["runs"]["student"]["steps"] == 20

@@ -10,7 +10,7 @@ import torch
 from textdistill.errors import TextDistillError
 from textdistill.ownership import OwnedFolder
 from textdistill.pipeline.runs import inside_run, is_run_folder
-from textdistill.training.resume import check_name, checkpoint_name
+from textdistill.training.checkpoints import check_name, checkpoint_name
 
 
 def test_paths_cannot_leave_the_run_folder(tmp_path):
@@ -53,7 +53,7 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path, monkeypatch):
     from safetensors.torch import save_file
 
     from textdistill.config import TrainConfig
-    from textdistill.training.resume import restore_checkpoint
+    from textdistill.training.checkpoints import restore_checkpoint
 
     folder = tmp_path / "student-step00000001"
     folder.mkdir()
@@ -71,7 +71,7 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path, monkeypatch):
 
 def test_a_model_folder_whose_weights_would_run_code_is_refused(tmp_path, monkeypatch, teacher_dir):
     """textdistill's own loader, not only torch.load: a pickled pytorch_model.bin is refused, in one line."""
-    from textdistill.models.generation import load_generation_model
+    from textdistill.models.loading import load_generation_model
     from textdistill.models.loading import load_classifier
 
     folder = tmp_path / "model"

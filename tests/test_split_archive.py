@@ -119,7 +119,7 @@ def test_an_mpnet_architecture_is_fine_tuned_and_distilled(tmp_path, tiny_overri
 
     from conftest import FILLER, NEGATIVE, POSITIVE, SPECIAL
     from textdistill.config import load_config
-    from textdistill.pipeline.distill import run_distill
+    from textdistill.pipeline.run import run_distill
 
     base = tmp_path / "tiny_mpnet"
     vocab = {token: i for i, token in enumerate(SPECIAL + POSITIVE + NEGATIVE + FILLER)}

@@ -7,14 +7,15 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreT
 
 from conftest import FILLER, NEGATIVE, POSITIVE, synthetic_frame, tiny_bert, write_tokenizer
 from textdistill.config import LossConfig, StudentConfig, load_config
-from textdistill.data.classification import Encoded
+from textdistill.data.labelled import Encoded
 from textdistill.errors import TextDistillError
-from textdistill.models.students import build_student, construct_student, count_parameters
+from textdistill.models.size import count_parameters
+from textdistill.models.students import build_student, construct_student
 from textdistill.models.vocab import (check_prunable, check_pruned_vocabulary, id_map, pruned_tokenizer, remap_encoded,
                                       task_token_ids)
 from textdistill.models.width import calibration_batches
 from textdistill.training.intermediate import build_projections, check_models, resolve_layer_map
-from textdistill.training.objectives import classification_objective
+from textdistill.training.example_objectives import classification_objective
 
 WORDS = ["the", "film", "fun", "play", "player", "##ing", "##er", "##ed", "cat", "a", "good", "bad"]
 CORPUS = ["the playing film", "a funer film", "The FILM, a fun play!"]
@@ -271,7 +272,7 @@ def test_distill_with_task_vocabulary_narrow_width_and_hidden_matching_then_expo
     from transformers import pipeline
 
     from textdistill.pipeline.bench import run_bench
-    from textdistill.pipeline.distill import run_distill
+    from textdistill.pipeline.run import run_distill
     from textdistill.pipeline.evaluate import run_eval
     from textdistill.pipeline.export import run_export
 
@@ -296,16 +297,17 @@ def test_distill_with_task_vocabulary_narrow_width_and_hidden_matching_then_expo
     assert 0 <= summary["results"]["student"]["accuracy"] <= 1
     # the teacher-output cache was keyed by the teacher's ids: scoring the teacher-tokenised train split
     # again (what a student.vocab 'teacher' run does) is served from the cache
-    from textdistill.data.classification import load_classification_data
-    from textdistill.pipeline.distill import cached_teacher_logits, teacher_folder_digest
-    from textdistill.pipeline.runs import encode_splits
-    from textdistill.training.precision import resolve_precision
+    from textdistill.data.labelled import load_classification_data
+    from textdistill.hashing import folder_digest
+    from textdistill.tasks.classification import cached_teacher_logits
+    from textdistill.data.labelled import encode_splits
+    from textdistill.precision import resolve_precision
 
     cfg = load_config(None, overrides)
     train = encode_splits(teacher_tok, load_classification_data(cfg.data), 16, None).train
     teacher = AutoModelForSequenceClassification.from_pretrained(str(teacher_dir)).eval()
     caplog.clear()
-    cached_teacher_logits(teacher, train, 32, teacher_folder_digest(teacher_dir), 16,
+    cached_teacher_logits(teacher, train, 32, folder_digest(teacher_dir), 16,
                           resolve_precision(cfg.train.mixed_precision))
     assert "teacher scores: from the cache" in caplog.text
     # eval and bench read the text through each model's own tokenizer: they reproduce the run's numbers

@@ -10,7 +10,7 @@ import yaml
 from textdistill.cli import main, run
 from textdistill.config import load_config
 from textdistill.errors import TextDistillError
-from textdistill.pipeline.distill import run_distill
+from textdistill.pipeline.run import run_distill
 from textdistill.pipeline import sweep as sweep_mod
 from textdistill.pipeline.sweep import Setting, apply_setting, plan_trials, run_sweep, spread_layers, sweep_grid
 
@@ -45,9 +45,9 @@ def test_grid_and_settings(tiny_overrides):
     assert len(grid) == 4  # 'half' of 4 layers is 2: the same size is tried once
     assert grid[0] == Setting(1, 1.0, 0.25) and grid[-1] == Setting(2, 4.0, 0.25)
     out = apply_setting(cfg, grid[-1], 4)
-    assert out.student.layers == [1, 3] and out.loss.temperature == 4.0
+    assert out.student.layers == (1, 3) and out.loss.temperature == 4.0
     assert (out.loss.alpha, out.loss.beta) == (0.25, 0.75)
-    assert cfg.student.layers == [0, 3]  # the original is untouched
+    assert cfg.student.layers == (0, 3)  # the original is untouched (configs are frozen)
     shrink = load_config(None, {**tiny_overrides, "student.init": "shrink"})
     assert apply_setting(shrink, Setting(3, 2.0, None), 4).student.num_layers == 3
     kept = sweep_grid(load_config(None, {**tiny_overrides, "sweep.alphas": [], "sweep.temperatures": []}), None)

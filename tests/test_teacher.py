@@ -2,7 +2,7 @@
 
 from conftest import FILLER, NEGATIVE, POSITIVE
 from textdistill.config import load_config
-from textdistill.data.classification import load_classification_data
+from textdistill.data.labelled import load_classification_data
 from textdistill.pipeline import teacher as teacher_mod
 
 
@@ -16,8 +16,8 @@ def test_builtin_teacher_is_cached_and_keyed(tiny_overrides, teacher_dir, tmp_pa
     cfg = _cfg(tiny_overrides, teacher_dir)
     data = load_classification_data(cfg.data)
     calls = []
-    real = teacher_mod.fine_tune_teacher
-    monkeypatch.setattr(teacher_mod, "fine_tune_teacher", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = teacher_mod.train  # the training loop, as the fine-tuning calls it
+    monkeypatch.setattr(teacher_mod, "train", lambda *a, **k: calls.append(1) or real(*a, **k))
 
     folder, info = teacher_mod.builtin_teacher(cfg, data)
     assert not info["cached"] and (folder / "model.safetensors").is_file()
@@ -63,28 +63,35 @@ def test_teacher_scores_are_computed_again_when_the_teachers_files_change(tiny_o
     import shutil
 
     import torch
-    from safetensors.torch import load_file
 
-    import textdistill.pipeline.distill as distill_mod
+    import textdistill.tasks.classification as task_mod
     from conftest import tiny_bert, write_tokenizer
-    from textdistill.pipeline.distill import run_distill, teacher_folder_digest
+    from textdistill.hashing import folder_digest as teacher_folder_digest
+    from textdistill.pipeline.run import run_distill
 
     folder = tmp_path / "teacher"
     shutil.copytree(teacher_dir, folder)
     digest = teacher_folder_digest(folder)
     (folder / "notes.md").write_text("not a model file")
     assert teacher_folder_digest(folder) == digest  # what cannot change the outputs does not count
-    scored = []
-    real_predict = distill_mod.predict_logits
-    monkeypatch.setattr(distill_mod, "predict_logits",
-                        lambda m, d, *a, **k: scored.append(len(d)) or real_predict(m, d, *a, **k))
+    scored = {}  # split size -> the teacher's logits on it (PyTorch's predict_logits or ONNX Runtime's)
+
+    def spy(real):
+        def scoring(m, d, *a, **k):
+            scored[len(d)] = real(m, d, *a, **k)
+            return scored[len(d)]
+        return scoring
+
+    for name in ("predict_logits", "onnx_logits"):
+        monkeypatch.setattr(task_mod, name, spy(getattr(task_mod, name)))
     base = {**tiny_overrides, "teacher.path": str(folder), "data.augment_copies": 0, "train.max_steps": 1,
             "report.baseline": False, "train.threads": 1}
 
     def run(name):
         scored.clear()
         summary = run_distill(load_config(None, {**base, "output_dir": str(tmp_path / name)}))
-        return summary["sizes"]["train"] in scored, load_file(str(tmp_path / name / "teacher_scores.safetensors"))
+        n = summary["sizes"]["train"]
+        return n in scored, {"train": scored.get(n)}
 
     first_scored, first = run("first")
     assert first_scored and run("again")[0] is False  # the cross-run cache served the second run

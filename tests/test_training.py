@@ -10,12 +10,12 @@ from transformers import AutoModelForSequenceClassification
 
 from conftest import FILLER, NEGATIVE, POSITIVE, synthetic_frame, tiny_bert, write_tokenizer
 from textdistill.config import LossConfig, TrainConfig, load_config
-from textdistill.data.classification import TextSplit, encode
+from textdistill.data.labelled import TextSplit, encode
 from textdistill.evaluation.predict import predict_logits
 from textdistill.models.students import build_student
-from textdistill.pipeline.distill import run_distill
+from textdistill.pipeline.run import run_distill
 from textdistill.training.loop import accumulate_gradients, make_accelerator
-from textdistill.training.objectives import classification_objective
+from textdistill.training.example_objectives import classification_objective
 
 
 def _encoded(tmp_path, n=8):
@@ -73,7 +73,7 @@ def test_one_step_leaves_teacher_identical_and_moves_student(tiny_overrides, tea
 
 
 def test_teacher_is_scored_frozen_in_eval_mode(tiny_overrides, monkeypatch):
-    import textdistill.pipeline.distill as distill_mod
+    import textdistill.tasks.classification as task_mod
 
     seen = []
 
@@ -85,7 +85,7 @@ def test_teacher_is_scored_frozen_in_eval_mode(tiny_overrides, monkeypatch):
 
     # the teacher reaches PyTorch's predict_logits or, scoring in float32 on a CPU, the ONNX export first
     for name in ("predict_logits", "onnx_teacher_session"):
-        monkeypatch.setattr(distill_mod, name, spy(getattr(distill_mod, name)))
+        monkeypatch.setattr(task_mod, name, spy(getattr(task_mod, name)))
     run_distill(load_config(None, {**tiny_overrides, "train.max_steps": 2, "report.baseline": False}))
     teacher, training, needs_grad = seen[0]
     assert not training and not needs_grad
@@ -100,7 +100,7 @@ def test_classification_objective_is_the_whole_formula():
     g = torch.Generator().manual_seed(1)
     batch = {"input_ids": torch.randint(5, 30, (4, 6), generator=g),
              "attention_mask": torch.ones(4, 6, dtype=torch.long),
-             "labels": torch.tensor([0, 1, IGNORE_INDEX, 1]), "teacher_logits": 3 * torch.randn(4, 2, generator=g)}
+             "targets": torch.tensor([0, 1, IGNORE_INDEX, 1]), "teacher_logits": 3 * torch.randn(4, 2, generator=g)}
     T = 3.0
     cfg = LossConfig(alpha=0.3, beta=0.7, temperature=T, soft_weighting="confidence")
     terms = classification_objective(cfg)(student, batch, 0.0)
@@ -110,22 +110,22 @@ def test_classification_objective_is_the_whole_formula():
     p, q = torch.softmax(teacher / T, -1), torch.softmax(logits / T, -1)
     kl = (p * (p.log() - q.log())).sum(-1)  # [4]
     w = torch.softmax(teacher, -1).max(-1).values  # the teacher's top probability
-    ce = sum(-torch.log_softmax(logits[i], -1)[y] for i, y in enumerate(batch["labels"].tolist()) if y != IGNORE_INDEX)
+    ce = sum(-torch.log_softmax(logits[i], -1)[y] for i, y in enumerate(batch["targets"].tolist()) if y != IGNORE_INDEX)
     assert float(sum(terms.values())) == pytest.approx(float(0.3 * ce + 0.7 * T**2 * (w * kl).sum()), rel=1e-5)
     assert float(terms["ce"]) == pytest.approx(float(0.3 * ce), rel=1e-5)
 
 
 def test_baseline_starts_from_the_students_initial_weights(tiny_overrides, monkeypatch):
-    import textdistill.pipeline.distill as distill_mod
+    import textdistill.pipeline.run as run_mod
 
     initial = {}
-    real_train = distill_mod.train
+    real_train = run_mod.train
 
     def recording(model, *args, **kwargs):
         initial[kwargs["name"]] = {k: v.clone() for k, v in model.state_dict().items()}
         return real_train(model, *args, **kwargs)
 
-    monkeypatch.setattr(distill_mod, "train", recording)
+    monkeypatch.setattr(run_mod, "train", recording)
     run_distill(load_config(None, {**tiny_overrides, "train.max_steps": 2, "train.threads": 1}))
     student, baseline = initial["student"], initial["baseline"]
     assert student.keys() == baseline.keys() and all(torch.equal(student[k], baseline[k]) for k in student)
@@ -136,19 +136,19 @@ def test_baseline_starts_from_the_students_initial_weights(tiny_overrides, monke
 def test_unlabelled_text_gets_teacher_targets_and_no_label(tmp_path, tiny_overrides, monkeypatch):
     import pandas as pd
 
-    import textdistill.pipeline.distill as distill_mod
+    import textdistill.pipeline.run as run_mod
     from textdistill.losses import IGNORE_INDEX
 
     extra = pd.DataFrame({"text": [f"the movie was {w} really" for w in FILLER * 3][:30]})
     extra.to_csv(tmp_path / "unlabeled.csv", index=False)
     seen = {}
-    real_train = distill_mod.train
+    real_train = run_mod.train
 
     def recording(model, data, *args, **kwargs):
         seen[kwargs["name"]] = data
         return real_train(model, data, *args, **kwargs)
 
-    monkeypatch.setattr(distill_mod, "train", recording)
+    monkeypatch.setattr(run_mod, "train", recording)
     summary = run_distill(load_config(None, {**tiny_overrides, "data.unlabeled": str(tmp_path / "unlabeled.csv"),
                                              "data.augment_copies": 0, "train.max_steps": 2, "train.threads": 1}))
     n = summary["sizes"]["train"]

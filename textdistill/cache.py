@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from textdistill.errors import TextDistillError
+from textdistill.hashing import file_digest
 from textdistill.locking import locked
 
 log = logging.getLogger("textdistill")
@@ -79,14 +80,6 @@ def cache_key(*parts) -> str:
     return h.hexdigest()
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _write_json(path: Path, value: dict) -> None:
     """Atomic, under a name of this process: a reader sees the old file or the new one."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
@@ -109,7 +102,7 @@ def _problem(folder: Path, key: str, count: int, fields: dict[str, Field]) -> st
         return "its key or layout differs"
     for name in fields:
         path = folder / f"{name}.bin"
-        if not path.is_file() or _file_sha256(path) != sums.get(name):
+        if not path.is_file() or file_digest(path) != sums.get(name):
             return f"{name}.bin does not match its checksum"
     return None
 
@@ -203,7 +196,7 @@ def _build(folder: Path, key: str, count: int, fields: dict[str, Field], compute
             raise ValueError(f"teacher cache batches left {int((~done).sum())} of {count} examples unscored")
         done = _verified_rows(folder, count, fields)  # read back from the files, every row
         if done.all():
-            _write_json(folder / "complete.json", {name: _file_sha256(folder / f"{name}.bin") for name in fields})
+            _write_json(folder / "complete.json", {name: file_digest(folder / f"{name}.bin") for name in fields})
             (folder / JOURNAL).unlink()
             return computed
         log.warning("teacher cache %s: %d examples did not read back as written; computing them again", folder,

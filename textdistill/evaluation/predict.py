@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from textdistill.data.classification import INFERENCE_TOKENS, Encoded, sequential_batches
-from textdistill.training.loop import model_inputs
-from textdistill.training.precision import autocast
+from textdistill.data.batching import INFERENCE_TOKENS, sequential_batches
+from textdistill.data.labelled import Encoded
+from textdistill.models.inputs import model_inputs
+from textdistill.precision import autocast
 
 
 @torch.inference_mode()

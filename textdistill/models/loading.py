@@ -11,9 +11,10 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification,
+                          AutoTokenizer, PreTrainedTokenizerBase)
 
-from textdistill.data.builtin import package_dir
+from textdistill.packages import package_dir
 from textdistill.errors import TextDistillError
 from textdistill.models.split_archive import SPLIT_ARCHIVES, unpacked_model_dir
 
@@ -157,6 +158,16 @@ def load_classifier(path: Path, role: str, label_names: list[str] | None = None,
     return model
 
 
+def load_generation_model(path: Path, task: str, role: str, trust_remote_code: bool = False) -> torch.nn.Module:
+    """A local causal-LM (`task` 'causal_lm') or encoder-decoder ('seq2seq') folder, in float32 eval mode."""
+    refuse_custom_code(path, role, trust_remote_code)
+    auto = AutoModelForCausalLM if task == "causal_lm" else AutoModelForSeq2SeqLM
+    kind = "causal language model" if task == "causal_lm" else "encoder-decoder (seq2seq) model"
+    with model_load_errors(path, role, kind):
+        model = auto.from_pretrained(str(path), dtype=torch.float32, trust_remote_code=trust_remote_code)
+    return model.eval()
+
+
 # Model types whose position ids start after the padding id (fairseq's convention, RoBERTa's embeddings):
 # the first pad_token_id + 1 of their max_position_embeddings rows never hold a position (514 rows: 512 tokens).
 OFFSET_POSITIONS = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer", "mpnet", "data2vec-text",
@@ -240,4 +251,24 @@ def check_same_vocabulary(teacher_tok: PreTrainedTokenizerBase, student_tok: Pre
             f"student embedding has {student_vocab_size} rows but the teacher's tokenizer has {len(t_vocab)} tokens; "
             "the student cannot read every token id: use a student built for this tokenizer"
         )
+    return shared
+
+
+def shared_vocabulary(teacher_tok, student_tok, teacher: torch.nn.Module, student: torch.nn.Module) -> int:
+    """Number of token ids teacher and student share; their logits are compared on ids [0, shared).
+
+    Differences only in padding rows (embedding rows beyond the tokenizer, or tokens appended after the
+    other tokenizer's last id) are handled by slicing the logits to the shared ids; any id read differently
+    is a start-up error (`check_same_vocabulary`).
+    """
+    shared = check_same_vocabulary(teacher_tok, student_tok, student.get_input_embeddings().num_embeddings)
+    rows = {"teacher": teacher.get_output_embeddings().weight.shape[0],
+            "student": student.get_output_embeddings().weight.shape[0]}
+    for role, n in rows.items():
+        if n < shared:
+            raise TextDistillError(f"the {role}'s output layer has {n} rows for {shared} shared token ids; "
+                                   f"use a {role} built for this tokenizer")
+    if rows["teacher"] != rows["student"] or rows["teacher"] != shared:
+        log.info("vocabularies: teacher %d and student %d logit rows; comparing the %d shared token ids",
+                 rows["teacher"], rows["student"], shared)
     return shared

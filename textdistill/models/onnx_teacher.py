@@ -29,9 +29,10 @@ import torch
 import transformers
 
 from textdistill.cache import cache_key, cache_root
-from textdistill.data.classification import INFERENCE_TOKENS, Encoded, sequential_batches
+from textdistill.data.batching import INFERENCE_TOKENS, sequential_batches
+from textdistill.data.labelled import Encoded
 from textdistill.evaluation.predict import predict_logits
-from textdistill.training.checkpoint import atomic_write
+from textdistill.atomic import atomic_write
 
 log = logging.getLogger("textdistill")
 

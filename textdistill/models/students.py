@@ -20,6 +20,7 @@ from transformers import AutoModelForSequenceClassification
 
 from textdistill.config import StudentConfig
 from textdistill.errors import TextDistillError
+from textdistill.models.layers import default_layers, select_layers
 from textdistill.models.loading import load_classifier
 from textdistill.models.width import narrow_width, plan_width, residual_importance, student_heads
 
@@ -30,15 +31,6 @@ def _label_config(config, label_names: list[str]) -> None:
     config.num_labels = len(label_names)
     config.id2label = dict(enumerate(label_names))
     config.label2id = {n: i for i, n in enumerate(label_names)}
-
-
-def count_parameters(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def default_layers(n_teacher: int) -> list[int]:
-    """Every third teacher layer, ending with the last: 6 -> [2, 5], 12 -> [2, 5, 8, 11], 4 -> [0, 3]."""
-    return list(range((n_teacher - 1) % 3, n_teacher, 3))
 
 
 def build_student(cfg: StudentConfig, teacher: torch.nn.Module, label_names: list[str], seed: int,
@@ -96,7 +88,7 @@ def construct_student(cfg: StudentConfig, teacher: torch.nn.Module, label_names:
         heads = student_heads(hidden, cfg.num_heads, t_config.hidden_size, t_config.num_attention_heads)
     teacher_state = teacher.state_dict()
     config.num_hidden_layers = len(layers)
-    state = keep_layers(teacher_state, layers)
+    state = select_layers(teacher_state, {prefix: layers for prefix in _layer_lists(teacher_state)})
     steps.append(_step_row("layers kept", state))
 
     t_inter = getattr(t_config, "intermediate_size", None)
@@ -158,24 +150,14 @@ def _shapes(config) -> dict[str, torch.Size]:
     return {k: v.shape for k, v in model.state_dict().items()}
 
 
+def _layer_lists(state: dict) -> set[str]:
+    """Prefixes of the layer lists in a state dict ('bert.encoder.layer', ...)."""
+    return {m.group(1)[:-1] for key in state if (m := _LAYER_KEY.match(key))}
+
+
 def _layer_of(key: str) -> int | None:
     m = _LAYER_KEY.match(key)
     return int(m.group(2)) if m else None
-
-
-def keep_layers(state: dict, layers: list[int]) -> dict:
-    """Student state: key `....layer.{i}.x` from teacher key `....layer.{layers[i]}.x`, other keys as they are."""
-    out = {}
-    for key, value in state.items():
-        m = _LAYER_KEY.match(key)
-        if m is None:
-            out[key] = value
-    for i, t_layer in enumerate(layers):
-        for key, value in state.items():
-            m = _LAYER_KEY.match(key)
-            if m and int(m.group(2)) == t_layer:
-                out[f"{m.group(1)}{i}{m.group(3)}"] = value
-    return out
 
 
 def _narrow(state: dict, shapes: dict[str, torch.Size], index_for) -> dict:

@@ -24,7 +24,7 @@ import torch
 from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from textdistill.data.classification import Encoded
+from textdistill.data.labelled import Encoded
 from textdistill.errors import TextDistillError
 
 

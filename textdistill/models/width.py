@@ -35,7 +35,8 @@ from dataclasses import dataclass
 
 import torch
 
-from textdistill.data.classification import Encoded, bucketed_batches
+from textdistill.data.batching import bucketed_batches
+from textdistill.data.labelled import Encoded
 from textdistill.errors import TextDistillError
 
 _ATTN = re.compile(r"^.*\.layer\.(\d+)\.attention\.(self\.(query|key|value)|output\.dense)\.(weight|bias)$")

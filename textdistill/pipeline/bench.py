@@ -10,46 +10,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from textdistill.config import load_config
-from textdistill.data.classification import Encoded, load_classification_data, sequential_batches
+from textdistill.data.batching import sequential_batches
+from textdistill.data.labelled import Encoded, encode_splits, load_classification_data
 from textdistill.errors import TextDistillError
 from textdistill.evaluation.speed import measure_speed
 from textdistill.models.loading import load_classifier, load_tokenizer, teacher_label_order
-from textdistill.pipeline.export import export_onnx
-from textdistill.pipeline.runs import encode_splits, folder_weights_bytes, write_json
+from textdistill.models.onnx import OnnxClassifier, export_classifier_onnx
+from textdistill.models.size import folder_weights_bytes
+from textdistill.pipeline.export import PROBES
+from textdistill.atomic import write_json
 from textdistill.report.render import write_report
-from textdistill.training.loop import model_inputs
-
-
-class OnnxClassifier:
-    """An ONNX Runtime session called like a Hugging Face classifier: `model(**inputs).logits`."""
-
-    def __init__(self, path: Path, threads: int):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        # no busy-waiting between calls: spinning worker threads would steal the cores from the models
-        # measured after this one in the interleaved loop (PyTorch's teacher ran 4-5x slower beside them)
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.names = [i.name for i in self.session.get_inputs()]
-
-    def eval(self):
-        return self
-
-    def __call__(self, **inputs):
-        feed = {n: inputs[n].numpy() for n in self.names}
-        return _Out(torch.from_numpy(self.session.run(None, feed)[0]))
-
-
-class _Out:
-    def __init__(self, logits):
-        self.logits = logits
+from textdistill.models.inputs import model_inputs
 
 
 @torch.inference_mode()
@@ -87,7 +61,7 @@ def run_bench(run_dir: str | Path, latency_examples: int = 100, throughput_batch
         model.eval()
         folder = run_dir / "onnx" / role
         folder.mkdir(parents=True, exist_ok=True)
-        export_onnx(model, tokenizers[role], folder)
+        export_classifier_onnx(model, tokenizers[role], folder, PROBES)
         order = teacher_label_order(model, data.label_names)
         models[f"{role} pytorch fp32"] = model
         sizes[f"{role} pytorch fp32"] = folder_weights_bytes(folders[role])

@@ -2,33 +2,37 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 from textdistill.config import GENERATION_TASKS, RunConfig, load_config
 from textdistill.errors import TextDistillError
 from textdistill.pipeline.bench import run_bench
-from textdistill.pipeline.distill import run_distill
 from textdistill.pipeline.evaluate import run_eval
 from textdistill.pipeline.export import run_export
+from textdistill.pipeline.run import run_distill
 from textdistill.pipeline.sweep import run_sweep
-from textdistill.pipeline.teacher import run_teacher
 from textdistill.report.render import read_summary, rewrite_report, summary_table
+from textdistill.tasks import TASKS
 
-__all__ = ["DEMO_DEFAULTS", "bench", "demo", "distill", "evaluate", "export", "refuse_file", "report", "summary_text",
-           "sweep", "teacher"]
+__all__ = ["DEMO", "bench", "demo", "demo_config", "distill", "evaluate", "export", "refuse_file", "report",
+           "run_demo", "shipped_config", "summary_text", "sweep", "teacher"]
 
-# The default student recipe (configs/rotten_tomatoes.yaml and configs/bbc_news.yaml spell out the same):
-# teacher layers 2 and 5 with half the feed-forward width, the task's vocabulary, width 256 initialised
-# from the teacher's most active dimensions, hidden-state matching, one teacher-labelled token variant
-# per text, temperature 4 -> 1 and the soft term weighted by the teacher's confidence, 4 epochs.
-RECIPE = {
-    "student.vocab": "task", "student.hidden_size": 256,
-    "loss.hidden_loss": "mse", "loss.schedule": "linear", "loss.temperature": 4.0, "loss.temperature_end": 1.0,
-    "loss.soft_weighting": "confidence",
-    "train.epochs": 4.0, "train.freeze_embeddings": False,
-}
-# The embedded default: the built-in data with the default recipe.
-DEMO_DEFAULTS = {"data.dataset": "rotten_tomatoes", "output_dir": "runs/demo", **RECIPE}
+# The built-in default: the default recipe on the built-in Rotten Tomatoes data, as the shipped file spells it.
+DEMO = {"config": "rotten_tomatoes.yaml", "output_dir": "runs/demo"}
+
+
+def shipped_config(name: str) -> Path:
+    """A config file shipped inside the package (`textdistill/configs/`), e.g. 'rotten_tomatoes.yaml'."""
+    path = Path(str(resources.files("textdistill") / "configs" / name))
+    if not path.is_file():
+        raise TextDistillError(f"no shipped config {name!r}; the package's configs are in {path.parent}")
+    return path
+
+
+def demo_config(overrides: dict | None = None) -> RunConfig:
+    """The demo's config: the shipped default recipe, its run folder `runs/demo`, then `overrides`."""
+    return load_config(shipped_config(DEMO["config"]), {"output_dir": DEMO["output_dir"], **(overrides or {})})
 
 
 def refuse_file(path: str | Path, option: str) -> None:
@@ -40,14 +44,8 @@ def refuse_file(path: str | Path, option: str) -> None:
 
 
 def distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False, **kwargs) -> dict | None:
-    """`distill`: the classification recipe (`pipeline/distill.py`), or for `task: causal_lm | seq2seq` the
-    generation recipe (`pipeline/generation.py`)."""
+    """`distill`: the one run of every task (`pipeline/run.py`)."""
     refuse_file(cfg.output_dir, "output_dir")
-    if cfg.task in GENERATION_TASKS:
-        from textdistill.pipeline.generation import run_generation_distill
-
-        ownership = {k: v for k, v in kwargs.items() if k in ("command", "may_replace")}
-        return run_generation_distill(cfg, overwrite=overwrite, resume=resume, **ownership)
     return run_distill(cfg, overwrite, resume, **kwargs)
 
 
@@ -56,26 +54,7 @@ def teacher(cfg: RunConfig, output: str | Path | None = None, overwrite: bool = 
     `teacher.path: train` (cached; copied to `output` when given). An existing `output` is replaced only with
     `overwrite`, and only if it is a teacher folder textdistill wrote."""
     refuse_file(cfg.output_dir if output is None else output, "output_dir" if output is None else "--output")
-    if cfg.task == "causal_lm":
-        raise TextDistillError("textdistill teacher trains classification and seq2seq teachers; a causal_lm run uses "
-                               "teacher.path 'builtin' (SmolLM2-135M-Instruct) or a model folder")
-    if cfg.task == "seq2seq":
-        import shutil
-
-        from textdistill.data.generation import load_generation_data
-        from textdistill.pipeline.seq2seq_teacher import trained_seq2seq_teacher
-        from textdistill.pipeline.teacher import open_teacher_folder
-
-        data = load_generation_data(cfg.generation)
-        if output is None:
-            folder, info = trained_seq2seq_teacher(cfg, data)
-            return {"teacher": str(folder), **info}
-        out = Path(output).expanduser()
-        with open_teacher_folder(cfg, out, overwrite) as target:
-            folder, info = trained_seq2seq_teacher(cfg, data)
-            shutil.copytree(folder, target.path, dirs_exist_ok=True)  # into the new folder of ours
-        return {"teacher": str(out), **info}
-    return run_teacher(cfg, output=output, overwrite=overwrite)
+    return TASKS[cfg.task].train_teacher(cfg, output, overwrite=overwrite)
 
 
 def export(source: str | Path, output: str | Path, overwrite: bool = False) -> dict:
@@ -110,7 +89,7 @@ def bench(run_dir: str | Path, latency_examples: int = 100, throughput_batches: 
 
 def demo(overrides: dict | None = None) -> dict:
     """The built-in default: MiniLM teacher fine-tuned on Rotten Tomatoes (cached), distilled, reported."""
-    return run_demo(load_config(None, {**DEMO_DEFAULTS, **(overrides or {})}))
+    return run_demo(demo_config(overrides))
 
 
 def run_demo(cfg: RunConfig) -> dict:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from textdistill.config import RunConfig
-from textdistill.data.classification import load_classification_data
+from textdistill.data.labelled import encode_splits, load_classification_data
 from textdistill.errors import TextDistillError
 from textdistill.evaluation.metrics import classification_metrics
 from textdistill.evaluation.predict import predict_logits
 from textdistill.models.loading import load_classifier, load_tokenizer, resolve_model_dir, teacher_label_order
-from textdistill.pipeline.runs import apply_threads, encode_splits
+from textdistill.pipeline.runs import apply_threads
 
 SPLITS = ("train", "validation", "test")
 

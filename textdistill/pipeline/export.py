@@ -1,16 +1,19 @@
-"""`export`: the student as a plain Hugging Face folder, checked to reload with identical outputs, plus
-an ONNX model (`model.onnx`) and its int8 dynamically quantised variant (`model.int8.onnx`) for ONNX Runtime."""
+"""`export`: the student of any task as a plain Hugging Face folder, checked to reload with identical outputs,
+plus its ONNX graphs and their int8 dynamically quantised variants for ONNX Runtime (`models/onnx.py`); and the
+check every distill run ends with, that the saved student reloads with the trained student's outputs."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, pipeline
 
 from textdistill.errors import TextDistillError
-from textdistill.models.loading import cap_model_max_length, load_tokenizer, refuse_custom_code
+from textdistill.models.inputs import logits_of
+from textdistill.models.loading import cap_model_max_length, load_generation_model, load_tokenizer, refuse_custom_code
+from textdistill.models.onnx import check_generation_onnx, export_classifier_onnx, write_generation_onnx
 from textdistill.ownership import OwnedFolder
 from textdistill.pipeline.runs import save_model
 
@@ -32,49 +35,6 @@ def _source_folder(run_or_model: Path) -> Path:
     )
 
 
-ONNX_TOLERANCE = 1e-4
-
-
-class _Positional(torch.nn.Module):
-    """The classifier with positional inputs in a fixed order and only its logits out, as ONNX wants it."""
-
-    def __init__(self, model, names: list[str]):
-        super().__init__()
-        self.model, self.names = model, names
-
-    def forward(self, *inputs):
-        return self.model(**dict(zip(self.names, inputs))).logits  # [B, C]
-
-
-def export_onnx(model, tokenizer, out: Path) -> dict:
-    """Write `model.onnx` (float32) and `model.int8.onnx` (dynamic int8 weights) and check them.
-
-    Uses the TorchScript-based exporter (`dynamo=False`), which needs no extra package; batch and
-    sequence length are dynamic axes. The float32 file must reproduce PyTorch's logits on the probes.
-    """
-    import onnxruntime as ort
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    enc = tokenizer(PROBES, padding=True, truncation=True, return_tensors="pt")
-    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in enc]
-    axes = {n: {0: "batch", 1: "sequence"} for n in names}
-    with torch.no_grad():
-        torch.onnx.export(_Positional(model, names).eval(), tuple(enc[n] for n in names), str(out / "model.onnx"),
-                          input_names=names, output_names=["logits"], dynamic_axes={**axes, "logits": {0: "batch"}},
-                          opset_version=17, dynamo=False)
-    quantize_dynamic(str(out / "model.onnx"), str(out / "model.int8.onnx"), weight_type=QuantType.QInt8)
-    feed = {n: enc[n].numpy() for n in names}
-    reference = _logits(model, tokenizer, PROBES).numpy()
-    diffs = {}
-    for name in ("model.onnx", "model.int8.onnx"):
-        session = ort.InferenceSession(str(out / name), providers=["CPUExecutionProvider"])
-        diffs[name] = float(np.abs(session.run(None, feed)[0] - reference).max())
-    if diffs["model.onnx"] > ONNX_TOLERANCE:
-        raise TextDistillError(f"the ONNX model gives different logits (max difference {diffs['model.onnx']:.2e}); "
-                               "please report this")
-    return {"onnx_max_logit_difference": diffs["model.onnx"], "int8_max_logit_difference": diffs["model.int8.onnx"]}
-
-
 @torch.inference_mode()
 def _logits(model, tokenizer, texts: list[str]) -> torch.Tensor:
     enc = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
@@ -83,8 +43,6 @@ def _logits(model, tokenizer, texts: list[str]) -> torch.Tensor:
 
 def _is_generation_folder(folder: Path) -> bool:
     """A causal-LM or encoder-decoder folder (written by a generation run), judged by its config."""
-    import json
-
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     names = config.get("architectures") or []
     return bool(config.get("is_encoder_decoder")) or any(n.endswith(("ForCausalLM", "LMHeadModel", "MTModel",
@@ -110,9 +68,7 @@ def run_export(source: str | Path, output: str | Path, overwrite: bool = False) 
 
 def _export(src: Path, out: Path) -> dict:
     if _is_generation_folder(src):
-        from textdistill.pipeline.generation import export_generation
-
-        return export_generation(src, out)
+        return export_generator(src, out)
     model = AutoModelForSequenceClassification.from_pretrained(str(src)).eval()
     tokenizer = load_tokenizer(src, "export")
     cap_model_max_length(tokenizer, model)
@@ -124,7 +80,7 @@ def _export(src: Path, out: Path) -> dict:
     diff = float((before - after).abs().max())
     if diff > 1e-5:
         raise TextDistillError(f"exported model gives different logits (max difference {diff:.2e}); please report this")
-    onnx = export_onnx(model, tokenizer, out)
+    onnx = export_classifier_onnx(model, tokenizer, out, PROBES)
     return {
         "output": str(out),
         "files": sorted(p.name for p in out.iterdir()),
@@ -133,3 +89,48 @@ def _export(src: Path, out: Path) -> dict:
         **onnx,
         "example": clf(PROBES[0])[0],
     }
+
+
+GENERATION_PROBES = ["In the beginning God created the heaven and the earth.", "And God said, Let there be light."]
+
+
+def export_generator(source: Path, out: Path) -> dict:
+    """`export` of a generation student: a plain Hugging Face folder with its tokenizer, reloaded with
+    `transformers` and checked to give the same logits on probe texts, plus ONNX graphs and their int8
+    variants (`models/onnx.py`), checked against PyTorch's logits and greedy outputs."""
+    config = json.loads((source / "config.json").read_text(encoding="utf-8"))
+    task = "seq2seq" if config.get("is_encoder_decoder") else "causal_lm"
+    model = load_generation_model(source, task, "export")
+    tokenizer = load_tokenizer(source, "export")
+    cap_model_max_length(tokenizer, model)
+    save_model(model, tokenizer, out)
+    reloaded = load_generation_model(out, task, "export")
+    enc = tokenizer(GENERATION_PROBES, return_tensors="pt", padding=True)
+
+    @torch.no_grad()
+    def logits(m):
+        extra = {}
+        if task == "seq2seq":
+            start = m.config.decoder_start_token_id
+            extra["decoder_input_ids"] = torch.full((len(GENERATION_PROBES), 1), start, dtype=torch.long)
+        return m(**enc, **extra).logits
+
+    diff = float((logits(model) - logits(reloaded)).abs().max())
+    if diff > 1e-5:
+        raise TextDistillError(f"exported model gives different logits (max difference {diff:.2e}); please report this")
+    write_generation_onnx(model, task, {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}, out)
+    onnx = check_generation_onnx(model, task, tokenizer, GENERATION_PROBES, out)
+    return {"output": str(out), "task": task, "files": sorted(p.name for p in out.iterdir()),
+            "max_logit_difference": diff, **onnx}
+
+
+@torch.inference_mode()
+def check_saved_student(folder: Path, model: torch.nn.Module, batch: dict, load) -> dict:
+    """The end of every distill run: the saved student folder, reloaded (`load(folder)`) with plain
+    `transformers`, must give the trained student's logits on a few test examples."""
+    reloaded = load(folder)
+    diff = float((logits_of(model.eval(), batch) - logits_of(reloaded.eval(), batch)).abs().max())
+    if diff > 1e-4:
+        raise TextDistillError(f"the saved student gives different logits after reloading (max difference {diff:.2e}); "
+                               "please report this")
+    return {"folder": str(folder), "files": sorted(p.name for p in folder.iterdir()), "max_logit_difference": diff}

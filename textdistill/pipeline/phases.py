@@ -7,12 +7,20 @@ the phase in progress continues from its last training checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
-from textdistill.pipeline.runs import inside_run, write_json
-from textdistill.training.checkpoint import digest_problem, file_digest
+import torch
+
+from textdistill.atomic import write_json
+from textdistill.hashing import digest_problem, file_digest
+from textdistill.pipeline.runs import inside_run, save_model
+from textdistill.training.checkpoints import remove_checkpoints
+from textdistill.training.distributed import is_main, wait_for_everyone
+from textdistill.training.loop import TrainResult
 
 log = logging.getLogger("textdistill")
 
@@ -37,3 +45,25 @@ def mark_finished(run_dir: Path, name: str, files: list[str], info: dict) -> Non
     """Record that phase `name` is done; `files` (relative to the run folder) are checked on resume."""
     digests = {f: file_digest(inside_run(run_dir, f, "phase output")) for f in files}
     write_json(inside_run(run_dir, f"phases/{name}.json", "phase"), {"files": digests, "info": info})
+
+
+def trained_phase(run_dir: Path, name: str, model: torch.nn.Module, tokenizer, resume: bool,
+                  load: Callable[[Path, str], torch.nn.Module], run_training: Callable[[], TrainResult]
+                  ) -> tuple[torch.nn.Module, dict]:
+    """A training phase (the student, the baseline): `run_training()` trains `model` in place on every
+    process, then the main process saves it to `run_dir/name` and marks the phase finished.
+
+    Resuming a run in which this phase had finished loads the saved model (`load(folder, name)`) and its
+    result instead.
+    """
+    done = finished_phase(run_dir, name) if resume else None
+    if done is not None:
+        log.info("%s: already trained, loading %s", name, run_dir / name)
+        return load(run_dir / name, name), done
+    info = dataclasses.asdict(run_training())
+    if is_main():
+        save_model(model, tokenizer, run_dir / name)
+        mark_finished(run_dir, name, [f"{name}/model.safetensors"], info)
+        remove_checkpoints(run_dir / "checkpoints", name)  # the saved model replaces them
+    wait_for_everyone()
+    return model, info

@@ -1,24 +1,21 @@
-"""Run folders and the steps every command shares: reading data, tokenising it once, saving models."""
+"""Run folders: created, continued or replaced safely; paths kept inside them; model folders saved whole."""
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import yaml
 from safetensors import SafetensorError
 
+from textdistill.atomic import atomic_write, write_failed
 from textdistill.config import RunConfig, load_config, save_config, to_dict
-from textdistill.data.classification import ClassificationData, Encoded, encode
 from textdistill.errors import TextDistillError
 from textdistill.ownership import OwnedFolder, carry_ownership
-from textdistill.training.checkpoint import atomic_write, write_failed
+from textdistill.training.checkpoints import COSMETIC
 from textdistill.training.distributed import is_main, process_state, share_from_main, wait_for_everyone
-from textdistill.training.resume import COSMETIC
 
 log = logging.getLogger("textdistill")
 CONFIG = "config.yaml"  # the resolved config; what --resume continues
@@ -151,58 +148,6 @@ def apply_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-@dataclass
-class EncodedSplits:
-    train: Encoded
-    validation: Encoded
-    test: Encoded
-    unlabeled: Encoded | None
-
-
-def check_max_length(max_length: int, model_max: int | None) -> None:
-    if model_max is not None and max_length > model_max:
-        raise TextDistillError(
-            f"data.max_length {max_length} exceeds the model's {model_max} positions; set data.max_length <= {model_max}"
-        )
-
-
-def encode_splits(tokenizer, data: ClassificationData, max_length: int, model_max: int | None) -> EncodedSplits:
-    """Tokenise every split once per run."""
-    check_max_length(max_length, model_max)
-
-    def enc(split, role):
-        return encode(tokenizer, split, data.label_ids(split), max_length, role)
-
-    return EncodedSplits(
-        train=enc(data.train, "train"),
-        validation=enc(data.validation, "validation"),
-        test=enc(data.test, "test"),
-        unlabeled=enc(data.unlabeled, "unlabeled") if data.unlabeled is not None else None,
-    )
-
-
-def concat(a: Encoded, b: Encoded | None) -> Encoded:
-    """Training examples followed by extra (unlabelled) ones."""
-    if b is None:
-        return a
-    if a.teacher_logits is None or b.teacher_logits is None:
-        raise ValueError("both parts need teacher logits to be concatenated")
-    types = a.token_type_ids + b.token_type_ids if a.token_type_ids and b.token_type_ids else None
-    if (a.teacher_input_ids is None) != (b.teacher_input_ids is None):
-        raise ValueError("both parts need teacher ids, or neither")
-    teacher_ids = a.teacher_input_ids + b.teacher_input_ids if a.teacher_input_ids is not None else None
-    return Encoded(
-        input_ids=a.input_ids + b.input_ids,
-        token_type_ids=types,
-        labels=torch.cat([a.labels, b.labels]),
-        teacher_logits=torch.cat([a.teacher_logits, b.teacher_logits]),
-        lengths=a.lengths + b.lengths,
-        pad_id=a.pad_id,
-        teacher_input_ids=teacher_ids,
-        teacher_pad_id=a.teacher_pad_id,
-    )
-
-
 def save_model(model: torch.nn.Module, tokenizer, folder: Path) -> None:
     """A plain Hugging Face folder: safetensors weights, config with label names, tokenizer."""
     tmp = folder.with_name(folder.name + ".partial")
@@ -218,12 +163,3 @@ def save_model(model: torch.nn.Module, tokenizer, folder: Path) -> None:
     except (OSError, SafetensorError) as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise write_failed(folder, e) from None
-
-
-def write_json(path: Path, value: dict) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(value, indent=2), encoding="utf-8"))
-
-
-def folder_weights_bytes(folder: Path) -> int:
-    """Size on disk of a model folder's weight files."""
-    return sum(f.stat().st_size for f in folder.glob("*.safetensors"))

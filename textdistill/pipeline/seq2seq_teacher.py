@@ -1,8 +1,8 @@
 """`teacher.path: train` for seq2seq: an encoder-decoder teacher trained from scratch on the run's data.
 
 A shared source/target BPE tokenizer is trained on the training pairs with the `tokenizers` library,
-a pre-LN (mBART-style) encoder-decoder (`generation.teacher_*` sizes) is trained with cross-entropy through the
-ordinary training loop (`teacher.finetune` settings), and the result is a plain Hugging Face folder,
+a pre-LN (mBART-style) encoder-decoder (`teacher.architecture` sizes) is trained with cross-entropy through
+the ordinary training loop (`teacher.finetune` settings), and the result is a plain Hugging Face folder,
 cached across runs under a key of the data and the settings (like the classification teacher), so the
 student runs of a benchmark share one teacher.
 """
@@ -13,23 +13,20 @@ import dataclasses
 import hashlib
 import json
 import logging
-import time
 from pathlib import Path
 
 import torch
 
 from textdistill.cache import cache_root
 from textdistill.config import RunConfig
-from textdistill.data.generation import GenerationData, encode_pairs
-from textdistill.locking import locked
-from textdistill.ownership import owned_work_folder, remove_owned
-from textdistill.pipeline.runs import save_model, write_json
-from textdistill.training.checkpoint import digest_problem, file_digest
-from textdistill.training.generation import count_target_tokens, label_objective
+from textdistill.data.pairs import GenerationData, TokenData, encode_pairs
+from textdistill.evaluation.generative import heldout_nll
+from textdistill.pipeline.teacher_cache import cached_teacher
 from textdistill.training.loop import train
+from textdistill.training.objectives import label_objective
+from textdistill.training.token_objectives import count_target_tokens
 
 log = logging.getLogger("textdistill")
-TEACHER_INFO = "textdistill_teacher.json"
 RECIPE_VERSION = 2  # 2: pre-LN (mBART-style) teacher
 SPECIAL = ["<pad>", "</s>", "<unk>", "<s>"]  # ids 0..3; the decoder starts from the pad id
 
@@ -83,9 +80,6 @@ def new_seq2seq_model(vocab_size: int, layers: int, d_model: int, heads: int, ff
 def source_shuffled_loss(model, data, batch_size: int) -> float:
     """Mean target-token loss with every source paired with the next example's target: a teacher that
     reads its source scores clearly worse here than on the right pairs."""
-    from textdistill.data.generation import TokenData
-    from textdistill.evaluation.generation import heldout_nll
-
     roll = list(range(1, len(data))) + [0]
     swapped = TokenData(data.task, [data.input_ids[i] for i in roll], data.labels,
                         [data.prompt_lengths[i] for i in roll], data.pad_id, data.decoder_start_id)
@@ -94,9 +88,11 @@ def source_shuffled_loss(model, data, batch_size: int) -> float:
 
 
 def teacher_key(cfg: RunConfig, data: GenerationData) -> str:
-    g = cfg.generation
-    settings = {k: getattr(g, k) for k in ("teacher_layers", "teacher_d_model", "teacher_heads", "teacher_ffn",
-                                           "vocab_size", "max_length", "max_target_length")}
+    a = cfg.teacher.architecture
+    # named as before the config was split by concept, so teachers cached then are found again
+    settings = {"teacher_layers": a.num_layers, "teacher_d_model": a.hidden_size, "teacher_heads": a.num_heads,
+                "teacher_ffn": a.intermediate_size, "vocab_size": a.vocab_size, "max_length": cfg.data.max_length,
+                "max_target_length": cfg.data.max_target_length}
     finetune = {k: v for k, v in dataclasses.asdict(cfg.teacher.finetune).items() if k not in ("progress", "threads")}
     payload = {"recipe": RECIPE_VERSION, "settings": settings, "finetune": finetune, "train": data.train,
                "validation": data.validation}
@@ -106,48 +102,31 @@ def teacher_key(cfg: RunConfig, data: GenerationData) -> str:
 def trained_seq2seq_teacher(cfg: RunConfig, data: GenerationData, resume: bool = False) -> tuple[Path, dict]:
     """The teacher folder for this data and these settings: trained once, then read from the cache."""
     folder = cache_root() / "gen_teachers" / teacher_key(cfg, data)
-    # one process trains a given teacher; another run wanting it waits, then reads the cached copy
-    with locked(folder.with_name(folder.name + ".lock"), f"the teacher {folder}"):
-        return _trained_seq2seq_teacher(cfg, data, folder, resume)
+    a, d = cfg.teacher.architecture, cfg.data
 
+    def train_teacher(work: Path, resume: bool):
+        tokenizer = train_tokenizer([t for pair in data.train for t in pair], a.vocab_size)
+        model = new_seq2seq_model(len(tokenizer), a.num_layers, a.hidden_size, a.num_heads, a.intermediate_size,
+                                  max(d.max_length, d.max_target_length) + 2, seed=cfg.teacher.finetune.seed)
+        train_set = encode_pairs(tokenizer, data.train, "seq2seq", d, model.config.decoder_start_token_id)
+        validation = encode_pairs(tokenizer, data.validation, "seq2seq", d, model.config.decoder_start_token_id)
 
-def _trained_seq2seq_teacher(cfg: RunConfig, data: GenerationData, folder: Path, resume: bool) -> tuple[Path, dict]:
-    info_path = folder / TEACHER_INFO
-    if info_path.is_file():
-        info = json.loads(info_path.read_text(encoding="utf-8"))
-        if digest_problem(folder, {"model.safetensors": info.get("weights_sha256", "")}) is None:
-            log.info("teacher: using the cached seq2seq teacher %s", folder)
-            return folder, {**info, "cached": True}
-        info_path.unlink()
-    g = cfg.generation
-    started = time.perf_counter()
-    tokenizer = train_tokenizer([t for pair in data.train for t in pair], g.vocab_size)
-    model = new_seq2seq_model(len(tokenizer), g.teacher_layers, g.teacher_d_model, g.teacher_heads, g.teacher_ffn,
-                              max(g.max_length, g.max_target_length) + 2, seed=cfg.teacher.finetune.seed)
-    train_set = encode_pairs(tokenizer, data.train, "seq2seq", g, model.config.decoder_start_token_id)
-    validation = encode_pairs(tokenizer, data.validation, "seq2seq", g, model.config.decoder_start_token_id)
-    work = owned_work_folder(folder.with_name(folder.name + ".work"), "teacher", keep=resume)
-    from textdistill.evaluation.generation import heldout_nll
+        def evaluate(m):
+            nll, n = heldout_nll(m, validation, cfg.teacher.batch_size)
+            return {"neg_loss": -nll / max(n, 1)}
 
-    def evaluate(m):
-        nll, n = heldout_nll(m, validation, cfg.teacher.batch_size)
-        return {"neg_loss": -nll / max(n, 1)}
+        log.info("teacher: training a %d-layer encoder-decoder from scratch (cached afterwards at %s)",
+                 a.num_layers, folder)
+        result = train(model, train_set, label_objective(), cfg.teacher.finetune, name="teacher", run_dir=work,
+                       evaluate=evaluate, metric="neg_loss", count=count_target_tokens, resume=resume)
+        shuffled = source_shuffled_loss(model, validation, cfg.teacher.batch_size)
+        best = -result.best_score if result.best_score is not None else None
+        if best is not None and shuffled - best < 0.01 * best:
+            log.warning("teacher: its validation loss is %.3f with the sources shuffled and %.3f with the right ones: "
+                        "it ignores the source (a language model of the targets). Train it longer or at a lower "
+                        "teacher.finetune.learning_rate", shuffled, best)
+        return model, tokenizer, {"base": "trained here (teacher.path 'train')", "train_seconds": result.seconds,
+                                  "steps": result.steps, "validation_loss": best,
+                                  "validation_loss_sources_shuffled": shuffled}
 
-    log.info("teacher: training a %d-layer encoder-decoder from scratch (cached afterwards at %s)",
-             g.teacher_layers, folder)
-    result = train(model, train_set, label_objective(), cfg.teacher.finetune, name="teacher", run_dir=work,
-                   evaluate=evaluate, metric="neg_loss", count=count_target_tokens, resume=resume)
-    save_model(model, tokenizer, folder)
-    shuffled = source_shuffled_loss(model, validation, cfg.teacher.batch_size)
-    best = -result.best_score if result.best_score is not None else None
-    if best is not None and shuffled - best < 0.01 * best:
-        log.warning("teacher: its validation loss is %.3f with the sources shuffled and %.3f with the right ones: "
-                    "it ignores the source (a language model of the targets). Train it longer or at a lower "
-                    "teacher.finetune.learning_rate", shuffled, best)
-    info = {"base": "trained here (teacher.path 'train')", "train_seconds": result.seconds, "steps": result.steps,
-            "validation_loss": best, "validation_loss_sources_shuffled": shuffled,
-            "weights_sha256": file_digest(folder / "model.safetensors"),
-            "wall_seconds": time.perf_counter() - started}
-    write_json(info_path, info)  # written last: its presence marks a complete teacher
-    remove_owned(work)
-    return folder, {**info, "cached": False}
+    return cached_teacher(folder, train_teacher, resume)

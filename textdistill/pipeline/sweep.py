@@ -1,17 +1,16 @@
 """`distill --sweep`: a small grid of settings tried on validation within a time budget, then the full run.
 
-Every trial is an ordinary `run_distill` of one setting that stops after the student phase, so trials
-train exactly as the final run does; the teacher is fine-tuned and scored once (the caches serve every
-later trial and the final run). A short probe first measures the seconds per step, per evaluation and of
-setting up a trial; the trials then all get the same number of steps (the full run's, shortened to fit
-the budget, down to `sweep.min_trial_steps`), so their validation accuracies compare. Trials that still
-do not fit are listed as skipped. The best setting (highest validation accuracy, the first on ties) is
+Every trial is built from the phases of an ordinary run (`run.prepare`, `run.train_student`) for one
+setting and stops after the student phase, so trials train exactly as the final run does; the teacher is
+fine-tuned and scored once (the caches serve every later trial and the final run). A short probe first
+measures the seconds per step, per evaluation and of setting up a trial; the trials then all get the same
+number of steps (the full run's, shortened to fit the budget, down to `sweep.min_trial_steps`), so their
+validation accuracies compare. Trials that still do not fit are listed as skipped. The best setting (highest validation accuracy, the first on ties) is
 then run in full, and the grid goes into its summary.json and report.
 """
 
 from __future__ import annotations
 
-import copy
 import itertools
 import logging
 import math
@@ -21,13 +20,11 @@ from pathlib import Path
 
 from transformers import AutoConfig
 
-from textdistill.config import STUDENT_SIZES, RunConfig
-from textdistill.data.classification import load_classification_data
+from textdistill.config import STUDENT_SIZES, RunConfig, replaced
 from textdistill.errors import TextDistillError
 from textdistill.models.loading import refuse_custom_code, resolve_model_dir
 from textdistill.ownership import remove_owned
-from textdistill.pipeline.distill import run_distill
-from textdistill.pipeline.runs import check_sources, open_run_folder
+from textdistill.pipeline.run import Plan, prepare, run_distill, start_run, train_student
 from textdistill.training.distributed import process_state
 
 log = logging.getLogger("textdistill")
@@ -73,16 +70,15 @@ def sweep_grid(cfg: RunConfig, n_teacher: int | None) -> list[Setting]:
 
 def apply_setting(cfg: RunConfig, setting: Setting, n_teacher: int | None) -> RunConfig:
     """A copy of `cfg` with the setting's student size, temperature and alpha (beta = 1 - alpha)."""
-    out = copy.deepcopy(cfg)
+    changes: dict = {"loss.temperature": setting.temperature}
     if setting.layers is not None:
         if cfg.student.init == "teacher_layers":
-            out.student.layers = spread_layers(setting.layers, n_teacher)
+            changes["student.layers"] = tuple(spread_layers(setting.layers, n_teacher))
         else:
-            out.student.num_layers = setting.layers
-    out.loss.temperature = setting.temperature
+            changes["student.num_layers"] = setting.layers
     if setting.alpha is not None:
-        out.loss.alpha, out.loss.beta = setting.alpha, 1.0 - setting.alpha
-    return out
+        changes.update({"loss.alpha": setting.alpha, "loss.beta": 1.0 - setting.alpha})
+    return replaced(cfg, changes)
 
 
 def trial_seconds(steps: int, eval_every: int, per_step: float, per_eval: float, overhead: float) -> float:
@@ -118,23 +114,26 @@ def teacher_depth(cfg: RunConfig) -> int:
     return AutoConfig.from_pretrained(str(path), trust_remote_code=cfg.trust_remote_code).num_hidden_layers
 
 
-def _trial_config(cfg: RunConfig, setting: Setting, n_teacher: int | None, folder: Path) -> RunConfig:
-    out = apply_setting(cfg, setting, n_teacher)
-    out.output_dir = str(folder)
-    out.report.baseline = False
-    return out
+def _trial(cfg: RunConfig, setting: Setting, n_teacher: int | None, folder: Path,
+           steps: int | None) -> tuple[Plan, dict]:
+    """One trial: a run of the setting in `folder`, no baseline, its student trained `steps` steps at most.
+    Returns the run's plan and the student phase's result."""
+    trial_cfg = replaced(apply_setting(cfg, setting, n_teacher), {"output_dir": str(folder), "report.baseline": False})
+    run_folder, data = start_run(trial_cfg, overwrite=False, resume=False)
+    with run_folder:
+        plan = prepare(trial_cfg, run_folder.path, resume=False, data=data)
+        return plan, train_student(plan, max_steps=steps)[1]
 
 
-def _one_off_seconds(result: dict) -> float:
+def _one_off_seconds(plan: Plan) -> float:
     """Teacher fine-tuning and scoring done by this trial: paid once, cached for every later run."""
-    teacher = result["teacher"]
+    teacher = plan.teacher.info
     finetune = teacher.get("wall_seconds", 0.0) if not teacher.get("cached", True) else 0.0
-    return result["student"].get("teacher_scoring_seconds", 0.0) + finetune
+    return plan.signal_seconds + finetune
 
 
-def _probe_rates(result: dict) -> tuple[float, float]:
+def _probe_rates(student: dict) -> tuple[float, float]:
     """(seconds per step, seconds per evaluation) from the probe's training log."""
-    student = result["student"]
     logs = [h for h in student["history"] if "split" not in h and "elapsed_s" in h]
     if not logs:
         return student["seconds"] / max(student["steps"], 1), 0.0
@@ -151,9 +150,8 @@ def run_sweep(cfg: RunConfig, overwrite: bool = False) -> dict:
     if process_state().num_processes > 1:
         raise TextDistillError("distill --sweep runs in one process (its trials are timed); run it without "
                                "accelerate or torchrun, then launch the chosen setting on several processes")
-    load_classification_data(cfg.data)  # checked before an old run in output_dir is touched
-    check_sources(cfg)
-    with open_run_folder(cfg, overwrite) as folder:  # refuse a bad output_dir before the budget is spent
+    folder, _ = start_run(cfg, overwrite, resume=False)  # refuse a bad output_dir before the budget is spent
+    with folder:
         best, record = _sweep_trials(cfg, folder.path)
     return run_distill(best, overwrite=True, sweep=record)  # replaces the sweep's folder, ours
 
@@ -168,13 +166,13 @@ def _sweep_trials(cfg: RunConfig, run_dir: Path) -> tuple[RunConfig, dict]:
     # the largest student, for a conservative estimate of a step's cost
     probe_setting = max(grid, key=lambda s: s.layers or 0)
     started = time.perf_counter()
-    probe = run_distill(_trial_config(cfg, probe_setting, n_teacher, trials_dir / "probe"), trial_steps=PROBE_STEPS)
+    probe, student = _trial(cfg, probe_setting, n_teacher, trials_dir / "probe", PROBE_STEPS)
     probe_wall = time.perf_counter() - started
     one_off = _one_off_seconds(probe)
     spent = probe_wall - one_off
-    per_step, per_eval = _probe_rates(probe)
-    overhead = max(probe_wall - one_off - probe["student"]["seconds"], 0.0)
-    full_steps, eval_every = probe["full_steps"], probe["eval_every"]
+    per_step, per_eval = _probe_rates(student)
+    overhead = max(probe_wall - one_off - student["seconds"], 0.0)
+    full_steps, eval_every = probe.student_train.max_steps, probe.student_train.eval_every
 
     def cost(steps: int) -> float:
         return trial_seconds(steps, eval_every, per_step, per_eval, overhead)
@@ -194,16 +192,16 @@ def _sweep_trials(cfg: RunConfig, run_dir: Path) -> tuple[RunConfig, dict]:
             continue
         folder = trials_dir / f"trial-{i}"
         t0 = time.perf_counter()
-        result = run_distill(_trial_config(cfg, setting, n_teacher, folder), trial_steps=steps)
+        plan, student = _trial(cfg, setting, n_teacher, folder, steps)
         wall = time.perf_counter() - t0
-        took.append(wall - _one_off_seconds(result))
+        took.append(wall - _one_off_seconds(plan))
         spent += took[-1]
-        one_off += _one_off_seconds(result)
+        one_off += _one_off_seconds(plan)
         remove_owned(folder)
-        trials.append({**record, "steps": result["student"]["steps"],
-                       "validation_accuracy": result["student"]["best_score"], "seconds": wall, "status": "ran"})
+        trials.append({**record, "steps": student["steps"], "validation_accuracy": student["best_score"],
+                       "seconds": wall, "status": "ran"})
         log.info("sweep %d/%d: %s: validation accuracy %.4f (%.0f s)", i + 1, len(grid), setting.label(),
-                 result["student"]["best_score"], wall)
+                 student["best_score"], wall)
 
     ran = [i for i, t in enumerate(trials) if t["status"] == "ran"]
     if not ran:

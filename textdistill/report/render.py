@@ -7,14 +7,14 @@ import json
 import math
 from pathlib import Path
 
+from textdistill.atomic import atomic_write
+from textdistill.config import GENERATION_TASKS
 from textdistill.errors import TextDistillError
-from textdistill.training.checkpoint import atomic_write
 
 COLUMNS = ("teacher", "student", "baseline")
 TITLES = {"teacher": "teacher", "student": "student (distilled)", "baseline": "baseline (no teacher)"}
 
 
-GENERATION_TASKS = ("causal_lm", "seq2seq")
 
 
 def _rows(summary: dict) -> list[tuple[str, list[str]]]:
@@ -110,7 +110,8 @@ def generation_markdown(summary: dict) -> str:
     lines += ["", "Test set. Perplexity and agreement are teacher-forced on the references, target tokens only "
                   "(agreement: same most likely next token as the teacher). Text scores are on greedy outputs. Speed: "
                   f"greedy decoding of test prompts one at a time, KV cache on, {threads} CPU thread(s)."]
-    objective = (f"{g['ce_weight']} * CE + {g['kd_weight']} * T^2 * {g['loss']}(student, teacher), T = {g['temperature']}"
+    loss = summary["loss"]
+    objective = (f"{loss['alpha']} * CE + {loss['beta']} * T^2 * {loss['soft']}(student, teacher), T = {loss['temperature']}"
                  + (f", top-{g['topk']} teacher" if g["topk"] else "")
                  + (f", sequence-level targets ({g['sequence_kd']}"
                     + (" + references" if g["with_references"] else "") + ")" if g["sequence_kd"] != "off" else "")
@@ -126,6 +127,12 @@ def generation_markdown(summary: dict) -> str:
                 lines.append(f"- {TITLES.get(name, name)}: `{e['output']}` (reference: `{e['reference']}`)")
     lines += ["", "Training curves: see report.html (data in metrics.jsonl).", ""]
     return "\n".join(lines)
+
+
+def _soft_term(name: str) -> str:
+    """The soft term as the report writes it: the direction of the KL spelled out."""
+    return {"forward_kl": "KL(teacher_T || student_T)", "reverse_kl": "KL(student_T || teacher_T)"}.get(
+        name, f"{name}(student_T, teacher_T)")
 
 
 def markdown_report(summary: dict) -> str:
@@ -146,7 +153,8 @@ def markdown_report(summary: dict) -> str:
                   f"process, {threads} CPU thread(s); throughput: batches of 32 test examples."]
     loss = summary["loss"]
     lines += ["", f"Objective: {loss['alpha']} * CE + {loss['beta']} * "
-                  + (f"T^2 * KL(teacher_T || student_T), T = {loss['temperature']}" if loss["soft"] == "kl" else "logit MSE")
+                  + (f"T^2 * {_soft_term(loss['soft'])}, T = {loss['temperature']}" if loss["soft"] != "mse"
+                     else "logit MSE")
                   + f". Student: `{json.dumps(summary['student_config'])}`."]
     for note in guidance(summary):
         lines += ["", f"**Note.** {note}"]

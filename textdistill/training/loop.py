@@ -31,17 +31,16 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from textdistill.config import TrainConfig
-from textdistill.data.classification import bucketed_batches
-from textdistill.training.checkpoint import load_weights, save_weights, write_failed
+from textdistill.data.batching import bucketed_batches
+from textdistill.models.inputs import Batch
+from textdistill.atomic import write_failed
 from textdistill.training.distributed import check_data_parallel, process_share
-from textdistill.training.precision import autocast, resolve_precision, set_dropout
-from textdistill.training.resume import (Progress, check_name, keep_metrics_until, newest_checkpoint,
-                                        restore_checkpoint, save_checkpoint)
+from textdistill.precision import autocast, resolve_precision, set_dropout
+from textdistill.training.checkpoints import (Progress, check_name, keep_metrics_until, load_weights,
+                                              newest_checkpoint, restore_checkpoint, save_checkpoint, save_weights)
 from textdistill.training.stopping import FiniteWatch, Interrupted, StopRequest
 
-Batch = dict[str, torch.Tensor]
 Objective = Callable[[torch.nn.Module, Batch, float], dict[str, torch.Tensor]]
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 LOG_EVERY = 10
 log = logging.getLogger("textdistill")
 
@@ -61,10 +60,6 @@ def make_accelerator(cfg: TrainConfig) -> Accelerator:
     session) trains models under different settings. fp16 goes through accelerate for its loss scaling."""
     fp16 = resolve_precision(cfg.mixed_precision) == "fp16"
     return Accelerator(mixed_precision="fp16" if fp16 else "no", cpu=not torch.cuda.is_available())
-
-
-def model_inputs(batch: Batch) -> Batch:
-    return {k: batch[k] for k in MODEL_INPUTS if k in batch}
 
 
 def count_examples(batch: Batch) -> int:

@@ -1,92 +1,60 @@
-"""Training objectives: which losses are summed, with which weights, on which teacher signal."""
+"""Training objectives: which losses are summed, with which weights, on which teacher signal.
+
+An objective is a function `(model, batch, progress) -> {term name: summed loss}` that runs the forward
+pass itself; `progress` in [0, 1] drives the schedules. Every task's objective is built from the pieces
+here, so a loss, a weight schedule or a new term serves every task at once:
+
+    ce   = alpha * sum CE(student, y)                     over labelled examples, or reference tokens
+    soft = beta * T^2 * sum w * D(student_T, teacher_T)   D = LOSSES[loss.soft] (no T^2 for 'mse')
+
+alpha, beta and T follow `loss.schedule`. Classification sums over examples
+(`training/example_objectives.py`), generation over target tokens (`training/token_objectives.py`); the
+loop divides by the units of the whole optimizer step.
+"""
 
 from __future__ import annotations
 
 import torch
 
 from textdistill.config import LossConfig
-from textdistill.losses import (HIDDEN_LOSSES, IGNORE_INDEX, SOFT_LOSSES, attention_forward_kl, cross_entropy,
-                                hidden_mse, masked_mean_per_example, masked_sum)
-from textdistill.training.intermediate import LayerMatch, Projections, live_teacher_features, teacher_inputs
-from textdistill.training.loop import Batch, model_inputs
-from textdistill.training.schedules import scheduled, teacher_weights
+from textdistill.losses import IGNORE_INDEX, LOSSES, chunked, cross_entropy, masked_sum
+from textdistill.models.inputs import Batch, logits_of
+from textdistill.training.schedules import scheduled
 
 
-def classification_objective(cfg: LossConfig, teacher: torch.nn.Module | None = None,
-                             matches: list[LayerMatch] | None = None, projections: Projections | None = None):
-    """loss = alpha * CE(student, y) + beta * T^2 * w_teacher * KL(teacher_T || student_T)  (Hinton et al. 2015)
-    [+ intermediate-layer terms when `teacher` and `matches` are given].
-
-    alpha, beta and T follow `cfg.schedule` over training progress; w_teacher is the per-example weight
-    of `cfg.soft_weighting` (1 by default). With `cfg.soft == 'mse'` the soft term is the logit MSE, which
-    has no temperature and no T^2. CE counts only labelled examples; the soft term counts every example
-    that has teacher logits (unlabelled text included). Returns per-term sums; the loop divides by the
-    step's example count.
-    """
-    soft_loss = SOFT_LOSSES[cfg.soft]
-    intermediate = teacher is not None and matches is not None
-
-    def objective(student: torch.nn.Module, batch: Batch, progress: float = 0.0) -> dict[str, torch.Tensor]:
-        inputs = model_inputs(batch)
-        attentions = intermediate and cfg.attention_weight > 0
-        out = student(**inputs, output_hidden_states=intermediate, output_attentions=attentions)
-        student_logits = out.logits  # [B, C]
-        labels = batch["labels"]  # [B], IGNORE_INDEX where unlabelled
-        alpha = scheduled(cfg.alpha, cfg.alpha_end, cfg.schedule, progress)
-        beta = scheduled(cfg.beta, cfg.beta_end, cfg.schedule, progress)
-        temperature = scheduled(cfg.temperature, cfg.temperature_end, cfg.schedule, progress)
-        terms = {}
-        if alpha > 0:
-            terms["ce"] = alpha * masked_sum(cross_entropy(student_logits, labels), labels != IGNORE_INDEX)
-        if beta > 0:
-            teacher_logits = batch["teacher_logits"]  # [B, C]
-            soft = soft_loss(student_logits, teacher_logits, temperature)  # [B]
-            scale = temperature**2 if cfg.soft == "kl" else 1.0
-            weights = teacher_weights(teacher_logits, cfg.soft_weighting)  # [B]
-            terms["soft"] = beta * scale * (weights * soft).sum()
-        if intermediate:
-            # the teacher reads its own token ids (`teacher_input_ids` with a pruned student vocabulary)
-            teacher_out = live_teacher_features(teacher, teacher_inputs(batch, inputs), attentions)
-            terms.update(intermediate_terms(cfg, out, teacher_out, inputs["attention_mask"], matches, projections))
-        return terms
-
-    return objective
+def loss_weights(cfg: LossConfig, progress: float) -> tuple[float, float, float]:
+    """(alpha, beta, temperature) at `progress`, by `cfg.schedule`."""
+    return (scheduled(cfg.alpha, cfg.alpha_end, cfg.schedule, progress),
+            scheduled(cfg.beta, cfg.beta_end, cfg.schedule, progress),
+            scheduled(cfg.temperature, cfg.temperature_end, cfg.schedule, progress))
 
 
-def intermediate_terms(cfg: LossConfig, student_out, teacher_out, attention_mask: torch.Tensor,
-                       matches: list[LayerMatch], projections: Projections | None) -> dict[str, torch.Tensor]:
-    """Summed per-example matching losses of hidden states, attentions and embeddings over `matches`."""
-    project = projections if projections is not None else (lambda name, h: h)
-    mask = attention_mask.bool()  # [B, L]
-    terms = {}
-    if cfg.hidden_loss != "none" and cfg.hidden_weight > 0:
-        loss = HIDDEN_LOSSES[cfg.hidden_loss]
-        total = 0.0
-        for m in matches:
-            # hidden_states[0] is the embedding output, so layer i is entry i + 1
-            s = project(f"layer{m.student_layer}_to{m.teacher_layer}", student_out.hidden_states[m.student_layer + 1])
-            t = teacher_out.hidden_states[m.teacher_layer + 1]  # [B, L, D_t]
-            total = total + masked_mean_per_example(loss(s, t), mask).sum()
-        terms["hidden"] = cfg.hidden_weight * total
-    if cfg.attention_weight > 0:
-        total = 0.0
-        for m in matches:
-            kl = attention_forward_kl(student_out.attentions[m.student_layer], teacher_out.attentions[m.teacher_layer])
-            total = total + masked_mean_per_example(kl, mask).sum()  # [B, Lq] over real query positions
-        terms["attention"] = cfg.attention_weight * total
-    if cfg.embedding_weight > 0:
-        loss = HIDDEN_LOSSES.get(cfg.hidden_loss, hidden_mse)
-        s = project("embeddings", student_out.hidden_states[0])
-        terms["embedding"] = cfg.embedding_weight * masked_mean_per_example(loss(s, teacher_out.hidden_states[0]), mask).sum()
-    return terms
+def soft_scale(cfg: LossConfig, temperature: float) -> float:
+    """T^2 (Hinton et al. 2015: the soft term's gradients shrink as 1/T^2); 1 for the logit MSE, which has no T."""
+    return 1.0 if cfg.soft == "mse" else temperature**2
+
+
+def soft_loss(cfg: LossConfig, student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
+              chunk_size: int = 0) -> torch.Tensor:
+    """`LOSSES[cfg.soft]` per position, `[N, V], [N, V] -> [N]`, `chunk_size` positions at a time when set."""
+    loss_fn = LOSSES[cfg.soft]
+    kwargs = {"temperature": temperature}
+    if cfg.soft == "jsd":
+        kwargs["beta"] = cfg.jsd_beta
+    elif cfg.soft in ("skew_kl", "skew_reverse_kl"):
+        kwargs["alpha"] = cfg.skew_alpha
+    if chunk_size:
+        return chunked(loss_fn, student_logits, teacher_logits, chunk_size, **kwargs)
+    return loss_fn(student_logits, teacher_logits, **kwargs)
 
 
 def label_objective():
-    """Plain cross-entropy on gold labels: fine-tuning a teacher, or the no-teacher baseline."""
+    """Cross-entropy on the targets only (gold labels, or reference tokens): fine-tuning or training a teacher,
+    and the no-teacher baseline of every task."""
 
     def objective(model: torch.nn.Module, batch: Batch, progress: float = 0.0) -> dict[str, torch.Tensor]:
-        logits = model(**model_inputs(batch)).logits  # [B, C]
-        labels = batch["labels"]
-        return {"ce": masked_sum(cross_entropy(logits, labels), labels != IGNORE_INDEX)}
+        logits = logits_of(model, batch)  # [B, C] or [B, T, V]
+        targets = batch["targets"]  # [B] or [B, T]
+        return {"ce": masked_sum(cross_entropy(logits, targets), targets != IGNORE_INDEX)}
 
     return objective

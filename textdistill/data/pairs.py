@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from textdistill.config import GenerationConfig
+from textdistill.config import DataConfig
+from textdistill.data.batching import pad_rows
 from textdistill.errors import TextDistillError
 from textdistill.losses import IGNORE_INDEX
 
@@ -36,7 +37,7 @@ class GenerationData:
     name: str
 
 
-def load_generation_data(cfg: GenerationConfig) -> GenerationData:
+def load_generation_data(cfg: DataConfig) -> GenerationData:
     if cfg.dataset is not None:
         from textdistill.data import bible  # the data engineer's module; imported only when used
 
@@ -46,7 +47,7 @@ def load_generation_data(cfg: GenerationConfig) -> GenerationData:
             pairs, kind = [tuple(p) for p in bible.parallel_verses()], "parallel"
         name = cfg.dataset
     else:
-        pairs, kind = read_pairs(Path(cfg.train), "generation.train")
+        pairs, kind = read_pairs(Path(cfg.train), "data.train")
         name = cfg.train
     pairs = [(cfg.source_prefix + p if kind != "text" else p, r) for p, r in pairs]
     rng = np.random.default_rng(cfg.split_seed)
@@ -56,7 +57,7 @@ def load_generation_data(cfg: GenerationConfig) -> GenerationData:
         path = getattr(cfg, split)
         if path is not None:
             held[split] = [(cfg.source_prefix + p if kind != "text" else p, r)
-                           for p, r in read_pairs(Path(path), f"generation.{split}")[0]]
+                           for p, r in read_pairs(Path(path), f"data.{split}")[0]]
         else:
             n = max(1, round(frac * len(pairs)))
             held[split] = [pairs[i] for i in order[:n]]
@@ -131,10 +132,6 @@ class TokenData:
     def __len__(self) -> int:
         return len(self.input_ids)
 
-    def subset(self, index: list[int]) -> "TokenData":
-        return TokenData(self.task, [self.input_ids[i] for i in index], [self.labels[i] for i in index],
-                         [self.prompt_lengths[i] for i in index], self.pad_id, self.decoder_start_id)
-
     def target_length(self, i: int) -> int:
         """Logit positions of example i (the width of its `targets` row)."""
         return len(self.labels[i]) if self.task == "seq2seq" else len(self.input_ids[i])
@@ -142,13 +139,13 @@ class TokenData:
     def collate(self, index: list[int]) -> dict[str, torch.Tensor]:
         batch = {"prompt_length": torch.tensor([self.prompt_lengths[i] for i in index])}
         if self.task == "causal_lm":
-            batch["input_ids"], batch["attention_mask"] = _pad([self.input_ids[i] for i in index], self.pad_id)
-            labels, _ = _pad([self.labels[i] for i in index], IGNORE_INDEX)
+            batch["input_ids"], batch["attention_mask"] = pad_rows([self.input_ids[i] for i in index], self.pad_id)
+            labels, _ = pad_rows([self.labels[i] for i in index], IGNORE_INDEX)
             # logit t predicts token t + 1
             batch["targets"] = torch.cat([labels[:, 1:], torch.full_like(labels[:, :1], IGNORE_INDEX)], 1)  # [B, L]
         else:
-            batch["input_ids"], batch["attention_mask"] = _pad([self.input_ids[i] for i in index], self.pad_id)
-            targets, _ = _pad([self.labels[i] for i in index], IGNORE_INDEX)
+            batch["input_ids"], batch["attention_mask"] = pad_rows([self.input_ids[i] for i in index], self.pad_id)
+            targets, _ = pad_rows([self.labels[i] for i in index], IGNORE_INDEX)
             starts = torch.full_like(targets[:, :1], self.decoder_start_id)
             decoder = torch.cat([starts, targets[:, :-1]], 1)  # [B, T] the target shifted right
             batch["decoder_input_ids"] = decoder.masked_fill(decoder == IGNORE_INDEX, self.pad_id)
@@ -162,17 +159,7 @@ class TokenData:
         return batch
 
 
-def _pad(rows: list[list[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), value, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for b, r in enumerate(rows):
-        ids[b, : len(r)] = torch.tensor(r, dtype=torch.long)
-        mask[b, : len(r)] = 1
-    return ids, mask
-
-
-def encode_pairs(tokenizer, pairs: list[Pair], task: str, cfg: GenerationConfig,
+def encode_pairs(tokenizer, pairs: list[Pair], task: str, cfg: DataConfig,
                  decoder_start_id: int | None = None) -> TokenData:
     """Tokenise once: causal LM (prompt + response, chat template when the tokenizer has one and
     `cfg.chat_template`) or seq2seq (source, target ending with EOS)."""
@@ -200,7 +187,7 @@ def encode_pairs(tokenizer, pairs: list[Pair], task: str, cfg: GenerationConfig,
         labels.append([IGNORE_INDEX] * len(p_ids) + r_ids)
         prompts.append(len(p_ids))
     if truncated:
-        log.warning("%d of %d examples were truncated to generation.max_length / max_target_length",
+        log.warning("%d of %d examples were truncated to data.max_length / max_target_length",
                     truncated, len(pairs))
     return TokenData(task, inputs, labels, prompts, pad, decoder_start_id)
 

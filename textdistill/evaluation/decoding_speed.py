@@ -14,19 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from textdistill.data.batching import pad_rows
 from textdistill.errors import TextDistillError
-
-
-def pad_batch(prompts: Sequence[Sequence[int]], pad_token_id: int, left: bool) -> dict[str, torch.Tensor]:
-    """input_ids and attention_mask `[B, longest]`; decoder-only models need left padding to generate."""
-    longest = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), longest), pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(prompts), longest), dtype=torch.long)
-    for row, prompt in enumerate(prompts):
-        cols = slice(longest - len(prompt), longest) if left else slice(0, len(prompt))
-        ids[row, cols] = torch.tensor(list(prompt), dtype=torch.long)
-        mask[row, cols] = 1
-    return {"input_ids": ids, "attention_mask": mask}
 
 
 def _generate(model, batch: dict[str, torch.Tensor], max_new_tokens: int, pad_token_id: int) -> None:
@@ -59,7 +48,7 @@ def measure_generation_speed(
     results: dict[str, dict[str, dict[str, float]]] = {name: {} for name in names}
     for b in batch_sizes:
         groups = [[prompts[(i * b + j) % len(prompts)] for j in range(b)] for i in range(warmup + calls)]
-        batches = {name: [_to_device(pad_batch(g, pad_token_id, left=not _is_encoder_decoder(models[name])),
+        batches = {name: [_to_device(_padded(g, pad_token_id, left=not _is_encoder_decoder(models[name])),
                                      models[name]) for g in groups] for name in names}
         for name in names:
             for batch in batches[name][:warmup]:
@@ -82,6 +71,11 @@ def measure_generation_speed(
                 "calls": calls,
             }
     return results
+
+
+def _padded(prompts: Sequence[Sequence[int]], pad_token_id: int, left: bool) -> dict[str, torch.Tensor]:
+    ids, mask = pad_rows([list(p) for p in prompts], pad_token_id, left)  # [B, longest] each
+    return {"input_ids": ids, "attention_mask": mask}
 
 
 def _is_encoder_decoder(model) -> bool:

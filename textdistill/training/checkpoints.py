@@ -1,4 +1,5 @@
-"""Resumable training checkpoints: everything the loop needs to go on as if it had never stopped.
+"""Training checkpoints: the best weights so far, and resumable checkpoints with everything the loop needs to
+go on as if it had never stopped.
 
 A checkpoint is the folder `checkpoints/<name>-step<NNNNNNNN>/` holding
     model.safetensors     the trained model's weights
@@ -37,8 +38,8 @@ from safetensors.torch import load_file, save_file
 
 from textdistill.config import TrainConfig
 from textdistill.errors import TextDistillError
-from textdistill.training.checkpoint import (atomic_write, digest_problem, file_digest, fsync_dir, fsync_file,
-                                             state_on_cpu)
+from textdistill.atomic import atomic_write, fsync_dir, fsync_file
+from textdistill.hashing import digest_problem, file_digest
 
 log = logging.getLogger("textdistill")
 FORMAT = 1
@@ -209,6 +210,26 @@ def restore_checkpoint(folder: Path, *, accelerator, model, extra, optimizer, sc
             best_path.unlink()
     accelerator.wait_for_everyone()
     return Progress(**state["progress"])
+
+
+def save_weights(model: torch.nn.Module, path: str | Path) -> None:
+    atomic_write(path, lambda tmp: save_file(state_on_cpu(model.state_dict()), str(tmp)))
+
+
+def state_on_cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Detached CPU copies; a tensor sharing storage with an earlier one (tied LM head and embedding) is
+    cloned, since safetensors refuses shared memory. Loading fills both names, which stay tied."""
+    out, seen = {}, set()
+    for k, v in state.items():
+        t = v.detach().contiguous().cpu()
+        ptr = t.untyped_storage().data_ptr()
+        out[k] = t.clone() if ptr in seen else t
+        seen.add(ptr)
+    return out
+
+
+def load_weights(model: torch.nn.Module, path: str | Path) -> None:
+    model.load_state_dict(load_file(str(path)))
 
 
 def remove_checkpoints(root: Path, name: str) -> None:

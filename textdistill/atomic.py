@@ -1,17 +1,15 @@
-"""Atomic file writes and checksums: a reader sees the old file or the new one, never half of one."""
+"""Atomic file writes: a reader sees the old file or the new one, never half of one."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from textdistill.errors import TextDistillError
 
@@ -60,41 +58,6 @@ def fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
-def file_digest(path: str | Path) -> str:
-    """sha256 of a file's bytes, read in blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def digest_problem(folder: Path, digests: dict[str, str]) -> str | None:
-    """None when every file in `digests` (name -> sha256) is in `folder` with that checksum, else what is wrong."""
-    for name, expected in digests.items():
-        path = folder / name
-        if not path.is_file():
-            return f"{name} is missing"
-        if file_digest(path) != expected:
-            return f"{name} does not match its checksum (truncated or corrupt)"
-    return None
-
-
-def save_weights(model: torch.nn.Module, path: str | Path) -> None:
-    atomic_write(path, lambda tmp: save_file(state_on_cpu(model.state_dict()), str(tmp)))
-
-
-def state_on_cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Detached CPU copies; a tensor sharing storage with an earlier one (tied LM head and embedding) is
-    cloned, since safetensors refuses shared memory. Loading fills both names, which stay tied."""
-    out, seen = {}, set()
-    for k, v in state.items():
-        t = v.detach().contiguous().cpu()
-        ptr = t.untyped_storage().data_ptr()
-        out[k] = t.clone() if ptr in seen else t
-        seen.add(ptr)
-    return out
-
-
-def load_weights(model: torch.nn.Module, path: str | Path) -> None:
-    model.load_state_dict(load_file(str(path)))
+def write_json(path: str | Path, value: dict) -> None:
+    """`value` as indented JSON, written atomically."""
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(value, indent=2), encoding="utf-8"))

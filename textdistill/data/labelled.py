@@ -1,4 +1,4 @@
-"""Labelled text for classification: splits, label ids, tokenisation once per run, dynamic padding."""
+"""Labelled text for classification: reading and splitting it, label ids, tokenising every split once per run."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 
 from textdistill.config import DataConfig
+from textdistill.data.batching import pad_rows
 from textdistill.data.builtin import load_builtin
 from textdistill.data.files import read_table, require_column
 from textdistill.errors import TextDistillError
@@ -229,26 +230,14 @@ class Encoded:
 
     def collate(self, index: list[int]) -> dict[str, torch.Tensor]:
         """Pad the examples `index` to their longest member (dynamic padding)."""
-        width = max(self.lengths[i] for i in index)
-        input_ids = torch.full((len(index), width), self.pad_id, dtype=torch.long)  # [B, L]
-        attention_mask = torch.zeros((len(index), width), dtype=torch.long)  # [B, L]
-        token_type_ids = torch.zeros((len(index), width), dtype=torch.long) if self.token_type_ids else None
-        for row, i in enumerate(index):
-            n = self.lengths[i]
-            input_ids[row, :n] = torch.tensor(self.input_ids[i])
-            attention_mask[row, :n] = 1
-            if token_type_ids is not None:
-                token_type_ids[row, :n] = torch.tensor(self.token_type_ids[i])
-        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": self.labels[index]}
-        if token_type_ids is not None:
-            batch["token_type_ids"] = token_type_ids
+        input_ids, attention_mask = pad_rows([self.input_ids[i] for i in index], self.pad_id)  # [B, L] each
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "targets": self.labels[index]}
+        if self.token_type_ids:
+            batch["token_type_ids"] = pad_rows([self.token_type_ids[i] for i in index], 0)[0]  # [B, L]
         if self.teacher_logits is not None:
-            batch["teacher_logits"] = self.teacher_logits[index]
+            batch["teacher_logits"] = self.teacher_logits[index]  # [B, C]
         if self.teacher_input_ids is not None:
-            teacher_ids = torch.full((len(index), width), self.teacher_pad_id, dtype=torch.long)  # [B, L]
-            for row, i in enumerate(index):
-                teacher_ids[row, : self.lengths[i]] = torch.tensor(self.teacher_input_ids[i])
-            batch["teacher_input_ids"] = teacher_ids
+            batch["teacher_input_ids"] = pad_rows([self.teacher_input_ids[i] for i in index], self.teacher_pad_id)[0]
         return batch
 
 
@@ -310,41 +299,31 @@ def encode(tokenizer, split: TextSplit, label_ids: list[int], max_length: int, r
     )
 
 
-def bucketed_batches(lengths: list[int], batch_size: int, seed: int, epoch: int, bucket: int = 50) -> list[list[int]]:
-    """Shuffle, sort by length within chunks of `bucket` batches, then shuffle the batches.
-
-    Batches hold examples of similar length, so dynamic padding wastes little compute; the order is a
-    pure function of (seed, epoch) so an interrupted run can find its place again.
-    """
-    rng = np.random.default_rng([seed, epoch])
-    order = rng.permutation(len(lengths))
-    batches: list[list[int]] = []
-    chunk = batch_size * bucket
-    for start in range(0, len(order), chunk):
-        part = sorted(order[start : start + chunk].tolist(), key=lambda i: lengths[i])
-        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
-    return [batches[i] for i in rng.permutation(len(batches))]
+@dataclass
+class EncodedSplits:
+    train: Encoded
+    validation: Encoded
+    test: Encoded
+    unlabeled: Encoded | None
 
 
-# Padded tokens per inference batch at most. On a CPU, batches past a few thousand tokens run slower per
-# token (benchmarks/scoring_speed.py: 2-thread bfloat16 MiniLM at 128 tokens per text, 14.2k tokens/s at 32
-# texts per batch against 11.5k at 128); short texts still fill `batch_size`.
-INFERENCE_TOKENS = 4096
+def check_max_length(max_length: int, model_max: int | None) -> None:
+    if model_max is not None and max_length > model_max:
+        raise TextDistillError(
+            f"data.max_length {max_length} exceeds the model's {model_max} positions; set data.max_length <= {model_max}"
+        )
 
 
-def sequential_batches(lengths: list[int], batch_size: int, max_tokens: int | None = INFERENCE_TOKENS) -> list[list[int]]:
-    """Batches for inference: sorted by length (little padding), each of at most `batch_size` examples and
-    `max_tokens` padded tokens (never fewer than one example); callers restore the original order."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    batches: list[list[int]] = []
-    for i in order:  # ascending lengths: the newest example sets the batch's padded length
-        if batches and len(batches[-1]) < batch_size and (
-                max_tokens is None or (len(batches[-1]) + 1) * max(lengths[i], 1) <= max_tokens):
-            batches[-1].append(i)
-        else:
-            batches.append([i])
-    return batches
+def encode_splits(tokenizer, data: ClassificationData, max_length: int, model_max: int | None) -> EncodedSplits:
+    """Tokenise every split once per run."""
+    check_max_length(max_length, model_max)
 
+    def enc(split, role):
+        return encode(tokenizer, split, data.label_ids(split), max_length, role)
 
-def steps_per_epoch(n_examples: int, batch_size: int, grad_accum_steps: int) -> int:
-    return math.ceil(math.ceil(n_examples / batch_size) / grad_accum_steps)
+    return EncodedSplits(
+        train=enc(data.train, "train"),
+        validation=enc(data.validation, "validation"),
+        test=enc(data.test, "test"),
+        unlabeled=enc(data.unlabeled, "unlabeled") if data.unlabeled is not None else None,
+    )

@@ -2,10 +2,10 @@
 
 Every objective returns per-term **sums over target tokens** (`targets != -100`); the training loop
 divides by the step's token count (`count_target_tokens`), so gradient accumulation is exact. The
-terms are the same for every producer:
+terms are those of every task (`training/objectives.py`), per token:
 
-    ce = ce_weight * sum_t CE(student_t, y_t)
-    kd = kd_weight * T^2 * sum_t D(student_t, teacher_t)      D = generation.loss (losses.TOKEN_LOSSES)
+    ce   = alpha * sum_t CE(student_t, y_t)
+    soft = beta * T^2 * sum_t D(student_t, teacher_t)      D = LOSSES[loss.soft]
 
 Teacher-signal producers:
 - `live_teacher_objective`: the teacher's full distribution, computed on the batch at every step
@@ -15,8 +15,8 @@ Teacher-signal producers:
   states so that its full logits are never held.
 - `on_policy_objective`: for a configured share of steps the batch is replaced by the student's own
   samples (no gradient through sampling), scored token by token by the live teacher (GKD).
-- `label_objective`: cross-entropy only (the no-teacher baseline; training a seq2seq teacher).
-Sequence-level targets (Kim & Rush 2016) are produced by `teacher_generate` before training.
+Sequence-level targets (Kim & Rush 2016) are made by the teacher (`student_samples`) before training;
+the no-teacher baseline is `objectives.label_objective`.
 """
 
 from __future__ import annotations
@@ -25,12 +25,11 @@ import math
 
 import torch
 
-from textdistill.config import GenerationConfig
-from textdistill.losses import (IGNORE_INDEX, TOKEN_LOSSES, chunked, cross_entropy, cross_entropy_from_hidden,
-                               forward_kl_topk, forward_kl_topk_from_hidden, masked_sum)
-
-Batch = dict[str, torch.Tensor]
-FORWARD_KEYS = ("input_ids", "attention_mask", "decoder_input_ids", "decoder_attention_mask", "position_ids")
+from textdistill.config import GenerationConfig, LossConfig
+from textdistill.losses import (IGNORE_INDEX, cross_entropy, cross_entropy_from_hidden, forward_kl_topk,
+                                forward_kl_topk_from_hidden, masked_sum)
+from textdistill.models.inputs import Batch, last_hidden, left_padded_prompts, logits_of, model_inputs, prompt_lengths
+from textdistill.training.objectives import loss_weights, soft_loss, soft_scale
 
 
 def count_target_tokens(batch: Batch) -> int:
@@ -38,38 +37,29 @@ def count_target_tokens(batch: Batch) -> int:
     return int((batch["targets"] != IGNORE_INDEX).sum())
 
 
-def logits_of(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-    """`[B, T, V]` logits aligned with `batch['targets']` (causal LM or encoder-decoder)."""
-    return model(**{k: batch[k] for k in FORWARD_KEYS if k in batch}, use_cache=False).logits
-
-
-def divergence(cfg: GenerationConfig, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-    """`cfg.loss` per position, `[N, V], [N, V] -> [N]`, `cfg.chunk_size` positions at a time when set."""
-    loss_fn = TOKEN_LOSSES[cfg.loss]
-    kwargs = {"temperature": cfg.temperature}
-    if cfg.loss == "jsd":
-        kwargs["beta"] = cfg.jsd_beta
-    elif cfg.loss in ("skew_kl", "skew_reverse_kl"):
-        kwargs["alpha"] = cfg.skew_alpha
-    if cfg.chunk_size:
-        return chunked(loss_fn, student_logits, teacher_logits, cfg.chunk_size, **kwargs)
-    return loss_fn(student_logits, teacher_logits, **kwargs)
-
-
-def token_terms(cfg: GenerationConfig, student_logits: torch.Tensor, targets: torch.Tensor,
-                teacher_divergence: torch.Tensor | None, ce_weight: float | None = None) -> dict[str, torch.Tensor]:
-    """The summed `ce` and `kd` terms. `student_logits [B, T, V]`, `targets [B, T]`, `teacher_divergence [N]`
-    over the N positions where `targets != -100` (row-major order), or None for CE only."""
-    ce_weight = cfg.ce_weight if ce_weight is None else ce_weight
+def token_terms(cfg: LossConfig, progress: float, student_logits: torch.Tensor, targets: torch.Tensor,
+                teacher_divergence=None) -> dict[str, torch.Tensor]:
+    """The summed `ce` and `soft` terms. `student_logits [B, T, V]`, `targets [B, T]`; `teacher_divergence(T)`
+    gives D over the N positions where `targets != -100` (row-major order), `[N]`, or is None for CE only."""
+    alpha, beta, temperature = loss_weights(cfg, progress)
     terms = {}
-    if ce_weight > 0:
-        terms["ce"] = ce_weight * masked_sum(cross_entropy(student_logits, targets), targets != IGNORE_INDEX)
-    if teacher_divergence is not None and cfg.kd_weight > 0:
-        terms["kd"] = cfg.kd_weight * cfg.temperature**2 * teacher_divergence.sum()
+    if alpha > 0:
+        terms["ce"] = alpha * masked_sum(cross_entropy(student_logits, targets), targets != IGNORE_INDEX)
+    if teacher_divergence is not None and beta > 0:
+        terms["soft"] = beta * soft_scale(cfg, temperature) * teacher_divergence(temperature).sum()
     return terms
 
 
-def live_teacher_objective(cfg: GenerationConfig, teacher: torch.nn.Module, shared: int):
+def reference_objective(cfg: LossConfig):
+    """`alpha * CE` on the reference tokens alone: the objective when the soft term's weight is 0 throughout."""
+
+    def objective(student: torch.nn.Module, batch: Batch, progress: float = 0.0) -> dict[str, torch.Tensor]:
+        return token_terms(cfg, progress, logits_of(student, batch), batch["targets"])
+
+    return objective
+
+
+def live_teacher_objective(cfg: LossConfig, teacher: torch.nn.Module, shared: int, chunk_size: int = 0):
     """Token-level KD against the teacher's full distribution, scored on the batch at each step.
 
     Only the N target positions are compared, `shared` token ids wide (padding rows dropped)."""
@@ -79,15 +69,13 @@ def live_teacher_objective(cfg: GenerationConfig, teacher: torch.nn.Module, shar
         mask = batch["targets"] != IGNORE_INDEX  # [B, T]
         with torch.no_grad():
             teacher_logits = logits_of(teacher, batch)[mask][:, :shared]  # [N, shared]
-        kd = divergence(cfg, student_logits[mask][:, :shared], teacher_logits) if cfg.kd_weight > 0 else None
-        return token_terms(cfg, student_logits, batch["targets"], kd)
+
+        def divergence(temperature):
+            return soft_loss(cfg, student_logits[mask][:, :shared], teacher_logits, temperature, chunk_size)  # [N]
+
+        return token_terms(cfg, progress, student_logits, batch["targets"], divergence)
 
     return objective
-
-
-def last_hidden(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-    """`[B, T, D]` hidden states that the model's LM head turns into `logits_of(model, batch)`."""
-    return model.base_model(**{k: batch[k] for k in FORWARD_KEYS if k in batch}, use_cache=False).last_hidden_state
 
 
 def head_factorises(model: torch.nn.Module, batch: Batch) -> bool:
@@ -97,7 +85,7 @@ def head_factorises(model: torch.nn.Module, batch: Batch) -> bool:
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if head is None or getattr(head, "bias", None) is not None or not hasattr(model, "base_model"):
         return False
-    one = {k: v[:1] for k, v in batch.items() if k in FORWARD_KEYS}
+    one = {k: v[:1] for k, v in model_inputs(batch).items()}
     was_training = model.training
     model.eval()
     try:
@@ -109,10 +97,10 @@ def head_factorises(model: torch.nn.Module, batch: Batch) -> bool:
         model.train(was_training)
 
 
-def cached_topk_objective(cfg: GenerationConfig, shared: int, vocab_chunk: int = 4096):
+def cached_topk_objective(cfg: LossConfig, shared: int, vocab_chunk: int = 4096):
     """Token-level forward KL against the cached top-k teacher (`teacher_top_logprobs [B, T, k]`,
-    `teacher_top_ids [B, T, k]`, `teacher_leftover [B, T]` in the batch): KL(p' || q') over k ids + one
-    bucket, never above the full forward KL (docs/generation.md).
+    `teacher_top_ids [B, T, k]`, `teacher_leftover [B, T]` in the batch, made at `loss.temperature`):
+    KL(p' || q') over k ids + one bucket, never above the full forward KL (docs/generation.md).
 
     When the student's logits are its last hidden states times its LM head (checked on the first batch),
     both terms are computed from the hidden states (`losses.forward_kl_topk_from_hidden`,
@@ -125,33 +113,22 @@ def cached_topk_objective(cfg: GenerationConfig, shared: int, vocab_chunk: int =
         if not from_hidden:
             from_hidden.append(head_factorises(student, batch))
         mask = batch["targets"] != IGNORE_INDEX
-        teacher = ((batch["teacher_top_logprobs"][mask], batch["teacher_top_ids"][mask].long(),
-                    batch["teacher_leftover"][mask]) if cfg.kd_weight > 0 else None)  # [N, k], [N, k], [N]
+        teacher = (batch["teacher_top_logprobs"][mask], batch["teacher_top_ids"][mask].long(),
+                   batch["teacher_leftover"][mask])  # [N, k], [N, k], [N]
         if not from_hidden[0]:
             student_logits = logits_of(student, batch)  # [B, T, V_s]
-            kd = forward_kl_topk(student_logits[mask][:, :shared], *teacher, cfg.temperature) if teacher else None
-            return token_terms(cfg, student_logits, batch["targets"], kd)
+            return token_terms(cfg, progress, student_logits, batch["targets"],
+                               lambda t: forward_kl_topk(student_logits[mask][:, :shared], *teacher, t))
+        alpha, beta, temperature = loss_weights(cfg, progress)
         hidden = last_hidden(student, batch)[mask]  # [N, D]
         weight = student.get_output_embeddings().weight  # [V_s, D]
         terms = {}
-        if cfg.ce_weight > 0:
-            terms["ce"] = cfg.ce_weight * cross_entropy_from_hidden(hidden, weight, batch["targets"][mask],
-                                                                    vocab_chunk).sum()
-        if teacher:
-            kd = forward_kl_topk_from_hidden(hidden, weight[:shared], *teacher, cfg.temperature, vocab_chunk)
-            terms["kd"] = cfg.kd_weight * cfg.temperature**2 * kd.sum()
+        if alpha > 0:
+            terms["ce"] = alpha * cross_entropy_from_hidden(hidden, weight, batch["targets"][mask], vocab_chunk).sum()
+        if beta > 0:
+            kd = forward_kl_topk_from_hidden(hidden, weight[:shared], *teacher, temperature, vocab_chunk)  # [N]
+            terms["soft"] = beta * soft_scale(cfg, temperature) * kd.sum()
         return terms
-
-    return objective
-
-
-def label_objective():
-    """Cross-entropy on the targets only: the no-teacher baseline, or training a teacher."""
-
-    def objective(model: torch.nn.Module, batch: Batch, progress: float = 0.0) -> dict[str, torch.Tensor]:
-        logits = logits_of(model, batch)  # [B, T, V]
-        targets = batch["targets"]
-        return {"ce": masked_sum(cross_entropy(logits, targets), targets != IGNORE_INDEX)}
 
     return objective
 
@@ -162,37 +139,30 @@ def on_policy_step(step_index: int, fraction: float) -> bool:
     return math.floor((step_index + 1) * fraction) > math.floor(step_index * fraction)
 
 
-def on_policy_objective(cfg: GenerationConfig, teacher: torch.nn.Module, shared: int, off_policy,
-                        total_steps: int, task: str, pad_id: int, eos_id: int | None):
-    """GKD (Agarwal et al. 2024, https://arxiv.org/abs/2306.13649): on a `cfg.on_policy_fraction` share of
-    steps, the student samples responses to the batch's prompts (no gradient), the live teacher scores
-    them, and the loss is kd_weight * T^2 * D(student, teacher) on the sampled tokens (no CE: a sample has no
+def on_policy_objective(cfg: LossConfig, generation: GenerationConfig, teacher: torch.nn.Module, shared: int,
+                        off_policy, total_steps: int, task: str, pad_id: int, eos_id: int | None):
+    """GKD (Agarwal et al. 2024, https://arxiv.org/abs/2306.13649): on a `generation.on_policy_fraction` share
+    of steps, the student samples responses to the batch's prompts (no gradient), the live teacher scores
+    them, and the loss is beta * T^2 * D(student, teacher) on the sampled tokens (no CE: a sample has no
     reference). Other steps run `off_policy`.
 
     The loop normalises by the batch's reference token count; a sampled batch has its own count, so its sum
     is rescaled to (mean over sampled tokens) x (reference tokens): each micro-batch keeps its weight.
     """
     def objective(student: torch.nn.Module, batch: Batch, progress: float = 0.0) -> dict[str, torch.Tensor]:
-        if not on_policy_step(round(progress * total_steps), cfg.on_policy_fraction):
+        if not on_policy_step(round(progress * total_steps), generation.on_policy_fraction):
             return off_policy(student, batch, progress)
-        sampled = student_samples(student, batch, cfg, task, pad_id, eos_id)
+        sampled = student_samples(student, batch, generation, task, pad_id, eos_id)
         student_logits = logits_of(student, sampled)
         mask = sampled["targets"] != IGNORE_INDEX
         with torch.no_grad():
             teacher_logits = logits_of(teacher, sampled)[mask][:, :shared]
-        kd = divergence(cfg, student_logits[mask][:, :shared], teacher_logits)  # [N]
+        _, beta, temperature = loss_weights(cfg, progress)
+        kd = soft_loss(cfg, student_logits[mask][:, :shared], teacher_logits, temperature, generation.chunk_size)  # [N]
         scale = (batch["targets"] != IGNORE_INDEX).sum() / mask.sum().clamp(min=1)
-        return {"kd_on_policy": cfg.kd_weight * cfg.temperature**2 * kd.sum() * scale}
+        return {"soft_on_policy": beta * soft_scale(cfg, temperature) * kd.sum() * scale}
 
     return objective
-
-
-def prompt_lengths(batch: Batch, cfg: GenerationConfig) -> torch.Tensor:
-    """Prompt tokens per causal-LM example; plain text (no prompt) uses its first `on_policy_prompt_tokens`."""
-    lengths = batch["attention_mask"].sum(-1)  # [B]
-    own = batch["prompt_length"]
-    fallback = torch.minimum(torch.full_like(lengths, cfg.on_policy_prompt_tokens), (lengths - 1).clamp(min=1))
-    return torch.where(own > 1, own, fallback)
 
 
 @torch.no_grad()
@@ -217,7 +187,7 @@ def student_samples(model: torch.nn.Module, batch: Batch, cfg: GenerationConfig,
                     "decoder_input_ids": out[:, :-1],
                     "decoder_attention_mask": torch.cat([torch.ones_like(valid[:, :1]), valid[:, :-1]], 1).long(),
                     "targets": targets}
-        prompts = left_padded_prompts(batch, prompt_lengths(batch, cfg), pad_id)
+        prompts = left_padded_prompts(batch, prompt_lengths(batch, cfg.on_policy_prompt_tokens), pad_id)
         out = model.generate(**prompts, **settings)  # [B, P + N]
         width = prompts["input_ids"].shape[1]
         valid = _until_eos(out[:, width:], eos_id, pad_id)  # [B, N]
@@ -230,17 +200,6 @@ def student_samples(model: torch.nn.Module, batch: Batch, cfg: GenerationConfig,
                 "position_ids": (attention.long().cumsum(-1) - 1).clamp(min=0), "targets": targets}
     finally:
         model.train(was_training)
-
-
-def left_padded_prompts(batch: Batch, lengths: torch.Tensor, pad_id: int) -> Batch:
-    """The first `lengths[b]` tokens of each row, left-padded (what batched generation needs)."""
-    width = int(lengths.max())
-    ids = torch.full((len(lengths), width), pad_id, dtype=torch.long, device=lengths.device)
-    mask = torch.zeros_like(ids)
-    for b, n in enumerate(lengths.tolist()):
-        ids[b, width - n:] = batch["input_ids"][b, :n]
-        mask[b, width - n:] = 1
-    return {"input_ids": ids, "attention_mask": mask}
 
 
 def _until_eos(generated: torch.Tensor, eos_id: int | None, pad_id: int) -> torch.Tensor:

@@ -1,7 +1,8 @@
-"""Generation models: loading a causal-LM or encoder-decoder teacher, building its student, pairing vocabularies.
+"""Students made of a subset of the teacher's layers, and smaller configs of the teacher's architecture.
 
-A student made by `keep_layers` is the teacher's architecture with fewer layers; its weights are the
-teacher's, layer for layer (DistilBERT's initialisation, for decoders: keep every third layer ending
+`select_layers` renames a teacher state dict's layer keys for every student made of teacher layers
+(classifiers and generation models). A generation student made by `keep_layers` is the teacher's
+architecture with fewer layers; its weights are the teacher's, layer for layer (DistilBERT's initialisation, for decoders: keep every third layer ending
 with the last). For encoder-decoders the encoder is kept (whole or a subset) and the decoder thinned,
 "shrink and fine-tune" (Shleifer & Rush 2020, https://arxiv.org/abs/2010.13002).
 """
@@ -11,14 +12,10 @@ from __future__ import annotations
 import copy
 import logging
 import re
-from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
 from textdistill.errors import TextDistillError
-from textdistill.models.loading import check_same_vocabulary, model_load_errors, refuse_custom_code
-from textdistill.models.students import default_layers
 
 log = logging.getLogger("textdistill")
 
@@ -37,16 +34,6 @@ LAYER_STACKS = {
                "decoder": ("model.decoder.layers", "decoder_layers")},
     "t5": {"encoder": ("encoder.block", "num_layers"), "decoder": ("decoder.block", "num_decoder_layers")},
 }
-
-
-def load_generation_model(path: Path, task: str, role: str, trust_remote_code: bool = False) -> torch.nn.Module:
-    """A local causal-LM (`task` 'causal_lm') or encoder-decoder ('seq2seq') folder, in float32 eval mode."""
-    refuse_custom_code(path, role, trust_remote_code)
-    auto = AutoModelForCausalLM if task == "causal_lm" else AutoModelForSeq2SeqLM
-    kind = "causal language model" if task == "causal_lm" else "encoder-decoder (seq2seq) model"
-    with model_load_errors(path, role, kind):
-        model = auto.from_pretrained(str(path), dtype=torch.float32, trust_remote_code=trust_remote_code)
-    return model.eval()
 
 
 def layer_count(model: torch.nn.Module, stack: str) -> int:
@@ -77,19 +64,15 @@ def keep_layers(teacher: torch.nn.Module, keep: dict[str, list[int]]) -> torch.n
         n = int(getattr(teacher.config, field))
         bad = [i for i in layers if not 0 <= i < n]
         if bad:
-            field_name = "student_encoder_layers" if stack == "encoder" else "student_layers"
+            field_name = "student.encoder_layers" if stack == "encoder" else "student.layers"
             raise TextDistillError(f"student layers {bad} do not exist: the teacher's {stack} has layers 0..{n - 1}; "
-                                   f"set generation.{field_name} within that range")
+                                   f"set {field_name} within that range")
         setattr(config, field, len(layers))
         if stack == "decoder" and getattr(config, "layer_types", None) and teacher.config.model_type != "t5":
             config.layer_types = [teacher.config.layer_types[i] for i in layers]
     student = type(teacher)(config)
     teacher_state = teacher.state_dict()
-    state = {}
-    for key, value in teacher_state.items():
-        new_key = _renamed(key, stacks, keep)
-        if new_key is not None:
-            state[new_key] = value
+    state = select_layers(teacher_state, {stacks[stack][0]: layers for stack, layers in keep.items()})
     missing, unexpected = student.load_state_dict(state, strict=False)
     for key in missing:  # parameters of a new first layer that the copied layer did not have
         source = _first_layer_source(key, stacks)
@@ -103,15 +86,28 @@ def keep_layers(teacher: torch.nn.Module, keep: dict[str, list[int]]) -> torch.n
     return student.eval()
 
 
-def _renamed(key: str, stacks: dict, keep: dict[str, list[int]]) -> str | None:
-    """The student's name for teacher parameter `key`, or None when its layer is dropped."""
-    for stack, layers in keep.items():
-        prefix = stacks[stack][0]
-        m = re.match(re.escape(prefix) + r"\.(\d+)\.(.*)", key)
-        if m:
-            old = int(m.group(1))
-            return f"{prefix}.{layers.index(old)}.{m.group(2)}" if old in layers else None
-    return key
+def default_layers(n_teacher: int) -> list[int]:
+    """Every third teacher layer, ending with the last: 6 -> [2, 5], 12 -> [2, 5, 8, 11], 4 -> [0, 3], 30 -> 10."""
+    return list(range((n_teacher - 1) % 3, n_teacher, 3))
+
+
+def select_layers(state: dict, keep: dict[str, list[int]]) -> dict:
+    """A student's state dict from the teacher's: key `{prefix}.{keep[prefix][i]}.x` becomes `{prefix}.{i}.x`
+    for each layer list `prefix` (e.g. 'bert.encoder.layer', 'model.layers'), keys of dropped layers go, every
+    other key (embeddings, norms, heads) is kept as it is."""
+    patterns = {prefix: re.compile(re.escape(prefix) + r"\.(\d+)\.(.*)") for prefix in keep}
+    out = {}
+    for key, value in state.items():
+        for prefix, pattern in patterns.items():
+            m = pattern.fullmatch(key)
+            if m:
+                old = int(m.group(1))
+                if old in keep[prefix]:
+                    out[f"{prefix}.{keep[prefix].index(old)}.{m.group(2)}"] = value
+                break
+        else:
+            out[key] = value
+    return out
 
 
 def _first_layer_source(key: str, stacks: dict) -> str:
@@ -144,28 +140,3 @@ def shrunk(teacher: torch.nn.Module, num_layers: int, hidden_size: int | None, n
         config.head_dim = hidden_size // config.num_attention_heads
     torch.manual_seed(seed)
     return type(teacher)(config).eval()
-
-
-def default_student_layers(n: int) -> list[int]:
-    """Every third layer ending with the last (a 30-layer decoder keeps 10: [2, 5, ..., 29])."""
-    return default_layers(n)
-
-
-def shared_vocabulary(teacher_tok, student_tok, teacher: torch.nn.Module, student: torch.nn.Module) -> int:
-    """Number of token ids teacher and student share; their logits are compared on ids [0, shared).
-
-    Differences only in padding rows (embedding rows beyond the tokenizer, or tokens appended after the
-    other tokenizer's last id) are handled by slicing the logits to the shared ids; any id read differently
-    is a start-up error (`check_same_vocabulary`).
-    """
-    shared = check_same_vocabulary(teacher_tok, student_tok, student.get_input_embeddings().num_embeddings)
-    rows = {"teacher": teacher.get_output_embeddings().weight.shape[0],
-            "student": student.get_output_embeddings().weight.shape[0]}
-    for role, n in rows.items():
-        if n < shared:
-            raise TextDistillError(f"the {role}'s output layer has {n} rows for {shared} shared token ids; "
-                                   f"use a {role} built for this tokenizer")
-    if rows["teacher"] != rows["student"] or rows["teacher"] != shared:
-        log.info("vocabularies: teacher %d and student %d logit rows; comparing the %d shared token ids",
-                 rows["teacher"], rows["student"], shared)
-    return shared

@@ -3,7 +3,7 @@
 
 Perplexity and agreement are teacher-forced on the held-out references, over target tokens only
 (prompt tokens are never scored). The metric formulas live in `textdistill.evaluation.text_metrics` and
-the timing in `generation_speed`; both are imported when used.
+the timing in `decoding_speed`.
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ import logging
 
 import torch
 
-from textdistill.data.classification import sequential_batches
-from textdistill.data.generation import TokenData
+from textdistill.data.batching import sequential_batches
+from textdistill.data.pairs import TokenData
+from textdistill.evaluation import text_metrics
+from textdistill.evaluation.decoding_speed import measure_generation_speed
 from textdistill.losses import IGNORE_INDEX, cross_entropy, masked_sum
-from textdistill.training.generation import left_padded_prompts, logits_of
+from textdistill.models.inputs import left_padded_prompts, logits_of
 
 log = logging.getLogger("textdistill")
 
@@ -32,19 +34,11 @@ def heldout_nll(model: torch.nn.Module, data: TokenData, batch_size: int) -> tup
     return total, count
 
 
-def perplexity(total_nll: float, n_tokens: int) -> float:
-    from textdistill.evaluation import text_metrics
-
-    return float(text_metrics.perplexity(total_nll, n_tokens))
-
-
 @torch.inference_mode()
 def token_agreement(student: torch.nn.Module, teacher: torch.nn.Module, data: TokenData, batch_size: int,
                     shared: int) -> float:
     """Share of held-out target positions where the student's and the teacher's most likely next token
     (over the shared ids, teacher-forced on the reference) are the same (`text_metrics.token_agreement`)."""
-    from textdistill.evaluation import text_metrics
-
     student_ids, teacher_ids = [], []
     for index in sequential_batches(data.lengths, batch_size):
         batch = data.collate(index)
@@ -84,8 +78,6 @@ def references(data: TokenData, tokenizer) -> list[str]:
 
 def text_scores(hyps: list[str], refs: list[str], kind: str) -> dict:
     """BLEU and chrF for parallel data, ROUGE-L for prompt/response data (via `text_metrics`)."""
-    from textdistill.evaluation import text_metrics
-
     names = {"parallel": ("bleu", "chrf"), "prompt_response": ("rouge_l",)}.get(kind, ())
     return {name: float(getattr(text_metrics, name)(hyps, refs)) for name in names}
 
@@ -108,8 +100,6 @@ def generation_speed(models: dict[str, torch.nn.Module], data: TokenData, max_ne
                      prompt_tokens: int = 8) -> dict[str, dict]:
     """Greedy decoding speed at batch 1 (`generation_speed.measure_generation_speed`: models interleaved,
     exactly `max_new_tokens` per call): tokens per second and latency p50/p95 per call."""
-    from textdistill.evaluation.generation_speed import measure_generation_speed
-
     ids = speed_prompts(data, prompts, prompt_tokens)
     measured = measure_generation_speed(models, ids, data.pad_id, max_new_tokens=max_new_tokens, batch_sizes=(1,),
                                         calls=len(ids))

@@ -1,0 +1,455 @@
+"""The run configuration's schema: one set of frozen dataclasses, by concept, for every task.
+
+Every field carries its documentation in `metadata["doc"]`, the tasks that use it in `metadata["tasks"]`,
+what to set instead under the other tasks in `metadata["instead"]` and defaults that differ by task in
+`metadata["per_task"]`; the CLI builds its `--section.field` flags and their `--help` text from them, so
+the file, the flags and the help can never drift apart. Reading and writing YAML is `config.py`.
+
+Sections are concepts, not tasks: one `data`, `teacher`, `student`, `loss`, `train` and `report` section
+serves classification, causal LMs and encoder-decoders; `generation` holds what only generation has
+(decoding, sequence-level and on-policy KD, the top-k teacher). A field that its run's task does not use
+must stay at its default: set, it is an error naming the field to use instead (`config_checks.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+TASK_NAMES = ("classification", "causal_lm", "seq2seq")
+GENERATION_TASKS = ("causal_lm", "seq2seq")
+CLASSIFICATION = ("classification",)
+
+
+def doc(default: Any, text: str, *, tasks: tuple[str, ...] = TASK_NAMES, instead: str | None = None,
+        per_task: dict[str, Any] | None = None) -> Any:
+    """A dataclass field with its documentation, the tasks that use it, what to set instead under the other
+    tasks, and defaults that differ by task (`per_task`)."""
+    meta = {"doc": text, "tasks": tasks, "instead": instead, "per_task": per_task or {}}
+    return field(default=default, metadata=meta)
+
+
+def section(factory: Any, text: str, tasks: tuple[str, ...] = TASK_NAMES) -> Any:
+    return field(default_factory=factory, metadata={"doc": text, "tasks": tasks, "instead": None, "per_task": {}})
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str | None = doc(
+        None,
+        "Built-in data instead of files: for classification 'rotten_tomatoes' (movie-review sentiment, with "
+        "unlabelled plot synopses) or 'bbc_news' (2,225 BBC articles in 5 topics); for causal_lm 'bible_en' "
+        "(English Bible verses); for seq2seq 'bible_en_es' (English-Spanish verse pairs). Leave empty to read "
+        "`train` (and the other files).",
+    )
+    train: str | None = doc(
+        None,
+        "Training file. Classification: labelled .csv, .tsv, .jsonl or .parquet. Generation: prompt/response "
+        "JSONL ({\"prompt\", \"response\"}), parallel JSONL ({\"source\", \"target\"}), parallel TSV "
+        "(source<TAB>target) or plain text (.txt, one example per line).",
+    )
+    validation: str | None = doc(
+        None, "Validation file (same format). If empty, a `validation_fraction` of train is held out by seed."
+    )
+    test: str | None = doc(None, "Test file (same format). If empty, a `test_fraction` of train is held out by seed.")
+    unlabeled: str | None = doc(
+        None,
+        "File of extra unlabelled text (same text column(s)); used with the teacher's soft targets only.",
+        tasks=CLASSIFICATION,
+    )
+    use_builtin_unlabeled: bool = doc(
+        False, "With a built-in dataset, also train on its unlabelled text (teacher soft targets only).",
+        tasks=CLASSIFICATION,
+    )
+    text_column: str = doc("text", "Column holding the text (the first sentence for pairs).", tasks=CLASSIFICATION,
+                           instead="generation files name their fields (prompt/response, source/target or text)")
+    text_pair_column: str | None = doc(None, "Column holding the second sentence, for sentence-pair tasks.",
+                                       tasks=CLASSIFICATION, instead="use a parallel file for source/target pairs")
+    label_column: str = doc("label", "Column holding the label (names or integers).", tasks=CLASSIFICATION,
+                            instead="generation data has no labels: give responses or targets in data.train")
+    validation_fraction: float = doc(
+        0.1, "Share of train held out for validation when no file is given (0.05 for generation).",
+        per_task={"causal_lm": 0.05, "seq2seq": 0.05},
+    )
+    test_fraction: float = doc(
+        0.1, "Share of train held out for test when no file is given (0.05 for generation).",
+        per_task={"causal_lm": 0.05, "seq2seq": 0.05},
+    )
+    split_seed: int = doc(0, "Seed of the deterministic train/validation/test split.")
+    max_length: int = doc(
+        64,
+        "Most tokens of an example; longer texts are truncated (with a warning). Classification: the text (64 "
+        "by default); causal_lm: prompt + response; seq2seq: the source (128 by default for both).",
+        per_task={"causal_lm": 128, "seq2seq": 128},
+    )
+    max_target_length: int = doc(128, "Most tokens of a seq2seq target.", tasks=("seq2seq",),
+                                 instead="data.max_length covers prompt and response")
+    source_prefix: str = doc(
+        "", "Text put before every source/prompt (e.g. 'Translate to Spanish: ' for a causal LM on parallel data).",
+        tasks=GENERATION_TASKS,
+    )
+    chat_template: bool = doc(
+        True, "Wrap prompt/response pairs in the tokenizer's chat template when it has one.", tasks=("causal_lm",),
+    )
+    augment_copies: int = doc(
+        1,
+        "Teacher-labelled variants of each training text added to the student's data (tokens deleted, "
+        "masked or replaced; see textdistill/data/augment.py); 0 turns augmentation off. Variants add "
+        "data, not steps: the student trains for as many optimizer steps as without them (the baseline's "
+        "budget), evaluated on the same schedule.",
+        tasks=CLASSIFICATION, instead="generation.sequence_kd adds teacher-written targets",
+    )
+    augment_share: float = doc(0.3, "Share of a variant's tokens that are changed (deleted, masked or replaced).",
+                               tasks=CLASSIFICATION)
+    augment_kinds: tuple[str, ...] = doc(
+        ("tokens",),
+        "How variants are made, one kind drawn per variant: 'tokens' (scattered tokens deleted, masked or "
+        "replaced), 'span' (one contiguous span of augment_share of the tokens deleted), 'mix' (the start of "
+        "the text joined to the end of another training text; single-text tasks only).",
+        tasks=CLASSIFICATION,
+    )
+    max_train_examples: int | None = doc(
+        None, "Use only the first N training examples after the split (quick trials)."
+    )
+    max_eval_examples: int = doc(
+        200, "Validation and test examples used at most (perplexity, BLEU/chrF, ROUGE-L).", tasks=GENERATION_TASKS,
+    )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: float = doc(2.0, "Passes over the training data (may be fractional).")
+    max_steps: int | None = doc(None, "Stop after this many optimizer steps (overrides epochs when smaller).")
+    batch_size: int = doc(32, "Examples per micro-batch.")
+    grad_accum_steps: int = doc(1, "Micro-batches per optimizer step; the update equals one big batch.")
+    learning_rate: float = doc(3e-4, "Peak AdamW learning rate.")
+    weight_decay: float = doc(0.01, "AdamW weight decay (not applied to biases and LayerNorm).")
+    warmup_ratio: float = doc(0.1, "Share of steps with linear warmup before linear decay to zero.")
+    max_grad_norm: float | None = doc(1.0, "Clip the gradient norm to this value; empty turns clipping off.")
+    eval_every: int = doc(0, "Evaluate on validation every N optimizer steps; 0 means once per epoch.")
+    early_stopping_patience: int | None = doc(
+        None, "Stop after this many evaluations without improvement; empty trains for the full budget."
+    )
+    freeze_embeddings: bool = doc(
+        True,
+        "Keep the word-embedding matrix fixed. It holds most of a small student's parameters, so freezing "
+        "it makes each step much cheaper; the copied teacher embeddings are already good.",
+    )
+    seed: int = doc(42, "Seed for initialisation, data order and dropout.")
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = doc(
+        "auto",
+        "Autocast precision of training and of teacher scoring: 'auto' (bfloat16 where the CPU or GPU "
+        "computes it natively: AVX512-BF16 or AMX CPUs, bf16-capable GPUs; else float32), 'no' (float32), "
+        "'bf16', or 'fp16' (GPU only). Weights and optimizer state stay float32; evaluation runs in float32.",
+    )
+    dropout: float | None = doc(
+        0.0,
+        "Dropout probability while training (every dropout layer of the model); empty keeps the model's "
+        "own (0.1 for BERT). 0 by default for students: the teacher's soft targets regularise, and dropout "
+        "costs about a quarter of a small student's step (docs/speed.md).",
+    )
+    threads: int | None = doc(None, "CPU threads for torch; empty keeps torch's default.")
+    progress: bool = doc(True, "Show a progress bar with loss, rate and ETA.")
+    checkpoint_every: int = doc(
+        500,
+        "Write a resumable training checkpoint every N optimizer steps (also at the end and on Ctrl-C); "
+        "0 writes only those two. `distill --resume` continues from the newest one.",
+    )
+    keep_checkpoints: int = doc(2, "Keep the newest N training checkpoints; older ones are deleted.")
+    deterministic: bool = doc(
+        False,
+        "Use only deterministic kernels (torch.use_deterministic_algorithms), so a resumed GPU run repeats an "
+        "uninterrupted one bit for bit; slower on GPU. CPU runs are deterministic without it.",
+    )
+
+
+@dataclass(frozen=True)
+class TeacherArchitecture:
+    """The encoder-decoder trained from scratch for `teacher.path: train` (seq2seq)."""
+
+    num_layers: int = doc(6, "Encoder and decoder layers.", tasks=("seq2seq",))
+    hidden_size: int = doc(256, "Hidden (model) size.", tasks=("seq2seq",))
+    num_heads: int = doc(4, "Attention heads; must divide hidden_size.", tasks=("seq2seq",))
+    intermediate_size: int = doc(1024, "Feed-forward size.", tasks=("seq2seq",))
+    vocab_size: int = doc(8000, "Vocabulary of the BPE tokenizer trained on the data.", tasks=("seq2seq",))
+
+
+def _teacher_finetune() -> TrainConfig:
+    return TrainConfig(epochs=1.0, learning_rate=5e-5, warmup_ratio=0.06, freeze_embeddings=False, dropout=None,
+                       mixed_precision="no")
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    path: str = doc(
+        "builtin",
+        "The teacher: a local Hugging Face folder (a fine-tuned sequence classifier, a causal LM or an "
+        "encoder-decoder, by task), or 'builtin' (classification: fine-tune `base` on this run's data once "
+        "and reuse the cached result; causal_lm: SmolLM2-135M-Instruct), or 'train' (seq2seq: an "
+        "encoder-decoder trained here from scratch, `teacher.architecture`).",
+    )
+    base: str = doc(
+        "minilm",
+        "Pretrained encoder fine-tuned when `path` is 'builtin': 'minilm' (the packaged "
+        "all-MiniLM-L6-v2), 'mpnet' (all-mpnet-base-v2 from five packaged parts, 12 layers, a GPU-sized "
+        "teacher; see docs/students.md for its install command) or a local Hugging Face folder.",
+        tasks=CLASSIFICATION, instead="teacher.path names the generation teacher",
+    )
+    extra_paths: tuple[str, ...] = doc(
+        (),
+        "More fine-tuned teacher folders, besides `path`, whose targets are combined with its own "
+        "(multi-teacher distillation). Each must have the data's label set and the same tokenizer.",
+        tasks=CLASSIFICATION,
+    )
+    combine: Literal["mean", "weighted", "confidence"] = doc(
+        "mean",
+        "How several teachers' targets are combined, on their probabilities at loss.temperature: 'mean' "
+        "(equal weights), 'weighted' (`weights`), 'confidence' (per example, each teacher weighted by its "
+        "top probability). Logits are averaged instead when loss.soft is 'mse'.",
+        tasks=CLASSIFICATION,
+    )
+    weights: tuple[float, ...] | None = doc(
+        None, "Weight of each teacher for combine 'weighted': `path` first, then `extra_paths` in order.",
+        tasks=CLASSIFICATION,
+    )
+    finetune: TrainConfig = section(
+        _teacher_finetune,
+        "Training settings of a teacher made here: the classifier fine-tuned from `base` (float32 and the "
+        "model's own dropout by default: the teacher is the quality anchor and is fine-tuned once, then "
+        "cached), or the seq2seq teacher trained from scratch.",
+        tasks=("classification", "seq2seq"),
+    )
+    architecture: TeacherArchitecture = section(
+        TeacherArchitecture, "Sizes of the seq2seq teacher trained here (teacher.path 'train').", tasks=("seq2seq",)
+    )
+    batch_size: int = doc(128, "Batch size when a model scores data without gradients (teacher signal, "
+                               "evaluation); batches of long texts are cut to 4,096 padded tokens, which runs "
+                               "faster on a CPU.")
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    init: Literal["teacher_layers", "shrink", "pretrained"] = doc(
+        "teacher_layers",
+        "How the student is made: 'teacher_layers' copies chosen teacher layers (DistilBERT's "
+        "initialisation); 'shrink' is the teacher's architecture made smaller by config, randomly "
+        "initialised; 'pretrained' loads `path`.",
+    )
+    path: str | None = doc(None, "Folder of a pretrained Hugging Face model, for init 'pretrained'.")
+    layers: tuple[int, ...] | None = doc(
+        None,
+        "Teacher layers copied into the student (0-based), for 'teacher_layers'; for seq2seq the decoder's "
+        "layers. Empty takes every third layer ending with the last (a 6-layer teacher gives [2, 5]).",
+    )
+    encoder_layers: tuple[int, ...] | None = doc(
+        None, "Teacher encoder layers kept by a seq2seq student; empty keeps the whole encoder.", tasks=("seq2seq",),
+        instead="student.layers lists the layers kept",
+    )
+    ffn_keep: float = doc(
+        0.5,
+        "Share of each copied layer's feed-forward neurons kept (the strongest by weight magnitude), for "
+        "'teacher_layers'; 1.0 keeps the whole block. Halving it cuts batch-1 latency by about a quarter.",
+        tasks=CLASSIFICATION, instead="a generation student keeps whole layers (student.layers)",
+    )
+    num_layers: int = doc(2, "Number of transformer layers, for 'shrink' (for seq2seq: decoder layers).")
+    hidden_size: int | None = doc(
+        None,
+        "Hidden (residual) size; empty keeps the teacher's. For 'shrink' any size (random init). For "
+        "'teacher_layers' (classification) at most the teacher's: the copied weights are sliced to the teacher's "
+        "residual dimensions with the largest mean |activation| on a few batches of training text (one set for "
+        "all layers; see textdistill/models/width.py).",
+    )
+    num_heads: int | None = doc(
+        None,
+        "Attention heads; must divide hidden_size. Empty: the teacher's for 'shrink'; for 'teacher_layers', "
+        "hidden_size / the teacher's head size (whole teacher heads kept, the strongest by weight magnitude). "
+        "For 'teacher_layers' at most the teacher's heads, of at most its head size.",
+    )
+    intermediate_size: int | None = doc(None, "Feed-forward size, for 'shrink'; empty is 4 x hidden size.")
+    vocab: Literal["teacher", "task"] = doc(
+        "teacher",
+        "Student vocabulary: 'teacher' (the teacher's tokenizer and embedding rows) or 'task' (only the special "
+        "tokens and the tokens the teacher's tokenizer produces on the train, unlabelled and validation text; "
+        "the student gets a pruned WordPiece tokenizer that still reads raw text, unseen words fall back to "
+        "sub-pieces or [UNK]). For 'teacher_layers' and 'shrink'; WordPiece tokenizers only.",
+        tasks=CLASSIFICATION,
+    )
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    alpha: float = doc(0.5, "Weight of the cross-entropy on gold labels (or reference tokens).")
+    beta: float = doc(0.5, "Weight of the soft term against the teacher.")
+    temperature: float = doc(
+        2.0,
+        "Softmax temperature of the soft term, which is scaled by T^2 (not for 'mse'); 2 by default for "
+        "classification, 1 for generation.",
+        per_task={"causal_lm": 1.0, "seq2seq": 1.0},
+    )
+    soft: str = doc(
+        "forward_kl",
+        "Soft term against the teacher, a name of textdistill.losses.LOSSES (one registry for every task, per "
+        "example for classification, per token for generation): 'forward_kl' = KL(teacher || student) (Hinton), "
+        "'reverse_kl' = KL(student || teacher), 'jsd' (`jsd_beta`), 'skew_kl' and 'skew_reverse_kl' "
+        "(`skew_alpha`), 'total_variation', 'mse' (MSE between raw logits, no temperature).",
+    )
+    jsd_beta: float = doc(0.5, "beta of soft 'jsd': 0 is forward KL, 1 is reverse KL.")
+    skew_alpha: float = doc(0.1, "alpha of the skew losses: 0 is the plain KL, 1 gives 0.")
+    schedule: Literal["constant", "linear", "cosine"] = doc(
+        "constant",
+        "How temperature, alpha and beta move over training, from their value to their `*_end` value: "
+        "'constant' (the `*_end` values are ignored), 'linear', or 'cosine' (slow at both ends).",
+    )
+    temperature_end: float | None = doc(None, "Temperature at the end of training; empty keeps `temperature`.")
+    alpha_end: float | None = doc(None, "Cross-entropy weight at the end of training; empty keeps `alpha`.")
+    beta_end: float | None = doc(None, "Soft-term weight at the end of training; empty keeps `beta`.")
+    soft_weighting: Literal["none", "confidence", "entropy"] = doc(
+        "none",
+        "Per-example weight of the soft term from the teacher: 'none' (1), 'confidence' (the teacher's top "
+        "probability), 'entropy' (1 - H(p)/log C: 1 for a certain teacher, 0 for a uniform one).",
+        tasks=CLASSIFICATION,
+    )
+    hidden_loss: Literal["none", "mse", "cosine"] = doc(
+        "none",
+        "Intermediate-layer matching of hidden states: 'mse' (TinyBERT), 'cosine' (1 - cos, DistilBERT), "
+        "or 'none'. Runs the teacher live at every step (its hidden states are not cached).",
+        tasks=CLASSIFICATION,
+    )
+    hidden_weight: float = doc(1.0, "Weight of the hidden-state term (summed over the matched layers).",
+                               tasks=CLASSIFICATION)
+    attention_weight: float = doc(
+        0.0,
+        "Weight of attention-distribution matching KL(A_teacher || A_student) on the matched layers, "
+        "averaged over heads (TinyBERT, MiniLM); needs the same number of heads. 0 turns it off.",
+        tasks=CLASSIFICATION,
+    )
+    embedding_weight: float = doc(
+        0.0, "Weight of matching the embedding-layer output (with `hidden_loss`, or MSE if that is 'none'); 0 is off.",
+        tasks=CLASSIFICATION,
+    )
+    layer_map: Literal["uniform", "last_k", "skip"] = doc(
+        "uniform",
+        "Which teacher layer each student layer matches when `layer_pairs` is empty: 'uniform' (student "
+        "layer i of n to teacher layer round((i+1)*N/n)-1, ending with the last; equals the default "
+        "copied layers), 'skip' (every N//n-th teacher layer, Patient-KD skip), 'last_k' (the last `last_k` "
+        "student layers to the last `last_k` teacher layers, Patient-KD last).",
+        tasks=CLASSIFICATION,
+    )
+    layer_pairs: tuple[tuple[int, ...], ...] | None = doc(
+        None, "Explicit layer map: [[student layer, teacher layer], ...], 0-based; overrides `layer_map`.",
+        tasks=CLASSIFICATION,
+    )
+    last_k: int | None = doc(None, "Layers matched by `layer_map: last_k`; empty means all student layers.",
+                             tasks=CLASSIFICATION)
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """What only the generation tasks (`task: causal_lm | seq2seq`) have: decoding, sequence-level and
+    on-policy KD, the top-k teacher."""
+
+    sequence_kd: Literal["off", "greedy", "beam", "sample"] = doc(
+        "off",
+        "Sequence-level KD (Kim & Rush 2016): the teacher writes the training targets once (cached on disk) by "
+        "'greedy', 'beam' or 'sample' decoding; 'off' trains on the references.",
+        tasks=GENERATION_TASKS,
+    )
+    num_beams: int = doc(4, "Beams for sequence_kd 'beam'.", tasks=GENERATION_TASKS)
+    with_references: bool = doc(False, "With sequence_kd, train on the references too (twice the examples).",
+                                tasks=GENERATION_TASKS)
+    on_policy_fraction: float = doc(
+        0.0,
+        "Share of optimizer steps whose batches are the student's own samples (no gradient through sampling), "
+        "scored token by token by the teacher (GKD, Agarwal et al. 2024). 0 turns it off.",
+        tasks=GENERATION_TASKS,
+    )
+    on_policy_prompt_tokens: int = doc(
+        8, "Prompt length for on-policy samples from data without a prompt (plain text): its first N tokens.",
+        tasks=GENERATION_TASKS,
+    )
+    sample_temperature: float = doc(1.0, "Sampling temperature of on-policy samples and sequence_kd 'sample'.",
+                                    tasks=GENERATION_TASKS)
+    topk: int = doc(
+        0,
+        "Top-k teacher mode: the teacher's k largest log-probs and leftover mass per token, cached on disk, "
+        "instead of its full distribution (loss.soft 'forward_kl' only); 0 uses the full distribution, scored live.",
+        tasks=GENERATION_TASKS,
+    )
+    chunk_size: int = doc(0, "Compute the token loss this many positions at a time (memory-bounded); 0 = all at once.",
+                          tasks=GENERATION_TASKS)
+    max_new_tokens: int = doc(64, "Most tokens generated per example (sequence KD, on-policy, BLEU/chrF, speed).",
+                              tasks=GENERATION_TASKS)
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    baseline: bool = doc(True, "Also train the same student without a teacher (labels only) for comparison.")
+    latency_examples: int = doc(
+        200,
+        "Test examples timed one at a time: batch-1 latency of a forward pass (classification), or of greedy "
+        "decoding (generation, 20 by default).",
+        per_task={"causal_lm": 20, "seq2seq": 20},
+    )
+    throughput_batches: int = doc(10, "Batches of 32 timed for throughput.", tasks=CLASSIFICATION,
+                                  instead="report.latency_examples times greedy decoding")
+
+
+# Named student sizes for sweep.students: the share of the teacher's layers kept (at least one).
+STUDENT_SIZES = {"quarter": 0.25, "third": 1 / 3, "half": 0.5}
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    temperatures: tuple[float, ...] = doc(
+        (1.0, 2.0, 4.0), "Values of loss.temperature tried by `distill --sweep`; empty keeps loss.temperature.",
+        tasks=CLASSIFICATION,
+    )
+    alphas: tuple[float, ...] = doc(
+        (0.2, 0.5, 0.8),
+        "Values of loss.alpha tried by `distill --sweep`, each with loss.beta = 1 - alpha; empty keeps both.",
+        tasks=CLASSIFICATION,
+    )
+    students: tuple[int | str, ...] = doc(
+        (),
+        "Student sizes tried by `distill --sweep`: layer counts (2) or names of a share of the teacher's "
+        "layers ('quarter', 'third', 'half'). Sets student.layers (evenly spread, ending with the last "
+        "teacher layer) or student.num_layers for 'shrink'. Empty keeps the configured student.",
+        tasks=CLASSIFICATION,
+    )
+    time_budget_s: float = doc(
+        1800.0,
+        "Wall-clock seconds for the sweep's trials. Trials are shortened (fewer steps, the same for all) "
+        "to fit; those that still do not fit are reported as skipped. Fine-tuning and scoring with the "
+        "teacher are one-off costs, cached for the final run, and not counted.",
+        tasks=CLASSIFICATION,
+    )
+    min_trial_steps: int = doc(
+        20, "Fewest optimizer steps a trial may be shortened to; below that, trials are skipped instead.",
+        tasks=CLASSIFICATION,
+    )
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    output_dir: str = doc("runs/default", "Run folder: config, metrics, checkpoints, models and report.")
+    task: Literal["classification", "causal_lm", "seq2seq"] = doc(
+        "classification",
+        "Task family: 'classification', 'causal_lm' (decoder-only language model) or 'seq2seq' (encoder-decoder); "
+        "see docs/generation.md for the generation tasks.",
+    )
+    data: DataConfig = section(DataConfig, "Where the examples come from and how they are tokenised.")
+    teacher: TeacherConfig = section(TeacherConfig, "The teacher model.")
+    student: StudentConfig = section(StudentConfig, "How the student is built.")
+    loss: LossConfig = section(LossConfig, "The distillation objective.")
+    train: TrainConfig = section(TrainConfig, "Student training settings.")
+    report: ReportConfig = section(ReportConfig, "What the final report measures.")
+    sweep: SweepConfig = section(SweepConfig, "The grid tried by `distill --sweep` on validation.", CLASSIFICATION)
+    generation: GenerationConfig = section(
+        GenerationConfig, "Decoding, sequence-level and on-policy KD, and the top-k teacher of the generation tasks.",
+        GENERATION_TASKS,
+    )
+    trust_remote_code: bool = doc(
+        False,
+        "Let model folders run their own Python code (an `auto_map` in config.json). Off: such folders are "
+        "refused. Turn on only for folders you trust.",
+    )

@@ -1,0 +1,304 @@
+"""Classification: labelled text in, a sequence classifier out.
+
+What this task contributes to the run: labelled files or a built-in dataset; a student built from the
+teacher's layers (narrower, with the task's vocabulary) or smaller or pretrained; teacher-labelled token
+variants; the teacher's logits (one teacher or several, combined) served through the cache; the objective
+CE + soft term (+ intermediate-layer matching); accuracy, macro-F1, agreement, latency and throughput.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from textdistill.cache import Field, cache_key
+from textdistill.config import RunConfig
+from textdistill.data.augment import token_variants
+from textdistill.data.batching import concat, sequential_batches, subset
+from textdistill.data.labelled import (ClassificationData, Encoded, EncodedSplits, check_max_length, encode_splits,
+                                       load_classification_data)
+from textdistill.evaluation.metrics import classification_metrics
+from textdistill.evaluation.predict import predict_logits
+from textdistill.evaluation.speed import measure_speed
+from textdistill.hashing import content_digest, folder_digest
+from textdistill.models.loading import (check_same_vocabulary, load_classifier, load_tokenizer, resolve_model_dir,
+                                        teacher_label_order)
+from textdistill.models.onnx_teacher import onnx_logits, onnx_teacher_session, scoring_backend
+from textdistill.models.students import construct_student
+from textdistill.models.vocab import (check_pruned_vocabulary, check_same_segmentation, id_map, pruned_tokenizer,
+                                      remap_encoded, task_token_ids)
+from textdistill.models.width import calibration_batches
+from textdistill.pipeline.extra_teachers import ExtraTeacher, combined_scores, load_extra_teachers, teacher_results
+from textdistill.pipeline.signal import Signal, SignalServer
+from textdistill.pipeline.teacher import builtin_teacher, run_teacher
+from textdistill.precision import resolve_precision
+from textdistill.tasks.base import Prepared, Teacher, Training
+from textdistill.training.intermediate import (build_projections, check_models, resolve_layer_map, use_eager_attention,
+                                              uses_intermediate)
+from textdistill.training.example_objectives import classification_objective
+from textdistill.training.loop import count_examples
+
+log = logging.getLogger("textdistill")
+
+
+@dataclasses.dataclass
+class ClassifierTeacher(Teacher):
+    order: list[int] = dataclasses.field(default_factory=list)  # index of each data label among its outputs
+    extras: list[ExtraTeacher] = dataclasses.field(default_factory=list)  # teacher.extra_paths
+
+
+@dataclasses.dataclass
+class Splits:
+    """The data in the teacher's token ids (what the teacher scores and is tested on) and in the student's."""
+
+    data: ClassificationData
+    teacher: EncodedSplits
+    student: EncodedSplits
+    augmented: Encoded | None  # teacher-labelled variants, teacher ids
+    student_augmented: Encoded | None  # the same variants, student ids
+
+
+class ClassificationTask:
+    name = "classification"
+    metric = "accuracy"
+
+    def count(self, batch) -> int:
+        return count_examples(batch)
+
+    def load_data(self, cfg: RunConfig) -> ClassificationData:
+        return load_classification_data(cfg.data)
+
+    def load_teacher(self, cfg: RunConfig, data: ClassificationData, resume: bool) -> ClassifierTeacher:
+        if cfg.teacher.path == "builtin":
+            folder, info = builtin_teacher(cfg, data, resume=resume)
+        else:
+            folder, info = resolve_model_dir(cfg.teacher.path, "teacher.path"), {}
+        tokenizer = load_tokenizer(folder, "teacher", cfg.trust_remote_code)
+        model = load_classifier(folder, "teacher.path", trust_remote_code=cfg.trust_remote_code)
+        model.eval().requires_grad_(False)  # frozen: scored without gradients, never updated
+        return ClassifierTeacher(folder, info, model, tokenizer, order=teacher_label_order(model, data.label_names),
+                                 extras=load_extra_teachers(cfg, data.label_names, tokenizer))
+
+    def build_student(self, cfg: RunConfig, data: ClassificationData, teacher: Teacher) -> Prepared:
+        tokenizer = teacher.tokenizer
+        splits = encode_splits(tokenizer, data, cfg.data.max_length,
+                               getattr(teacher.model.config, "max_position_embeddings", None))
+        kept_ids = task_vocabulary(tokenizer, data) if cfg.student.vocab == "task" else None
+        calibration = None
+        if cfg.student.init == "teacher_layers" and (cfg.student.hidden_size or cfg.student.num_heads):
+            calibration = calibration_batches(splits.train, cfg.train.seed)  # ranks the teacher's residual dimensions
+
+        def rebuild():  # the student and the baseline start from the same weights
+            return construct_student(cfg.student, teacher.model, data.label_names, cfg.train.seed,
+                                     cfg.trust_remote_code, kept_ids, calibration)
+
+        student, construction = rebuild()
+        student_tokenizer = tokenizer
+        if cfg.student.init == "pretrained":
+            student_tokenizer = load_tokenizer(Path(cfg.student.path), "student.path", cfg.trust_remote_code)
+        rows = student.get_input_embeddings().num_embeddings
+        if kept_ids is None:
+            check_same_vocabulary(tokenizer, student_tokenizer, rows)
+        else:
+            student_tokenizer = pruned_tokenizer(tokenizer, kept_ids)
+            check_pruned_vocabulary(tokenizer, student_tokenizer, kept_ids, rows)
+            log.info("student vocabulary: %d of the teacher's %d tokens (the task's text and the special tokens)",
+                     len(kept_ids), len(tokenizer))
+        check_max_length(cfg.data.max_length, getattr(student.config, "max_position_embeddings", None))
+        augmented = None
+        if cfg.data.augment_copies:
+            augmented = token_variants(splits.train, cfg.data.augment_copies, cfg.data.augment_share,
+                                       set(tokenizer.all_special_ids), tokenizer.mask_token_id, cfg.data.split_seed,
+                                       cfg.data.augment_kinds)
+        own, own_augmented = student_splits(splits, augmented, student_tokenizer, data, cfg.data.max_length, kept_ids,
+                                            len(tokenizer))
+        return Prepared(student, student_tokenizer, lambda: rebuild()[0],
+                        Splits(data, splits, own, augmented, own_augmented),
+                        {"label_names": data.label_names, "construction": construction})
+
+    def training(self, cfg: RunConfig, prepared: Prepared, teacher: ClassifierTeacher,
+                 serve: SignalServer) -> Training:
+        s: Splits = prepared.data
+        # The teacher is frozen and in eval mode, so its logits are a pure function of the input: scoring each
+        # training example once gives exactly what a call at every step would, at a fraction of the cost.
+        scores = teacher_scores(serve, cfg, teacher, {"train": s.teacher.train, "unlabeled": s.teacher.unlabeled,
+                                                      "augmented": s.augmented})
+        own = s.student
+        own.train.teacher_logits = scores["train"]
+        if own.unlabeled is not None:
+            own.unlabeled.teacher_logits = scores["unlabeled"]
+        train_set = concat(own.train, own.unlabeled) if own.unlabeled is not None else own.train
+        # variants add data, not steps: the budget is the labelled (and unlabelled) text's
+        budget = len(train_set)
+        if s.student_augmented is not None:
+            s.student_augmented.teacher_logits = scores["augmented"]
+            train_set = concat(train_set, s.student_augmented)
+        objective, extra = student_objective(cfg, prepared.student, teacher.model)
+        # a checkpoint only continues on the data and teacher outputs it was trained on
+        data_identity = {"train": _digest(s.teacher.train)}
+        identity = {**data_identity, "unlabeled": _digest(s.teacher.unlabeled), "augmented": _digest(s.augmented),
+                    "teacher_scores": content_digest(scores)}
+
+        def evaluate(m):
+            logits = predict_logits(m, own.validation, cfg.teacher.batch_size)
+            return classification_metrics(logits.argmax(-1), own.validation.labels, s.data.label_names)
+
+        sizes = {"train": len(s.teacher.train), "validation": len(s.teacher.validation), "test": len(s.teacher.test),
+                 "unlabeled": len(s.teacher.unlabeled) if s.teacher.unlabeled is not None else 0,
+                 "augmented": len(s.augmented) if s.augmented is not None else 0}
+        return Training(train_set, own.train, objective, budget, evaluate, identity, data_identity, sizes, extra)
+
+    def load_model(self, cfg: RunConfig, folder: Path, role: str) -> torch.nn.Module:
+        return load_classifier(folder, role, trust_remote_code=cfg.trust_remote_code)
+
+    def probe_batch(self, prepared: Prepared):
+        test = prepared.data.student.test
+        return test.collate(list(range(min(4, len(test)))))
+
+    def test_results(self, cfg: RunConfig, models: dict[str, torch.nn.Module], prepared: Prepared,
+                     teacher: ClassifierTeacher) -> tuple[dict[str, dict], dict]:
+        s: Splits = prepared.data
+        # each model reads the test text through its own tokenizer (the teacher's ids for the teacher)
+        test_data = {name: s.teacher.test if name == "teacher" else s.student.test for name in models}
+        logits = {name: predict_logits(m, test_data[name], cfg.teacher.batch_size) for name, m in models.items()}
+        logits["teacher"] = logits["teacher"][:, teacher.order]
+        labels = s.teacher.test.labels
+        teacher_pred = logits["teacher"].argmax(-1)
+        results = {name: classification_metrics(values.argmax(-1), labels, s.data.label_names,
+                                                None if name == "teacher" else teacher_pred)
+                   for name, values in logits.items()}
+        speed = measure_speed(models, test_data, cfg.report.latency_examples, cfg.report.throughput_batches)
+        for name in models:
+            results[name].update(speed[name])
+        entries = {}
+        if teacher.extras:
+            extra_logits = [predict_logits(e.model, s.teacher.test, cfg.teacher.batch_size)[:, e.order]
+                            for e in teacher.extras]
+            entries["teachers"] = teacher_results(cfg, str(teacher.folder), [logits["teacher"]] + extra_logits,
+                                                  labels, s.data.label_names)
+        return results, entries
+
+    def train_teacher(self, cfg: RunConfig, output: str | Path | None = None, overwrite: bool = False) -> dict:
+        """`textdistill teacher`: fine-tune `teacher.base` on the data into `output`."""
+        return run_teacher(cfg, output=output, overwrite=overwrite)
+
+
+def task_vocabulary(tokenizer, data: ClassificationData) -> list[int]:
+    """Sorted teacher ids kept by student.vocab 'task': the special tokens and the train, unlabelled and
+    validation text's."""
+    kept: set[int] = set()
+    for split in (data.train, data.unlabeled, data.validation):
+        if split is not None:
+            kept.update(task_token_ids(tokenizer, split.texts, split.pairs))
+    return sorted(kept)
+
+
+def student_splits(splits: EncodedSplits, augmented: Encoded | None, student_tokenizer, data: ClassificationData,
+                   max_length: int, kept_ids: list[int] | None,
+                   teacher_vocab_size: int) -> tuple[EncodedSplits, Encoded | None]:
+    """The splits (and variants) in the student's token ids. With the teacher's vocabulary these are the
+    teacher's own.
+
+    With a pruned vocabulary, the training parts are the teacher's ids remapped (exactly what the pruned
+    tokenizer gives on that text, checked here), carrying the teacher's ids for the live teacher; validation
+    and test are the student's own tokenisation of the raw text, as it will be served.
+    """
+    if kept_ids is None:
+        return splits, augmented
+    own = encode_splits(student_tokenizer, data, max_length, None)
+    mapping = id_map(kept_ids, teacher_vocab_size, student_tokenizer.unk_token_id)
+    pad = own.train.pad_id
+    train, unlabeled = remap_encoded(splits.train, mapping, pad), remap_encoded(splits.unlabeled, mapping, pad)
+    check_same_segmentation(own.train.input_ids, train.input_ids, "train")
+    if unlabeled is not None:
+        check_same_segmentation(own.unlabeled.input_ids, unlabeled.input_ids, "unlabeled")
+    return EncodedSplits(train, own.validation, own.test, unlabeled), remap_encoded(augmented, mapping, pad)
+
+
+def student_objective(cfg: RunConfig, student: torch.nn.Module, teacher: torch.nn.Module):
+    """The distillation objective and its extra trained module (projections; None without matching).
+
+    Intermediate matching is resolved and checked here, at start-up, before any training.
+    """
+    if not uses_intermediate(cfg.loss):
+        return classification_objective(cfg.loss), None
+    matches = resolve_layer_map(cfg.loss, student.config.num_hidden_layers, teacher.config.num_hidden_layers)
+    check_models(cfg.loss, student, teacher)
+    if cfg.loss.attention_weight > 0:
+        use_eager_attention(student)
+        use_eager_attention(teacher)
+    torch.manual_seed(cfg.train.seed)
+    projections = build_projections(cfg.loss, matches, student, teacher)
+    log.info("intermediate matching: layers %s (student, teacher); %d projection(s), outside the student",
+             [(m.student_layer, m.teacher_layer) for m in matches], len(projections.maps))
+    extra = projections if len(projections.maps) else None
+    return classification_objective(cfg.loss, teacher, matches, projections), extra
+
+
+def teacher_scores(serve: SignalServer, cfg: RunConfig, teacher: ClassifierTeacher,
+                   parts: dict[str, Encoded | None]) -> dict[str, torch.Tensor]:
+    """The teacher's logits ([N, C], in the data's label order) for each part; with extra teachers, their
+    targets combined (`extra_teachers.combined_scores`). Each teacher's scores of each part are one signal."""
+    precision = resolve_precision(cfg.train.mixed_precision)
+    teachers = [(teacher.model, teacher.folder, teacher.order)] + [(e.model, e.path, e.order) for e in teacher.extras]
+    scores = {}
+    for i, (model, folder, order) in enumerate(teachers):
+        digest = folder_digest(Path(folder))
+        for name, part in parts.items():
+            if part is not None:
+                signal = score_signal(model, part, cfg.teacher.batch_size, digest, cfg.data.max_length, precision)
+                logits = torch.from_numpy(np.array(serve(signal)["logits"]))
+                scores[name if i == 0 else f"{name}@{i}"] = logits[:, order].contiguous()
+    return combined_scores(scores, len(teachers), cfg)
+
+
+def score_signal(teacher: torch.nn.Module, part: Encoded, batch_size: int, teacher_digest: str,
+                 max_length: int | None, precision: str = "no", backend: str = "auto") -> Signal:
+    """[N, C] teacher logits (the teacher's own label order) of a tokenised split.
+
+    Keyed by the teacher folder (weights, config, tokenizer), the token ids, max_length, the scoring
+    precision and backend; scored in length-sorted chunks of a few batches, each one saved, so an
+    interrupted build resumes. `precision` 'bf16' scores under bfloat16 autocast (about 2.3x faster on a CPU
+    with native bf16; docs/speed.md). `backend` 'auto' scores float32 on a CPU through ONNX Runtime
+    (`models/onnx_teacher.py`; PyTorch if its check fails), else PyTorch; 'pytorch' or 'onnxruntime' force one.
+    """
+    n_labels = teacher.config.num_labels
+    settings = {"max_length": max_length, "labels": n_labels}
+    if precision != "no":  # float32 keys stay as they were, so existing caches remain valid
+        settings["precision"] = precision
+    if backend not in ("auto", "pytorch", "onnxruntime"):
+        raise ValueError(f"backend must be 'auto', 'pytorch' or 'onnxruntime', not {backend!r}")
+    if backend == "auto":
+        backend = scoring_backend(precision, next(teacher.parameters()).device)
+    session = onnx_teacher_session(teacher, teacher_digest) if backend == "onnxruntime" else None
+    if session is not None:  # float32 too, but other kernels (logits differ at 1e-6): never the same entry
+        settings["backend"] = "onnxruntime"
+    key = cache_key("classification-logits", teacher_digest, settings,
+                    np.asarray(part.lengths, dtype=np.int64),
+                    np.asarray([i for ids in part.input_ids for i in ids], dtype=np.int64),
+                    np.asarray([i for ids in (part.token_type_ids or []) for i in ids], dtype=np.int64))
+    batches = sequential_batches(part.lengths, batch_size)
+    chunks = [sum(batches[i : i + 4], []) for i in range(0, len(batches), 4)]
+
+    def score(index: list[int]) -> dict[str, torch.Tensor]:
+        if session is not None:
+            return {"logits": onnx_logits(session, subset(part, index), batch_size)}
+        return {"logits": predict_logits(teacher, subset(part, index), batch_size, precision=precision)}
+
+    return Signal("scores", key, len(part), {"logits": Field((n_labels,))}, score, chunks, "teacher scores")
+
+
+def cached_teacher_logits(teacher: torch.nn.Module, part: Encoded, batch_size: int, teacher_digest: str,
+                          max_length: int | None, precision: str = "no", backend: str = "auto") -> torch.Tensor:
+    """`score_signal` served on its own: [N, C] logits, from the cross-run cache or scored now."""
+    signal = score_signal(teacher, part, batch_size, teacher_digest, max_length, precision, backend)
+    return torch.from_numpy(np.array(SignalServer()(signal)["logits"]))
+
+
+def _digest(part: Encoded | None) -> str | None:
+    """What a tokenised split is, for a checkpoint's identity: its token ids and labels."""
+    return None if part is None else content_digest(part.input_ids, part.labels)
