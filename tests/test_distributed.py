@@ -179,7 +179,8 @@ def test_two_processes_match_one_process_on_a_generation_run_and_only_the_main_o
         "teacher": {"path": str(teacher), "batch_size": 8},
         "generation": {"sequence_kd": "greedy", "with_references": True, "max_new_tokens": 6},
         "train": {"epochs": 1, "batch_size": 8, "grad_accum_steps": 2, "learning_rate": 3e-3, "threads": 1,
-                  "progress": False, "checkpoint_every": 2, "freeze_embeddings": False, "mixed_precision": "no"},
+                  "progress": False, "checkpoint_every": 2, "freeze_embeddings": False, "mixed_precision": "no",
+                  "report_to": ["tensorboard"]},  # experiment tracking too: the main process alone logs
         "report": {"latency_examples": 2},
     }
     config = tmp_path / "lm.yaml"
@@ -218,5 +219,7 @@ def test_two_processes_match_one_process_on_a_generation_run_and_only_the_main_o
     assert any(p.endswith("/two/student") for p in main_writes)  # renamed into place, whole
     assert any("/cache/sequence_kd/" in p for p in main_writes)
     assert any("/checkpoints/" in p for p in main_writes) and any(p.endswith("summary.json") for p in main_writes)
+    assert any(p.endswith("/two/tracking/two") for p in main_writes)
+    assert len(list((watched / "two" / "tracking" / "two").glob("events.out.tfevents.*"))) == 1  # one writer
     assert not (tmp_path / "writes-1").exists(), (tmp_path / "writes-1").read_text()[:2000]
     assert done.stdout.count("report:") == 1

@@ -23,6 +23,7 @@ def check_config(cfg: RunConfig) -> None:
     check_task_fields(cfg)
     for name, t in (("train", cfg.train), ("teacher.finetune", cfg.teacher.finetune)):
         _check_train(name, t)
+    _check_tracking(cfg)
     _check_data(cfg)
     _check_teacher(cfg)
     _check_student(cfg)
@@ -60,6 +61,19 @@ def _check_train(name: str, t: TrainConfig) -> None:
     need(t.checkpoint_every >= 0, f"{name}.checkpoint_every must be 0 or positive, got {t.checkpoint_every}")
     need(t.dropout is None or 0 <= t.dropout < 1, f"{name}.dropout must be in [0, 1) or empty, got {t.dropout}")
     need(t.keep_checkpoints >= 1, f"{name}.keep_checkpoints must be at least 1, got {t.keep_checkpoints}")
+
+
+def _check_tracking(cfg: RunConfig) -> None:
+    from textdistill.training.tracking import known_trackers
+
+    names = cfg.train.report_to
+    known = known_trackers()
+    for name in names:
+        need(name in known, f"train.report_to: {preview(name)} is not a tracker accelerate knows; use any of "
+             f"{', '.join(known)}")
+    need(len(set(names)) == len(names), f"train.report_to names a tracker twice: {preview(names)}")
+    need(not cfg.teacher.finetune.report_to, "teacher.finetune.report_to is not used: experiment tracking follows "
+         "the distill run (student and baseline); set train.report_to instead")
 
 
 def _check_data(cfg: RunConfig) -> None:

@@ -150,6 +150,13 @@ class TrainConfig:
     )
     threads: int | None = doc(None, "CPU threads for torch; empty keeps torch's default.")
     progress: bool = doc(True, "Show a progress bar with loss, rate and ETA.")
+    report_to: tuple[str, ...] = doc(
+        (),
+        "Experiment trackers that get every metrics.jsonl line, the run config and the final summary: any "
+        "tracker accelerate knows, e.g. [tensorboard, mlflow] (also wandb, comet_ml, aim, clearml, dvclive, "
+        "swanlab, trackio). Local by default, in <output_dir>/tracking; TensorBoard and MLflow install with "
+        "pip install 'textdistill[tracking]'. Main process only. Empty: no tracker.",
+    )
     checkpoint_every: int = doc(
         500,
         "Write a resumable training checkpoint every N optimizer steps (also at the end and on Ctrl-C); "

@@ -44,6 +44,7 @@ from textdistill.tasks import TASKS
 from textdistill.tasks.base import Prepared, Task, Teacher, Training
 from textdistill.training.distributed import is_main
 from textdistill.training.loop import total_steps, train
+from textdistill.training.tracking import Tracking, check_installed, flat_numbers, start_tracking
 from textdistill.training.objectives import label_objective
 
 log = logging.getLogger("textdistill")
@@ -65,6 +66,7 @@ class Plan:
     baseline_train: TrainConfig
     signal_seconds: float  # making (or reading) the teacher signal
     attention: list = field(default_factory=list)  # each model's attention implementation as loaded
+    tracking: Tracking = field(default_factory=Tracking)  # the run's experiment trackers (train.report_to)
 
 
 def run_distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False, *, sweep: dict | None = None,
@@ -89,16 +91,21 @@ def _distill(cfg: RunConfig, folder: OwnedFolder, data, resume: bool, sweep: dic
     if resume and finished_phase(run_dir, "report") is not None:
         log.info("%s: the run had already finished", run_dir)
         return json.loads((run_dir / "summary.json").read_text(encoding="utf-8")) if is_main() else None
-    plan = prepare(cfg, run_dir, resume, data)
-    folder.started()  # prepared and checked: the run it replaces (if any) can go
-    models: dict[str, torch.nn.Module] = {"teacher": plan.teacher.model}
-    runs: dict[str, dict] = {}
-    models["student"], runs["student"] = train_student(plan)
-    if cfg.report.baseline:
-        models["baseline"], runs["baseline"] = train_baseline(plan)
-    if not is_main():
-        return None
-    return evaluate_and_report(plan, models, runs, time.perf_counter() - started, sweep)
+    tracking = start_tracking(cfg.train.report_to, run_dir / "tracking", run_dir.resolve().name, to_dict(cfg),
+                              main=is_main())
+    try:
+        plan = prepare(cfg, run_dir, resume, data, tracking)
+        folder.started()  # prepared and checked: the run it replaces (if any) can go
+        models: dict[str, torch.nn.Module] = {"teacher": plan.teacher.model}
+        runs: dict[str, dict] = {}
+        models["student"], runs["student"] = train_student(plan)
+        if cfg.report.baseline:
+            models["baseline"], runs["baseline"] = train_baseline(plan)
+        if not is_main():
+            return None
+        return evaluate_and_report(plan, models, runs, time.perf_counter() - started, sweep)
+    finally:
+        tracking.finish()
 
 
 def start_run(cfg: RunConfig, overwrite: bool, resume: bool, *, command: str = "distill",
@@ -106,13 +113,15 @@ def start_run(cfg: RunConfig, overwrite: bool, resume: bool, *, command: str = "
     """The run's data, read and checked, and then its run folder, opened (use it as a context manager): a
     config or data problem never touches an old run in output_dir."""
     apply_threads(cfg.train.threads)
+    check_installed(cfg.train.report_to)
     data = TASKS[cfg.task].load_data(cfg)
     check_sources(cfg)
     return open_run_folder(cfg, overwrite, resume, command=command, may_replace=may_replace), data
 
 
-def prepare(cfg: RunConfig, run_dir: Path, resume: bool, data=None) -> Plan:
-    """Data (read here unless given), teacher, student and the teacher signal, checked before any training."""
+def prepare(cfg: RunConfig, run_dir: Path, resume: bool, data=None, tracking: Tracking | None = None) -> Plan:
+    """Data (read here unless given), teacher, student and the teacher signal, checked before any training;
+    `tracking` gets the student's and the baseline's metrics (none for a sweep's trials)."""
     task = TASKS[cfg.task]
     data = task.load_data(cfg) if data is None else data
     teacher = task.load_teacher(cfg, data, resume)
@@ -122,7 +131,7 @@ def prepare(cfg: RunConfig, run_dir: Path, resume: bool, data=None) -> Plan:
     training = task.training(cfg, prepared, teacher, serve)
     student_train, baseline_train = step_budget(cfg.train, training.budget_examples, len(training.baseline_data))
     return Plan(cfg, run_dir, resume, task, teacher, prepared, training, student_train, baseline_train,
-                serve.seconds, attention)
+                serve.seconds, attention, tracking or Tracking())
 
 
 def step_budget(train_cfg: TrainConfig, budget_examples: int,
@@ -150,7 +159,7 @@ def train_student(plan: Plan, max_steps: int | None = None) -> tuple[torch.nn.Mo
         lambda folder, role: plan.task.load_model(cfg, folder, role),
         lambda: train(student, t.student_data, t.objective, settings, name="student", run_dir=plan.run_dir,
                       evaluate=t.evaluate, metric=plan.task.metric, count=plan.task.count, extra=t.extra,
-                      resume=plan.resume, identity=t.identity))
+                      resume=plan.resume, identity=t.identity, tracking=plan.tracking))
     _restore_attention(plan.attention)  # time and save the models as they were loaded
     info["teacher_signal_seconds"] = plan.signal_seconds
     return model, info
@@ -165,7 +174,7 @@ def train_baseline(plan: Plan) -> tuple[torch.nn.Module, dict]:
         lambda folder, role: plan.task.load_model(cfg, folder, role),
         lambda: train(baseline, t.baseline_data, label_objective(), plan.baseline_train, name="baseline",
                       run_dir=plan.run_dir, evaluate=t.evaluate, metric=plan.task.metric, count=plan.task.count,
-                      resume=plan.resume, identity=t.baseline_identity))
+                      resume=plan.resume, identity=t.baseline_identity, tracking=plan.tracking))
 
 
 def evaluate_and_report(plan: Plan, models: dict[str, torch.nn.Module], runs: dict[str, dict], seconds: float,
@@ -201,6 +210,9 @@ def evaluate_and_report(plan: Plan, models: dict[str, torch.nn.Module], runs: di
     write_json(run_dir / "summary.json", summary)
     write_report(run_dir, summary)
     mark_finished(run_dir, "report", ["summary.json"], {})
+    # the measured part of the summary (the config went in at the start), at the student's last step
+    plan.tracking.log(flat_numbers({k: summary[k] for k in ("results", "runs", "sizes", "wall_seconds", "teachers")
+                                    if k in summary}), step=runs["student"]["steps"])
     return summary
 
 

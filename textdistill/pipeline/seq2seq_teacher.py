@@ -93,7 +93,9 @@ def teacher_key(cfg: RunConfig, data: GenerationData) -> str:
     settings = {"teacher_layers": a.num_layers, "teacher_d_model": a.hidden_size, "teacher_heads": a.num_heads,
                 "teacher_ffn": a.intermediate_size, "vocab_size": a.vocab_size, "max_length": cfg.data.max_length,
                 "max_target_length": cfg.data.max_target_length}
-    finetune = {k: v for k, v in dataclasses.asdict(cfg.teacher.finetune).items() if k not in ("progress", "threads")}
+    # settings that do not change the weights stay out, so teachers cached before they existed are found again
+    finetune = {k: v for k, v in dataclasses.asdict(cfg.teacher.finetune).items()
+                if k not in ("progress", "threads", "report_to")}
     payload = {"recipe": RECIPE_VERSION, "settings": settings, "finetune": finetune, "train": data.train,
                "validation": data.validation}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]

@@ -45,7 +45,7 @@ log = logging.getLogger("textdistill")
 FORMAT = 1
 REQUIRED = ("model.safetensors", "optimizer.pt", "state.json", "rng-0.json")
 # Settings that do not change the weights a run produces; they may differ on resume.
-COSMETIC = ("progress", "threads", "checkpoint_every", "keep_checkpoints")
+COSMETIC = ("progress", "threads", "checkpoint_every", "keep_checkpoints", "report_to")
 
 
 @dataclass

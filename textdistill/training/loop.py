@@ -39,6 +39,7 @@ from textdistill.precision import autocast, resolve_precision, set_dropout
 from textdistill.training.checkpoints import (Progress, check_name, keep_metrics_until, load_weights,
                                               newest_checkpoint, restore_checkpoint, save_checkpoint, save_weights)
 from textdistill.training.stopping import FiniteWatch, Interrupted, StopRequest
+from textdistill.training.tracking import Tracking
 
 Objective = Callable[[torch.nn.Module, Batch, float], dict[str, torch.Tensor]]
 LOG_EVERY = 10
@@ -157,13 +158,15 @@ def train(
     extra: torch.nn.Module | None = None,
     resume: bool = False,
     identity: dict | None = None,
+    tracking: Tracking | None = None,
 ) -> TrainResult:
     """Train `model` in place; with `evaluate`, keep the best state by `metric` and restore it at the end.
 
     `extra` holds trained modules that are not part of the model (projection layers): optimised and
     checkpointed with it, never exported. With `resume`, training continues from the newest checkpoint
     of `name` in `run_dir/checkpoints` and ends with the weights an uninterrupted run would have;
-    `identity` (e.g. the checksum of the teacher outputs) must then match the checkpoint's.
+    `identity` (e.g. the checksum of the teacher outputs) must then match the checkpoint's. `tracking` (the
+    run's experiment trackers) gets every line `metrics.jsonl` gets.
     """
     torch.manual_seed(cfg.seed)
     if cfg.deterministic:
@@ -213,6 +216,7 @@ def train(
     log_file = metrics_path.open("a", encoding="utf-8") if main else contextlib.nullcontext()
 
     def record(entry: dict) -> None:
+        """The one place a metric goes out: the history, metrics.jsonl and the experiment trackers."""
         result.history.append(entry)
         if main:
             try:
@@ -220,6 +224,8 @@ def train(
                 log_file.flush()
             except OSError as e:
                 raise write_failed(metrics_path, e) from None
+            if tracking is not None:
+                tracking.record(entry)
 
     # Resuming skips the steps already done: the data order is a pure function of (seed, epoch).
     todo = [] if progress.finished else itertools.islice(enumerate(_step_groups(data, cfg, steps), 1),
