@@ -2,7 +2,7 @@
 
 No input may end in a traceback from deep inside pandas, pyarrow or yaml. The number of inputs tried
 per target is TEXTDISTILL_FUZZ_EXAMPLES (40 by default, to keep the suite fast);
-`benchmarks/fuzz.py` runs thousands and reports the count.
+`scripts/fuzz.py` runs thousands and reports the count.
 """
 
 import json
@@ -21,10 +21,10 @@ from textdistill.data.labelled import load_classification_data
 from textdistill.errors import TextDistillError
 
 EXAMPLES = int(os.environ.get("TEXTDISTILL_FUZZ_EXAMPLES", "40"))
-# derandomized: the same inputs on every run (here and in benchmarks/fuzz.py, which runs without conftest.py)
+# derandomized: the same inputs on every run (here and in scripts/fuzz.py, which runs without conftest.py)
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
                 suppress_health_check=list(HealthCheck))
-TRIED: Counter = Counter()  # inputs tried per target (read by benchmarks/fuzz.py)
+TRIED: Counter = Counter()  # inputs tried per target (read by scripts/fuzz.py)
 OUTCOMES: Counter = Counter()  # (target, "ok" or "error")
 SUFFIXES = [".csv", ".tsv", ".jsonl", ".parquet"]
 FIELDS = [dotted for dotted, _, _ in iter_fields()]

@@ -1,6 +1,8 @@
 """Fuzz the data loaders and the config parser with many random inputs; count them and any unhandled error.
 
-    python benchmarks/fuzz.py --examples 5000
+A check of the code, not a measurement: the default suite runs the same targets with 40 inputs each.
+
+    python scripts/fuzz.py --examples 5000
 
 Runs the hypothesis strategies of tests/test_fuzz.py with `--examples` inputs per target (derandomized:
 the same inputs on every run). Every input must give data, a config, or a one-line TextDistillError;
