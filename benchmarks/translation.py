@@ -5,7 +5,7 @@ sequence-level KD (the teacher's greedy translations as targets), against the sa
 Each variant is one `textdistill distill` run of textdistill/configs/translation_seq2seq.yaml; the teacher is trained
 once (cached) and shared. Token-level KD reads the teacher's top-32 log-probs from the on-disk cache and
 sequence-level KD reads its cached translations, so after the first seed no student runs the teacher and
-several seeds fit (a top-k KD step still costs about 1.5x a no-teacher step here, for its vocabulary-chunked loss). Reported per seed and as mean +- sd over seeds: chrF and BLEU of
+several seeds fit (a top-k KD step still costs more than a no-teacher step, for its vocabulary-chunked loss). Reported per seed and as mean +- sd over seeds: chrF and BLEU of
 greedy outputs on the test verses, perplexity, and the greedy decoding speed-up at batch 1; then the issue's
 target: the best student (by mean chrF) keeps >= 95% of the teacher's chrF at >= 2.5x speed-up, and beats the
 no-teacher student on the mean and on every seed (each seed compares students with the same initialisation and

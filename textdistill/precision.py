@@ -1,9 +1,9 @@
 """Which floating-point precision to compute in: bfloat16 where the hardware does it natively.
 
-On CPUs with AVX512-BF16 or AMX, oneDNN runs bfloat16 matmuls about twice as fast as float32 (the teacher
-forward of a MiniLM-sized model 2.3x, a small student's training step 1.2-1.5x; docs/speed.md), and
-autocast keeps weights, gradients and optimizer state in float32. Without native support, bfloat16 is
-emulated and slower, so 'auto' falls back to float32 there.
+On CPUs with AVX512-BF16 or AMX, oneDNN runs bfloat16 matmuls faster than float32 (the teacher's forward
+gains more than a small student's training step, whose small matmuls weigh less; docs/measurements.md has
+the numbers), and autocast keeps weights, gradients and optimizer state in float32. Without native
+support, bfloat16 is emulated and slower, so 'auto' falls back to float32 there.
 """
 
 from __future__ import annotations

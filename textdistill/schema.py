@@ -146,7 +146,7 @@ class TrainConfig:
         0.0,
         "Dropout probability while training (every dropout layer of the model); empty keeps the model's "
         "own (0.1 for BERT). 0 by default for students: the teacher's soft targets regularise, and dropout "
-        "costs about a quarter of a small student's step (docs/speed.md).",
+        "costs a large share of a small student's step (docs/measurements.md).",
     )
     threads: int | None = doc(None, "CPU threads for torch; empty keeps torch's default.")
     progress: bool = doc(True, "Show a progress bar with loss, rate and ETA.")
@@ -199,7 +199,7 @@ class TeacherConfig:
         "minilm",
         "Pretrained encoder fine-tuned when `path` is 'builtin': 'minilm' (the packaged "
         "all-MiniLM-L6-v2), 'mpnet' (all-mpnet-base-v2 from five packaged parts, 12 layers, a GPU-sized "
-        "teacher; see docs/students.md for its install command) or a local Hugging Face folder.",
+        "teacher; see docs/guide/students.md for its install command) or a local Hugging Face folder.",
         tasks=CLASSIFICATION, instead="teacher.path names the generation teacher",
     )
     extra_paths: tuple[str, ...] = doc(
@@ -255,7 +255,7 @@ class StudentConfig:
     ffn_keep: float = doc(
         0.5,
         "Share of each copied layer's feed-forward neurons kept (the strongest by weight magnitude), for "
-        "'teacher_layers'; 1.0 keeps the whole block. Halving it cuts batch-1 latency by about a quarter.",
+        "'teacher_layers'; 1.0 keeps the whole block. Fewer neurons: a faster and smaller student.",
         tasks=CLASSIFICATION, instead="a generation student keeps whole layers (student.layers)",
     )
     num_layers: int = doc(2, "Number of transformer layers, for 'shrink' (for seq2seq: decoder layers).")
@@ -442,7 +442,7 @@ class RunConfig:
     task: Literal["classification", "causal_lm", "seq2seq"] = doc(
         "classification",
         "Task family: 'classification', 'causal_lm' (decoder-only language model) or 'seq2seq' (encoder-decoder); "
-        "see docs/generation.md for the generation tasks.",
+        "see docs/guide/generation.md for the generation tasks.",
     )
     data: DataConfig = section(DataConfig, "Where the examples come from and how they are tokenised.")
     teacher: TeacherConfig = section(TeacherConfig, "The teacher model.")

@@ -30,8 +30,8 @@ def bucketed_batches(lengths: list[int], batch_size: int, seed: int, epoch: int,
 
 
 # Padded tokens per inference batch at most. On a CPU, batches past a few thousand tokens run slower per
-# token (benchmarks/scoring_speed.py: 2-thread bfloat16 MiniLM at 128 tokens per text, 14.2k tokens/s at 32
-# texts per batch against 11.5k at 128); short texts still fill `batch_size`.
+# token (their activations leave the caches; benchmarks/scoring_speed.py, numbers in docs/measurements.md);
+# short texts still fill `batch_size`.
 INFERENCE_TOKENS = 4096
 
 

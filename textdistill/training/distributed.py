@@ -55,5 +55,5 @@ def check_data_parallel(accelerator) -> None:
     if kind in (DistributedType.FSDP, DistributedType.DEEPSPEED):
         raise TextDistillError(
             f"{kind.value} is not supported: textdistill trains with data parallelism (each process holds the whole "
-            "student); launch with a DDP config such as configs/accelerate/multi_gpu.yaml (see docs/scaling.md)"
+            "student); launch with a DDP config such as configs/accelerate/multi_gpu.yaml (see docs/guide/scaling.md)"
         )

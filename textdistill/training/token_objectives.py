@@ -100,7 +100,7 @@ def head_factorises(model: torch.nn.Module, batch: Batch) -> bool:
 def cached_topk_objective(cfg: LossConfig, shared: int, vocab_chunk: int = 4096):
     """Token-level forward KL against the cached top-k teacher (`teacher_top_logprobs [B, T, k]`,
     `teacher_top_ids [B, T, k]`, `teacher_leftover [B, T]` in the batch, made at `loss.temperature`):
-    KL(p' || q') over k ids + one bucket, never above the full forward KL (docs/generation.md).
+    KL(p' || q') over k ids + one bucket, never above the full forward KL (docs/guide/generation.md).
 
     When the student's logits are its last hidden states times its LM head (checked on the first batch),
     both terms are computed from the hidden states (`losses.forward_kl_topk_from_hidden`,
