@@ -17,7 +17,7 @@ import torch
 
 from textdistill.cache import Field, cache_key
 from textdistill.config import RunConfig
-from textdistill.data.augment import token_variants
+from textdistill.data.augment import neighbour_table, token_variants
 from textdistill.data.batching import concat, sequential_batches, subset
 from textdistill.data.labelled import (ClassificationData, Encoded, EncodedSplits, check_max_length, encode_splits,
                                        load_classification_data)
@@ -111,9 +111,12 @@ class ClassificationTask:
         check_max_length(cfg.data.max_length, getattr(student.config, "max_position_embeddings", None))
         augmented = None
         if cfg.data.augment_copies:
+            neighbours = None
+            if "neighbours" in cfg.data.augment_kinds:
+                neighbours = neighbour_table(tokenizer, teacher.model.get_input_embeddings().weight, splits.train)
             augmented = token_variants(splits.train, cfg.data.augment_copies, cfg.data.augment_share,
                                        set(tokenizer.all_special_ids), tokenizer.mask_token_id, cfg.data.split_seed,
-                                       cfg.data.augment_kinds)
+                                       cfg.data.augment_kinds, neighbours)
         own, own_augmented = student_splits(splits, augmented, student_tokenizer, data, cfg.data.max_length, kept_ids,
                                             len(tokenizer))
         return Prepared(student, student_tokenizer, lambda: rebuild()[0],

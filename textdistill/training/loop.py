@@ -268,7 +268,8 @@ def train(
                         save_weights(accelerator.unwrap_model(model), best_path)
                 else:
                     progress.since_best += 1
-                    if cfg.early_stopping_patience is not None and progress.since_best >= cfg.early_stopping_patience:
+                    if (cfg.early_stopping_patience is not None and progress.since_best >= cfg.early_stopping_patience
+                            and step >= cfg.min_steps):
                         if main:
                             bar.write(f"{name}: early stop at step {step}, best {metric} "
                                       f"{progress.best_score:.4f} at step {progress.best_step}")
