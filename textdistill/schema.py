@@ -326,6 +326,21 @@ class LossConfig:
         "probability), 'entropy' (1 - H(p)/log C: 1 for a certain teacher, 0 for a uniform one).",
         tasks=CLASSIFICATION,
     )
+    label_normalization: Literal["examples", "labelled"] = doc(
+        "examples",
+        "What the cross-entropy on gold labels is averaged over: 'examples' (every example of the step, "
+        "unlabelled text and teacher-labelled variants included, so a larger transfer set dilutes the labels) "
+        "or 'labelled' (the labelled examples only: the labels keep their weight whatever the transfer set's "
+        "size). The soft term is averaged over every example either way.",
+        tasks=CLASSIFICATION,
+    )
+    class_balance: bool = doc(
+        False,
+        "Weight each example's soft term so that every class (the teacher's top class) carries the share the "
+        "gold labels give it: variants and unlabelled text the teacher pulls toward the common classes would "
+        "otherwise crowd out a rare one.",
+        tasks=CLASSIFICATION,
+    )
     hidden_loss: Literal["none", "mse", "cosine"] = doc(
         "none",
         "Intermediate-layer matching of hidden states: 'mse' (TinyBERT), 'cosine' (1 - cos, DistilBERT), "
