@@ -158,8 +158,8 @@ def train_student(plan: Plan, max_steps: int | None = None) -> tuple[torch.nn.Mo
         plan.run_dir, "student", student, plan.prepared.tokenizer, plan.resume,
         lambda folder, role: plan.task.load_model(cfg, folder, role),
         lambda: train(student, t.student_data, t.objective, settings, name="student", run_dir=plan.run_dir,
-                      evaluate=t.evaluate, metric=plan.task.metric, count=plan.task.count, extra=t.extra,
-                      resume=plan.resume, identity=t.identity, tracking=plan.tracking))
+                      evaluate=t.evaluate, metric=plan.task.metric, count=t.count or plan.task.count,
+                      extra=t.extra, resume=plan.resume, identity=t.identity, tracking=plan.tracking))
     _restore_attention(plan.attention)  # time and save the models as they were loaded
     info["teacher_signal_seconds"] = plan.signal_seconds
     return model, info

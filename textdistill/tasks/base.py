@@ -56,6 +56,7 @@ class Training:
     baseline_identity: dict
     sizes: dict  # example counts for the summary
     extra: torch.nn.Module | None = None  # trained beside the student, never exported (projections)
+    count: Callable[[Batch], Any] | None = None  # the student's units per term, when not the task's `count`
 
 
 class Task(Protocol):

@@ -17,7 +17,7 @@ import torch
 
 from textdistill.cache import Field, cache_key
 from textdistill.config import RunConfig
-from textdistill.data.augment import token_variants
+from textdistill.data.augment import neighbour_table, token_variants
 from textdistill.data.batching import concat, sequential_batches, subset
 from textdistill.data.labelled import (ClassificationData, Encoded, EncodedSplits, check_max_length, encode_splits,
                                        load_classification_data)
@@ -25,6 +25,7 @@ from textdistill.evaluation.metrics import classification_metrics
 from textdistill.evaluation.predict import predict_logits
 from textdistill.evaluation.speed import measure_speed
 from textdistill.hashing import content_digest, folder_digest
+from textdistill.losses import IGNORE_INDEX
 from textdistill.models.loading import (check_same_vocabulary, load_classifier, load_tokenizer, resolve_model_dir,
                                         teacher_label_order)
 from textdistill.models.onnx_teacher import onnx_logits, onnx_teacher_session, scoring_backend
@@ -41,8 +42,15 @@ from textdistill.training.intermediate import (build_projections, check_models, 
                                               uses_intermediate)
 from textdistill.training.example_objectives import classification_objective
 from textdistill.training.loop import count_examples
+from textdistill.training.schedules import class_balance_weights
 
 log = logging.getLogger("textdistill")
+
+
+def count_labelled(batch) -> dict[str, int]:
+    """Units with `loss.label_normalization: labelled`: the cross-entropy over the step's labelled examples,
+    every other term over all of its examples."""
+    return {"*": count_examples(batch), "ce": int((batch["targets"] != IGNORE_INDEX).sum())}
 
 
 @dataclasses.dataclass
@@ -111,9 +119,12 @@ class ClassificationTask:
         check_max_length(cfg.data.max_length, getattr(student.config, "max_position_embeddings", None))
         augmented = None
         if cfg.data.augment_copies:
+            neighbours = None
+            if "neighbours" in cfg.data.augment_kinds:
+                neighbours = neighbour_table(tokenizer, teacher.model.get_input_embeddings().weight, splits.train)
             augmented = token_variants(splits.train, cfg.data.augment_copies, cfg.data.augment_share,
                                        set(tokenizer.all_special_ids), tokenizer.mask_token_id, cfg.data.split_seed,
-                                       cfg.data.augment_kinds)
+                                       cfg.data.augment_kinds, neighbours)
         own, own_augmented = student_splits(splits, augmented, student_tokenizer, data, cfg.data.max_length, kept_ids,
                                             len(tokenizer))
         return Prepared(student, student_tokenizer, lambda: rebuild()[0],
@@ -137,6 +148,10 @@ class ClassificationTask:
         if s.student_augmented is not None:
             s.student_augmented.teacher_logits = scores["augmented"]
             train_set = concat(train_set, s.student_augmented)
+        if cfg.loss.class_balance:
+            gold = own.train.labels[own.train.labels != IGNORE_INDEX]
+            train_set = dataclasses.replace(train_set, example_weights=class_balance_weights(
+                train_set.teacher_logits, gold, len(s.data.label_names)))
         objective, extra = student_objective(cfg, prepared.student, teacher.model)
         # a checkpoint only continues on the data and teacher outputs it was trained on
         data_identity = {"train": _digest(s.teacher.train)}
@@ -150,7 +165,9 @@ class ClassificationTask:
         sizes = {"train": len(s.teacher.train), "validation": len(s.teacher.validation), "test": len(s.teacher.test),
                  "unlabeled": len(s.teacher.unlabeled) if s.teacher.unlabeled is not None else 0,
                  "augmented": len(s.augmented) if s.augmented is not None else 0}
-        return Training(train_set, own.train, objective, budget, evaluate, identity, data_identity, sizes, extra)
+        count = count_labelled if cfg.loss.label_normalization == "labelled" else None
+        return Training(train_set, own.train, objective, budget, evaluate, identity, data_identity, sizes, extra,
+                        count)
 
     def load_model(self, cfg: RunConfig, folder: Path, role: str) -> torch.nn.Module:
         return load_classifier(folder, role, trust_remote_code=cfg.trust_remote_code)
