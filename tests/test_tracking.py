@@ -72,6 +72,20 @@ def test_a_run_logs_every_metric_its_config_and_its_summary_to_tensorboard_and_m
     assert "MLFLOW_TRACKING_URI" not in os.environ
 
 
+def test_mlflow_tracking_uri_sends_the_run_to_that_store(tiny_overrides, tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    store = f"sqlite:///{tmp_path / 'shared.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    cfg = load_config(None, {**tiny_overrides, "train.report_to": ["mlflow"]})
+    summary = commands.distill(cfg)
+    assert not (Path(cfg.output_dir) / "tracking" / "mlflow.db").exists()
+    client = MlflowClient(store)
+    (run,) = client.search_runs([client.get_experiment_by_name("textdistill").experiment_id])
+    assert run.data.metrics["results/student/accuracy"] == pytest.approx(summary["results"]["student"]["accuracy"])
+    assert os.environ["MLFLOW_TRACKING_URI"] == store  # the user's setting is left as it was
+
+
 def test_without_report_to_nothing_is_tracked(tiny_overrides):
     cfg = load_config(None, tiny_overrides)
     commands.distill(cfg)

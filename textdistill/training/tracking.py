@@ -157,19 +157,21 @@ def _make_tracker(name: str, folder: Path, run_name: str, tracking: Tracking):
     if name == "mlflow":
         import mlflow  # noqa: F401  (configures its loggers now, so `_quiet` holds them while the tracker starts)
 
-        _local_mlflow_store(folder, tracking)
-        return cls(experiment_name=MLFLOW_EXPERIMENT, logging_dir=str((folder / "mlflow-artifacts").resolve()),
-                   run_name=run_name)
+        # artifacts beside a local store; a store named by MLFLOW_TRACKING_URI keeps its own artifact location
+        local = _local_mlflow_store(folder, tracking)
+        artifacts = str((folder / "mlflow-artifacts").resolve()) if local else None
+        return cls(experiment_name=MLFLOW_EXPERIMENT, logging_dir=artifacts, run_name=run_name)
     return cls(run_name, str(folder)) if cls.requires_logging_directory else cls(run_name)
 
 
-def _local_mlflow_store(folder: Path, tracking: Tracking) -> None:
-    """MLflow writes to a SQLite file in the run folder unless `MLFLOW_TRACKING_URI` names a store (its file
-    store is retired). The URI is process-wide (MLflow also puts it into the environment), so it is unset
-    again when the run's tracking finishes: a later run in the same process gets its own store."""
+def _local_mlflow_store(folder: Path, tracking: Tracking) -> bool:
+    """MLflow writes to a SQLite file in the run folder (True) unless `MLFLOW_TRACKING_URI` names a store
+    (False). Its file store is retired. The URI is process-wide (MLflow also puts it into the environment),
+    so it is unset again when the run's tracking finishes: a later run in the same process gets its own store."""
     if os.environ.get("MLFLOW_TRACKING_URI"):
-        return
+        return False
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{(folder / 'mlflow.db').resolve()}")
     tracking.restore.append(lambda: mlflow.set_tracking_uri(None))
+    return True
