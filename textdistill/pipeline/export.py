@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import torch
+import yaml
 from transformers import AutoModelForSequenceClassification, pipeline
 
 from textdistill.errors import TextDistillError
@@ -49,6 +50,16 @@ def _is_generation_folder(folder: Path) -> bool:
                                                                      "ForConditionalGeneration")) for n in names)
 
 
+def _quantisation_aware(source: Path) -> bool:
+    """Whether `source` is the folder of a run whose student trained quantisation-aware (its config says so)."""
+    try:
+        config = yaml.safe_load((source / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return False
+    section = config.get("quantisation") if isinstance(config, dict) else None
+    return isinstance(section, dict) and section.get("aware") is True
+
+
 def run_export(source: str | Path, output: str | Path, overwrite: bool = False) -> dict:
     """Write the student of `source` (run folder or model folder) to `output` and verify the copy."""
     src = _source_folder(Path(source))
@@ -71,7 +82,8 @@ def run_export(source: str | Path, output: str | Path, overwrite: bool = False) 
     diff = float((before - after).abs().max())
     if diff > 1e-5:
         raise TextDistillError(f"exported model gives different logits (max difference {diff:.2e}); please report this")
-    onnx = export_classifier_onnx(model, tokenizer, out, PROBES)
+    onnx = export_classifier_onnx(model, tokenizer, out, PROBES,
+                                  require_int8_match=_quantisation_aware(Path(source)))
     return {
         "output": str(out),
         "files": sorted(p.name for p in out.iterdir()),
