@@ -54,9 +54,9 @@ def export_classifier_onnx(model, tokenizer, out: Path, probes: list[str], requi
     Uses the TorchScript-based exporter (`dynamo=False`), which needs no extra package; batch and
     sequence length are dynamic axes. The float32 file must reproduce PyTorch's logits on the probes. The
     int8 file is compared with the same model fake-quantised in PyTorch (`models/quantisation.py`, the
-    simulation quantisation-aware training learns against): their largest difference relative to the
-    logits' scale is reported, and with `require_int8_match` (a quantisation-aware student) it must be
-    below INT8_TOLERANCE.
+    simulation quantisation-aware training learns against), one probe at a time as served at batch 1: their
+    largest difference relative to the logits' scale is reported, and with `require_int8_match` (a
+    quantisation-aware student) it must be below INT8_TOLERANCE.
     """
     import onnxruntime as ort
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -79,8 +79,15 @@ def export_classifier_onnx(model, tokenizer, out: Path, probes: list[str], requi
     if diffs["model.onnx"] > ONNX_TOLERANCE:
         raise TextDistillError(f"the ONNX model gives different logits (max difference {diffs['model.onnx']:.2e}); "
                                "please report this")
-    simulated = fake_quant_logits(model, enc)  # [N, C]
-    int8 = ort.InferenceSession(str(out / "model.int8.onnx"), providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    # one probe at a time: an activation's int8 range is its whole tensor's, padding rows included, and the
+    # graph and PyTorch fill padded rows differently (they never reach the logits of real tokens in float)
+    session = ort.InferenceSession(str(out / "model.int8.onnx"), providers=["CPUExecutionProvider"])
+    simulated, int8 = [], []
+    for probe in probes:
+        one = tokenizer([probe], truncation=True, return_tensors="pt")
+        simulated.append(fake_quant_logits(model, {n: one[n] for n in names}))  # [1, C]
+        int8.append(session.run(None, {n: one[n].numpy() for n in names})[0])
+    simulated, int8 = np.concatenate(simulated), np.concatenate(int8)  # [N, C]
     relative = float(np.abs(int8 - simulated).max() / max(float(np.abs(simulated).max()), 1e-12))
     if require_int8_match and relative > INT8_TOLERANCE:
         raise TextDistillError(f"the int8 ONNX model differs from the quantisation-aware student's fake-quantised "
