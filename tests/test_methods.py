@@ -56,7 +56,8 @@ def tiny_batch(n=4, length=7, vocab=30, labels=2, seed=3) -> dict[str, torch.Ten
     mask = torch.ones(n, length, dtype=torch.long)
     mask[0, 4:] = 0  # ragged
     return {"input_ids": torch.randint(5, vocab, (n, length), generator=g), "attention_mask": mask,
-            "targets": torch.tensor([0, 1, IGNORE_INDEX, 1])[:n], "teacher_logits": torch.randn(n, labels, generator=g) * 3}
+            "targets": torch.tensor([0, labels - 1, IGNORE_INDEX, 1])[:n],
+            "teacher_logits": torch.randn(n, labels, generator=g) * 3}
 
 
 def narrow_student(seed=1) -> BertForSequenceClassification:
@@ -128,12 +129,14 @@ def test_online_generation_refuses_cached_teacher_signals():
 def test_soft_terms_equal_the_pure_functions(soft):
     cfg = LossConfig(soft=soft, alpha=0.3, beta=0.7, temperature=T, dkd_alpha=0.5, dkd_beta=3.0, adaptive_beta=0.5,
                      adaptive_gamma=2.0)
-    student, batch = tiny_bert(30, layers=2, seed=1).eval(), tiny_batch()
+    # three classes: with two, DKD's split is the same whichever class is the target (NCKD is 0)
+    student, batch = tiny_bert(30, layers=2, seed=1, labels=("a", "b", "c")).eval(), tiny_batch(labels=3)
     terms = classification_objective(cfg)(student, batch, 0.0)
     with torch.no_grad():
         logits = student(**model_inputs(batch)).logits
     teacher = batch["teacher_logits"]
     if soft == "dkd":  # the unlabelled row splits off the teacher's top class
+        assert (teacher.argmax(-1) != batch["targets"]).any()  # labels, not the teacher, pick the others' class
         targets = torch.where(batch["targets"] == IGNORE_INDEX, teacher.argmax(-1), batch["targets"])
         expected = decoupled_forward_kl(logits, teacher, targets, 0.5, 3.0, T)
     else:
@@ -366,7 +369,28 @@ METHODS = {
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
-def test_each_method_end_to_end_through_the_cli(tmp_path, tiny_overrides, teacher_dir, method, capsys):
+def test_each_method_end_to_end_through_the_cli(tmp_path, tiny_overrides, teacher_dir, method, capsys, monkeypatch):
+    import textdistill.tasks.classification as task_mod
+    from textdistill.pipeline.export import _quantisation_aware
+
+    seen = {"fake_quantised": set(), "bank": []}
+    real_aware, real_fill = task_mod.quantisation_aware, task_mod.fill_bank
+
+    def recording_aware(objective, start):  # does the student reach the objective fake-quantised?
+        inner = real_aware(objective, start)
+
+        def wrapped(model, batch, progress=0.0):
+            seen["fake_quantised"].add(any(isinstance(m, FakeQuantLinear) for m in model.modules()))
+            return inner(model, batch, progress)
+
+        return wrapped
+
+    def recording_fill(term, representations, seed):
+        real_fill(term, representations, seed)
+        seen["bank"].append(int(term.bank.occupied.sum()))
+
+    monkeypatch.setattr(task_mod, "quantisation_aware", recording_aware)
+    monkeypatch.setattr(task_mod, "fill_bank", recording_fill)
     settings, logged = METHODS[method]
     config = _config(tmp_path, {**tiny_overrides, **settings, "train.epochs": 1, "report.baseline": method == "dkd"})
     assert run(["-q", "distill", "--config", str(config)]) == 0
@@ -389,12 +413,20 @@ def test_each_method_end_to_end_through_the_cli(tmp_path, tiny_overrides, teache
         assert summary["teacher"]["path"] == str(run_dir / "teacher")
         trained = load_file(str(run_dir / "teacher" / "model.safetensors"))
         assert any(not torch.equal(trained[k], teacher_weights[k]) for k in teacher_weights)
+    if method == "contrastive":
+        assert seen["bank"] == [32]  # filled from the cached teacher representations before the first step
     if method == "quantisation_aware":
-        assert "Quantisation-aware" in report
+        assert seen["fake_quantised"] == {True} and "Quantisation-aware" in report
+        assert _quantisation_aware(run_dir) and not _quantisation_aware(run_dir / "student")
         capsys.readouterr()
         assert run(["export", str(run_dir), "--output", str(tmp_path / "exported")]) == 0
         info = json.loads(capsys.readouterr().out)
         assert info["int8_vs_fake_quant_relative_difference"] < 1e-3 and "model.int8.onnx" in info["files"]
+        # a quantisation-aware run's export insists on the match
+        import textdistill.models.onnx as onnx_mod
+
+        monkeypatch.setattr(onnx_mod, "fake_quant_logits", lambda m, enc: 2 * m(**enc).logits.detach().numpy())
+        assert run(["export", str(run_dir), "--output", str(tmp_path / "again")]) == 2
 
 
 def test_online_rates_and_clipping_groups():
