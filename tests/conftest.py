@@ -110,9 +110,17 @@ def llama_teacher(tmp_path) -> Path:
 
 @pytest.fixture(autouse=True)
 def textdistill_logs_reach_caplog(monkeypatch):
-    """The CLI stops its logger propagating (it prints one clean line); tests read warnings with caplog."""
+    """The CLI stops its logger propagating (it prints one clean line); tests read warnings with caplog.
+
+    Levels go through setLevel, which also clears logging's per-logger isEnabledFor cache: set as a plain
+    attribute, a level left by a `-q` CLI call in an earlier test kept INFO records from caplog. The
+    CLI's handler (bound to that test's captured stderr) goes with the test."""
     import logging
 
     logger = logging.getLogger("textdistill")
     monkeypatch.setattr(logger, "propagate", True)
-    monkeypatch.setattr(logger, "level", logging.INFO)
+    monkeypatch.setattr(logger, "handlers", list(logger.handlers))
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    yield
+    logger.setLevel(level)

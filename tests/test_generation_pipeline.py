@@ -214,4 +214,4 @@ def test_pretrained_student_with_another_tokenizer_is_refused_at_start_up(tmp_pa
                  "data.train": str(files["text"]), "student.init": "pretrained", "student.path": str(folder)}
     with pytest.raises(TextDistillError, match="tokenizers differ"):
         commands.distill(load_config(None, overrides))
-    assert not list((tmp_path / "run" / "checkpoints").iterdir())  # refused before any training
+    assert not (tmp_path / "run").exists()  # refused before any training; the folder it had made is gone

@@ -418,6 +418,7 @@ def test_each_method_end_to_end_through_the_cli(tmp_path, tiny_overrides, teache
     if method == "quantisation_aware":
         assert seen["fake_quantised"] == {True} and "Quantisation-aware" in report
         assert _quantisation_aware(run_dir) and not _quantisation_aware(run_dir / "student")
+        assert not _quantisation_aware(Path(tiny_overrides["output_dir"]).parent)
         capsys.readouterr()
         assert run(["export", str(run_dir), "--output", str(tmp_path / "exported")]) == 0
         info = json.loads(capsys.readouterr().out)
@@ -426,7 +427,8 @@ def test_each_method_end_to_end_through_the_cli(tmp_path, tiny_overrides, teache
         import textdistill.models.onnx as onnx_mod
 
         monkeypatch.setattr(onnx_mod, "fake_quant_logits", lambda m, enc: 2 * m(**enc).logits.detach().numpy())
-        assert run(["export", str(run_dir), "--output", str(tmp_path / "again")]) == 2
+        with pytest.raises(TextDistillError, match="int8 ONNX model differs"):
+            run(["export", str(run_dir), "--output", str(tmp_path / "again")])
 
 
 def test_online_rates_and_clipping_groups():

@@ -1,7 +1,6 @@
 """Several teachers: the combination rule, start-up checks, and a tiny run with intermediate matching."""
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -116,8 +115,7 @@ def test_extra_teachers_are_checked_at_start_up(tmp_path, tiny_overrides):
         with pytest.raises(TextDistillError, match=needle) as e:
             run_distill(load_config(None, {**tiny_overrides, "teacher.extra_paths": [str(folder)]}), overwrite=True)
         assert "teacher.extra_paths[0]" in str(e.value)
-        assert not (Path(tiny_overrides["output_dir"]) / "metrics.jsonl").exists()  # nothing trained
-    shutil.rmtree(tiny_overrides["output_dir"])
+        assert not Path(tiny_overrides["output_dir"]).exists()  # nothing trained; the folder it made is gone
 
 
 @pytest.mark.parametrize("extra,needle", [

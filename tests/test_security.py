@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from textdistill.errors import TextDistillError
+from textdistill.ownership import OwnedFolder
 from textdistill.pipeline.runs import inside_run, is_run_folder
 from textdistill.training.checkpoints import check_name, checkpoint_name
 
@@ -29,13 +30,17 @@ def test_training_names_are_plain_words(name):
     assert check_name("baseline_2") == "baseline_2"
 
 
-def test_only_textdistill_run_folders_are_overwritten(tmp_path):
+def test_a_run_config_makes_a_folder_resumable_never_replaceable(tmp_path):
     project = tmp_path / "project"
     project.mkdir()
     (project / "config.yaml").write_text("name: my project\nversion: 2\n")  # somebody else's config.yaml
     assert not is_run_folder(project)
     (project / "config.yaml").write_text("output_dir: runs/x\nstudent: {}\ntrain: {}\n")
-    assert is_run_folder(project)
+    assert is_run_folder(project)  # enough for --resume, which deletes nothing
+    with pytest.raises(TextDistillError, match="not a textdistill run folder"):
+        OwnedFolder.open(project, "run", overwrite=True)  # replacing takes the marker written at creation
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["project"]
+    assert sorted(p.name for p in project.iterdir()) == ["config.yaml"]
 
 
 class _RunsCode:

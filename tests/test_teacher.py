@@ -36,6 +36,28 @@ def test_builtin_teacher_is_cached_and_keyed(tiny_overrides, teacher_dir, tmp_pa
     assert teacher_mod.teacher_cache_key(quiet, data) == teacher_mod.teacher_cache_key(cfg, data)
 
 
+def test_two_runs_wanting_the_same_builtin_teacher_fine_tune_it_once(tiny_overrides, teacher_dir, tmp_path):
+    import multiprocessing
+
+    from cache_workers import teacher_race
+
+    overrides = {**tiny_overrides, "teacher.path": "builtin", "teacher.base": str(teacher_dir),
+                 "teacher.finetune.max_steps": 2, "teacher.finetune.progress": False}
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    workers = [ctx.Process(target=teacher_race, args=(overrides, str(tmp_path / "shared"), barrier, results))
+               for _ in range(2)]
+    for w in workers:
+        w.start()
+    got = [results.get(timeout=300) for _ in workers]
+    for w in workers:
+        w.join(60)
+        assert w.exitcode == 0
+    # one fine-tuned it while the other waited for the lock, then read the cached copy: the same weights
+    assert sorted(cached for cached, _, _ in got) == [False, True]
+    assert len({digest for _, digest, _ in got} | {recorded for _, _, recorded in got}) == 1
+
+
 def test_teacher_scores_are_computed_again_when_the_teachers_files_change(tiny_overrides, teacher_dir, tmp_path,
                                                                           monkeypatch):
     import shutil

@@ -7,9 +7,17 @@ sha256 of everything that determines the outputs (`cache_key`); a different teac
 setting gives a different folder, so a cache that does not match is never opened.
 
 Layout of a folder: one raw little-endian file per field (`<name>.bin`, shape `[N, ...]`), `meta.json`
-(shapes, dtypes, key), `done.npy` (which examples are written, updated after every batch, so an
-interrupted build continues where it stopped) and, written last, `complete.json` with the sha256 of
-each field file. A complete cache whose files no longer match their checksums is rebuilt, never read.
+(shapes, dtypes, key), `rows.jsonl` (a journal: one line per written chunk, its example indices and the
+sha256 of their bytes in every field) and, written last, `complete.json` with the sha256 of each field file.
+
+What makes it trustworthy when runs share it or die mid-build:
+- one builder per key: the build runs under an OS lock (`<folder>/.lock`, `textdistill.locking`); a second
+  run wanting the same key waits for it, then reads the sealed cache (or continues a build whose builder
+  died, since the lock dies with it);
+- a resumed build trusts only rows whose journal checksum matches what the files hold now: a truncated
+  file, rows overwritten with garbage or rows written without their journal line are computed again;
+- the cache is sealed (`complete.json`) only after every row has been read back and verified against
+  its journal line; a sealed cache whose files no longer match their checksums is rebuilt, never read.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import hashlib
 import json
 import logging
 import os
-import shutil
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +34,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from textdistill.errors import TextDistillError
 from textdistill.hashing import file_digest
+from textdistill.locking import locked
 
 log = logging.getLogger("textdistill")
-FORMAT_VERSION = 1
+KEY_VERSION = 1  # in every key: a change re-keys (and orphans) every cache folder
+# 2: rows journalled with checksums and verified before sealing; caches sealed by format 1 (whose builds
+# could race and seal unverified rows) are built again, in place
+FORMAT_VERSION = 2
+JOURNAL = "rows.jsonl"
+LOCK = ".lock"  # inside the folder, which is never deleted (only the files a build writes are)
 
 
 @dataclass(frozen=True)
@@ -50,7 +65,7 @@ def cache_root() -> Path:
 
 def cache_key(*parts) -> str:
     """sha256 over strings, bytes, numpy arrays, tensors and JSON-able values, in order."""
-    h = hashlib.sha256(f"textdistill-cache-v{FORMAT_VERSION}".encode())
+    h = hashlib.sha256(f"textdistill-cache-v{KEY_VERSION}".encode())
     for part in parts:
         if isinstance(part, torch.Tensor):
             part = part.detach().cpu().contiguous().numpy()
@@ -66,9 +81,14 @@ def cache_key(*parts) -> str:
 
 
 def _write_json(path: Path, value: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=1, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, path)
+    """Atomic, under a name of this process: a reader sees the old file or the new one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8") as f:  # the usual permissions, unlike mkstemp's 0600
+            json.dump(value, f, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _problem(folder: Path, key: str, count: int, fields: dict[str, Field]) -> str | None:
@@ -92,9 +112,25 @@ def _meta(key: str, count: int, fields: dict[str, Field]) -> dict:
             "fields": {k: {"shape": list(f.shape), "dtype": f.dtype} for k, f in sorted(fields.items())}}
 
 
+def _dtype(f: Field) -> np.dtype:
+    return np.dtype(f.dtype).newbyteorder("<")
+
+
+def _nbytes(count: int, f: Field) -> int:
+    return count * int(np.prod(f.shape, dtype=np.int64)) * _dtype(f).itemsize
+
+
 def _open(folder: Path, count: int, fields: dict[str, Field], mode: str) -> dict[str, np.memmap]:
-    return {name: np.memmap(folder / f"{name}.bin", dtype=np.dtype(f.dtype).newbyteorder("<"), mode=mode,
-                            shape=(count, *f.shape)) for name, f in fields.items()}
+    return {name: np.memmap(folder / f"{name}.bin", dtype=_dtype(f), mode=mode, shape=(count, *f.shape))
+            for name, f in fields.items()}
+
+
+def _rows_sha256(arrays: dict[str, np.ndarray], rows: list[int]) -> str:
+    """sha256 of the bytes of examples `rows` (in that order) in every field, fields in name order."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        h.update(np.ascontiguousarray(arrays[name][rows]).tobytes())
+    return h.hexdigest()
 
 
 def cached_outputs(
@@ -110,52 +146,120 @@ def cached_outputs(
 
     `compute(index)` returns each field for the examples `index` (`[len(index), *shape]`); `batches`
     cover every example once (sort them by length so the teacher pads little). Returns the arrays and
-    `{"cached": bool, "computed": examples computed now}`. An interrupted build keeps its finished
-    batches and computes only the rest on the next call.
+    `{"cached": bool, "computed": examples computed now}`. An interrupted build keeps its verified
+    batches and computes only the rest on the next call; a build in progress in another process is
+    waited for.
     """
     folder = Path(folder)
-    problem = _problem(folder, key, count, fields) if (folder / "complete.json").is_file() else None
-    if (folder / "complete.json").is_file() and problem is None:
+    if (folder / "complete.json").is_file() and _problem(folder, key, count, fields) is None:
         return _open(folder, count, fields, "r"), {"cached": True, "computed": 0}
-    if problem is not None:
-        log.warning("teacher cache %s is unusable (%s); building it again", folder, problem)
+    with locked(folder / LOCK, f"the teacher cache {folder}"):
+        if (folder / "complete.json").is_file():  # sealed while this process waited, or sealed but broken
+            problem = _problem(folder, key, count, fields)
+            if problem is None:
+                return _open(folder, count, fields, "r"), {"cached": True, "computed": 0}
+            log.warning("teacher cache %s is unusable (%s); building it again", folder, problem)
+            _clear(folder, fields)
+        computed = _build(folder, key, count, fields, compute, batches, progress)
+    return _open(folder, count, fields, "r"), {"cached": False, "computed": computed}
+
+
+def _build(folder: Path, key: str, count: int, fields: dict[str, Field], compute, batches, progress) -> int:
+    """Compute every example not yet verified, verify them all, then seal; under the key's lock."""
+    done = _start_or_resume(folder, key, count, fields)
+    if done.any():
+        log.info("teacher cache %s: resuming, %d of %d examples already scored and verified", folder,
+                 int(done.sum()), count)
+    computed = 0
+    for attempt in range(2):
+        arrays = _open(folder, count, fields, "r+")
+        with open(folder / JOURNAL, "a", encoding="utf-8") as journal:
+            for index in batches:
+                todo = [i for i in index if not done[i]]
+                if not todo:
+                    continue
+                values = compute(todo)
+                rows = {name: values[name].detach().cpu().numpy().astype(array.dtype, copy=False)
+                        for name, array in arrays.items()}
+                for name, array in arrays.items():
+                    array[todo] = rows[name]
+                    array.flush()  # the rows are in the file before the journal says so
+                journal.write(json.dumps({"rows": todo, "sha256": _rows_sha256(rows, list(range(len(todo))))})
+                              + "\n")
+                journal.flush()
+                done[todo] = True
+                computed += len(todo)
+                if progress is not None:
+                    progress(len(todo))
+        del arrays
+        if not done.all():
+            raise ValueError(f"teacher cache batches left {int((~done).sum())} of {count} examples unscored")
+        done = _verified_rows(folder, count, fields)  # read back from the files, every row
+        if done.all():
+            _write_json(folder / "complete.json", {name: file_digest(folder / f"{name}.bin") for name in fields})
+            (folder / JOURNAL).unlink()
+            return computed
+        log.warning("teacher cache %s: %d examples did not read back as written; computing them again", folder,
+                    int((~done).sum()))
+    raise TextDistillError(f"the teacher cache {str(folder)!r} does not keep what is written to it (the disk may be "
+                           "failing); set TEXTDISTILL_CACHE to a folder on another disk")
+
+
+def _start_or_resume(folder: Path, key: str, count: int, fields: dict[str, Field]) -> np.ndarray:
+    """Which examples already hold verified values: a matching unfinished build continues, anything else
+    starts over with empty (sparse) files."""
     try:
-        resumable = json.loads((folder / "meta.json").read_text(encoding="utf-8")) == _meta(key, count, fields) \
-            and problem is None and (folder / "done.npy").is_file()
-        done = np.load(folder / "done.npy") if resumable else None
-        resumable = done is not None and done.shape == (count,) and done.dtype == bool
+        resumable = json.loads((folder / "meta.json").read_text(encoding="utf-8")) == _meta(key, count, fields)
     except (OSError, ValueError):
         resumable = False
-    if not resumable:
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, f in fields.items():  # sized up front: a sparse file, filled batch by batch
-            with open(folder / f"{name}.bin", "wb") as out:
-                out.truncate(count * int(np.prod(f.shape, dtype=np.int64)) * np.dtype(f.dtype).itemsize)
-        _write_json(folder / "meta.json", _meta(key, count, fields))
-        done = np.zeros(count, dtype=bool)
-    elif done.any():
-        log.info("teacher cache %s: resuming, %d of %d examples already scored", folder, int(done.sum()), count)
-    arrays = _open(folder, count, fields, "r+")
-    computed = 0
-    for index in batches:
-        todo = [i for i in index if not done[i]]
-        if not todo:
-            continue
-        values = compute(todo)
-        for name, array in arrays.items():
-            array[todo] = values[name].detach().cpu().numpy().astype(array.dtype, copy=False)
-        for array in arrays.values():
-            array.flush()  # the values are on disk before `done` says so
-        done[todo] = True
-        np.save(folder / "done.tmp.npy", done)
-        os.replace(folder / "done.tmp.npy", folder / "done.npy")
-        computed += len(todo)
-        if progress is not None:
-            progress(len(todo))
-    if not done.all():
-        raise ValueError(f"teacher cache batches left {int((~done).sum())} of {count} examples unscored")
-    del arrays
-    _write_json(folder / "complete.json", {name: file_digest(folder / f"{name}.bin") for name in fields})
-    (folder / "done.npy").unlink()
-    return _open(folder, count, fields, "r"), {"cached": False, "computed": computed}
+    if resumable:
+        for name, f in fields.items():  # a truncated file is filled with zeros, which fail their checksums
+            path = folder / f"{name}.bin"
+            if not path.is_file() or path.stat().st_size != _nbytes(count, f):
+                with open(path, "ab") as out:
+                    out.truncate(_nbytes(count, f))
+        _end_journal_line(folder / JOURNAL)
+        return _verified_rows(folder, count, fields)
+    _clear(folder, fields)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, f in fields.items():  # sized up front: a sparse file, filled batch by batch
+        with open(folder / f"{name}.bin", "wb") as out:
+            out.truncate(_nbytes(count, f))
+    _write_json(folder / "meta.json", _meta(key, count, fields))
+    return np.zeros(count, dtype=bool)
+
+
+def _verified_rows(folder: Path, count: int, fields: dict[str, Field]) -> np.ndarray:
+    """Examples whose bytes in every field match a journal line's checksum."""
+    done = np.zeros(count, dtype=bool)
+    try:
+        lines = (folder / JOURNAL).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return done
+    arrays = _open(folder, count, fields, "r")
+    for line in lines:
+        try:
+            entry = json.loads(line)
+            rows = [int(i) for i in entry["rows"]]
+            expected = entry["sha256"]
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by a kill: its rows are computed again
+        if rows and all(0 <= i < count for i in rows) and _rows_sha256(arrays, rows) == expected:
+            done[rows] = True
+    return done
+
+
+def _end_journal_line(path: Path) -> None:
+    """A journal cut mid-line by a kill gets its newline, so the next line is not glued to the broken one."""
+    if path.is_file() and path.stat().st_size:
+        with open(path, "rb+") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+
+
+def _clear(folder: Path, fields: dict[str, Field]) -> None:
+    """Delete the files a cache build writes (the seal first), nothing else in the folder."""
+    names = ["complete.json", "meta.json", JOURNAL, "done.npy", "done.tmp.npy", *(f"{n}.bin" for n in fields)]
+    for name in names:
+        (folder / name).unlink(missing_ok=True)

@@ -88,11 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("teacher", help="Fine-tune a teacher classifier on labelled data.", formatter_class=fmt,
                        description="Fine-tune teacher.base on the configured data and save a Hugging Face folder.")
     p.add_argument("--output", metavar="DIR", help="Folder for the fine-tuned teacher [default: <output_dir>/teacher].")
+    p.add_argument("--overwrite", action="store_true",
+                   help="Replace an existing teacher folder written by textdistill.")
     _add_config_flags(p, defaults)
 
     p = sub.add_parser("distill", help="Train a student from a teacher, with a no-teacher baseline and a report.",
                        formatter_class=fmt)
-    p.add_argument("--overwrite", action="store_true", help="Replace an existing run folder.")
+    p.add_argument("--overwrite", action="store_true", help="Replace an existing run folder written by textdistill.")
     p.add_argument("--resume", action="store_true",
                    help="Continue the interrupted run in --output_dir from its last checkpoint; without --config "
                    "the run's own config.yaml is used.")
@@ -113,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="Export the student as a plain Hugging Face folder.", formatter_class=fmt)
     p.add_argument("source", help="Run folder (its student/ is exported) or a model folder.")
     p.add_argument("--output", required=True, metavar="DIR", help="Folder to write.")
-    p.add_argument("--overwrite", action="store_true", help="Replace an existing export folder.")
+    p.add_argument("--overwrite", action="store_true", help="Replace an existing export folder written by textdistill.")
 
     p = sub.add_parser("bench", help="Latency, throughput, size and accuracy of a run's teacher and student in "
                        "PyTorch and ONNX Runtime (float32, int8); writes bench.json and updates the report.",
@@ -152,10 +154,17 @@ def _setup_logging(quiet: bool) -> None:
 def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.quiet)
+    from textdistill.ownership import protecting
+
+    with protecting(getattr(args, "config", None)):  # the folder holding the config file in use is never replaced
+        return _dispatch(args)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     from textdistill.pipeline import commands
 
     if args.command == "teacher":
-        out = commands.teacher(_config(args), output=args.output)
+        out = commands.teacher(_config(args), output=args.output, overwrite=args.overwrite)
     elif args.command == "distill":
         if args.resume and args.config is None:
             args.config = _run_config_path(args)
@@ -184,7 +193,7 @@ def run(argv: list[str] | None = None) -> int:
         if args.config is None:
             args.config = str(commands.shipped_config(commands.DEMO["config"]))
         cfg = _config(args, {"output_dir": commands.DEMO["output_dir"]})
-        out = commands.distill(cfg, overwrite=True)
+        out = commands.run_demo(cfg)
         print(commands.summary_text(out, cfg.output_dir))
         return 0
     print(json.dumps(out, indent=2))

@@ -16,7 +16,7 @@ from textdistill.report.render import read_summary, rewrite_report, summary_tabl
 from textdistill.tasks import TASKS
 
 __all__ = ["DEMO", "bench", "demo", "demo_config", "distill", "evaluate", "export", "refuse_file", "report",
-           "shipped_config", "summary_text", "sweep", "teacher"]
+           "run_demo", "shipped_config", "summary_text", "sweep", "teacher"]
 
 # The built-in default: the default recipe on the built-in Rotten Tomatoes data, as the shipped file spells it.
 DEMO = {"config": "rotten_tomatoes.yaml", "output_dir": "runs/demo"}
@@ -49,11 +49,12 @@ def distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False, **kwa
     return run_distill(cfg, overwrite, resume, **kwargs)
 
 
-def teacher(cfg: RunConfig, output: str | Path | None = None) -> dict:
+def teacher(cfg: RunConfig, output: str | Path | None = None, overwrite: bool = False) -> dict:
     """`teacher`: fine-tune a classifier teacher, or for seq2seq train the encoder-decoder teacher of
-    `teacher.path: train` (cached; copied to `output` when given)."""
+    `teacher.path: train` (cached; copied to `output` when given). An existing `output` is replaced only with
+    `overwrite`, and only if it is a teacher folder textdistill wrote."""
     refuse_file(cfg.output_dir if output is None else output, "output_dir" if output is None else "--output")
-    return TASKS[cfg.task].train_teacher(cfg, output)
+    return TASKS[cfg.task].train_teacher(cfg, output, overwrite=overwrite)
 
 
 def export(source: str | Path, output: str | Path, overwrite: bool = False) -> dict:
@@ -88,7 +89,18 @@ def bench(run_dir: str | Path, latency_examples: int = 100, throughput_batches: 
 
 def demo(overrides: dict | None = None) -> dict:
     """The built-in default: MiniLM teacher fine-tuned on Rotten Tomatoes (cached), distilled, reported."""
-    return distill(demo_config(overrides), overwrite=True)
+    return run_demo(demo_config(overrides))
+
+
+def run_demo(cfg: RunConfig) -> dict:
+    """`demo` with a resolved config: it replaces an earlier demo run in output_dir, never another folder."""
+    return distill(cfg, overwrite=True, command="demo", may_replace=_only_demo_runs)
+
+
+def _only_demo_runs(marker: dict) -> str | None:
+    if marker.get("command") == "demo":
+        return None
+    return f"it holds a run made by `textdistill {marker.get('command') or 'distill'}`, and demo replaces only its own"
 
 
 def report(run_dir: str | Path) -> str:

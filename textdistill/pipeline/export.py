@@ -5,7 +5,6 @@ check every distill run ends with, that the saved student reloads with the train
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import torch
@@ -16,6 +15,7 @@ from textdistill.errors import TextDistillError
 from textdistill.models.inputs import logits_of
 from textdistill.models.loading import cap_model_max_length, load_generation_model, load_tokenizer, refuse_custom_code
 from textdistill.models.onnx import check_generation_onnx, export_classifier_onnx, write_generation_onnx
+from textdistill.ownership import OwnedFolder
 from textdistill.pipeline.runs import save_model
 
 PROBES = [
@@ -51,7 +51,8 @@ def _is_generation_folder(folder: Path) -> bool:
 
 
 def _quantisation_aware(source: Path) -> bool:
-    """Whether `source` is the folder of a run whose student trained quantisation-aware (its config says so)."""
+    """Whether `source` is the folder of a run whose student trained quantisation-aware (its config says so):
+    the run folder of an exported `student/`."""
     try:
         config = yaml.safe_load((source / "config.yaml").read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError, UnicodeDecodeError):
@@ -61,14 +62,23 @@ def _quantisation_aware(source: Path) -> bool:
 
 
 def run_export(source: str | Path, output: str | Path, overwrite: bool = False) -> dict:
-    """Write the student of `source` (run folder or model folder) to `output` and verify the copy."""
-    src = _source_folder(Path(source))
-    out = Path(output)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise TextDistillError(f"export folder {str(out)!r} already exists; pass --overwrite or choose another --output")
-        shutil.rmtree(out)
+    """Write the student of `source` (run folder or model folder) to `output` and verify the copy.
+
+    An existing `output` is replaced only with `overwrite` and only if it is an export textdistill wrote;
+    never the source, a folder holding it, home, root or the current folder. The old export is put back
+    if the new one fails."""
+    src = _source_folder(Path(source).expanduser())
+    out = Path(output).expanduser()
     refuse_custom_code(src, "export", trust_remote_code=False)
+    if out.resolve().is_relative_to(src.resolve()):
+        raise TextDistillError(f"--output {str(output)!r} is inside the model folder it exports ({str(src)!r}); "
+                               "choose a folder outside it")
+    with OwnedFolder.open(out, "export", overwrite=overwrite, inputs=[source, src], option="--output",
+                          command="export"):
+        return _export(src, out, _quantisation_aware(src.parent))
+
+
+def _export(src: Path, out: Path, quantisation_aware: bool = False) -> dict:
     if _is_generation_folder(src):
         return export_generator(src, out)
     model = AutoModelForSequenceClassification.from_pretrained(str(src)).eval()
@@ -82,8 +92,7 @@ def run_export(source: str | Path, output: str | Path, overwrite: bool = False) 
     diff = float((before - after).abs().max())
     if diff > 1e-5:
         raise TextDistillError(f"exported model gives different logits (max difference {diff:.2e}); please report this")
-    onnx = export_classifier_onnx(model, tokenizer, out, PROBES,
-                                  require_int8_match=_quantisation_aware(Path(source)))
+    onnx = export_classifier_onnx(model, tokenizer, out, PROBES, require_int8_match=quantisation_aware)
     return {
         "output": str(out),
         "files": sorted(p.name for p in out.iterdir()),

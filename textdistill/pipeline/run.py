@@ -3,7 +3,9 @@ evaluation, report and export check.
 
 The phases, each the same for classification, causal LMs and encoder-decoders (the task, `tasks/`,
 contributes only what differs):
-1. the run folder (`runs.prepare_run_dir`), data, teacher and student (`prepare`);
+1. the data (checked before anything is touched), the run folder (`runs.open_run_folder`: locked for the
+   run's life; an old run it replaces is deleted once this one has prepared cleanly), teacher and student
+   (`prepare`);
 2. the teacher signal, made once and served through the cross-run cache (`signal.SignalServer`);
 3. the student, trained on it (`train_student`), and the baseline: the same student, same initial
    weights, same optimizer-step budget and evaluation schedule, gold labels or references only;
@@ -34,9 +36,10 @@ from textdistill.atomic import write_json
 from textdistill.config import RunConfig, TrainConfig, to_dict
 from textdistill.errors import TextDistillError
 from textdistill.models.size import count_parameters, folder_weights_bytes
+from textdistill.ownership import OwnedFolder
 from textdistill.pipeline.export import check_saved_student
 from textdistill.pipeline.phases import finished_phase, mark_finished, trained_phase
-from textdistill.pipeline.runs import apply_threads, prepare_run_dir, save_model
+from textdistill.pipeline.runs import apply_threads, check_sources, open_run_folder, save_model
 from textdistill.pipeline.signal import SignalServer
 from textdistill.report.render import write_report
 from textdistill.tasks import TASKS
@@ -67,13 +70,21 @@ class Plan:
     attention: list = field(default_factory=list)  # each model's attention implementation as loaded
 
 
-def run_distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False, *,
-                sweep: dict | None = None) -> dict | None:
+def run_distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False, *, sweep: dict | None = None,
+                command: str = "distill", may_replace=None) -> dict | None:
     """Run the whole recipe and return the summary that `report.md` is made from (None on processes other
     than the main one). With `resume`, continue the interrupted run in `cfg.output_dir`. `sweep` (the grid
-    of `distill --sweep`) is kept in the run folder and added to the summary."""
+    of `distill --sweep`) is kept in the run folder and added to the summary. `command` is recorded in the
+    run folder's marker; `may_replace(marker)` narrows which earlier run `overwrite` may replace."""
     started = time.perf_counter()
-    run_dir = start_run(cfg, overwrite, resume)
+    folder, data = start_run(cfg, overwrite, resume, command=command, may_replace=may_replace)
+    with folder:
+        return _distill(cfg, folder, data, resume, sweep, started)
+
+
+def _distill(cfg: RunConfig, folder: OwnedFolder, data, resume: bool, sweep: dict | None,
+             started: float) -> dict | None:
+    run_dir = folder.path
     if sweep is not None and is_main():
         write_json(run_dir / SWEEP, sweep)
     elif resume and (run_dir / SWEEP).is_file():
@@ -81,7 +92,8 @@ def run_distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False, *
     if resume and finished_phase(run_dir, "report") is not None:
         log.info("%s: the run had already finished", run_dir)
         return json.loads((run_dir / "summary.json").read_text(encoding="utf-8")) if is_main() else None
-    plan = prepare(cfg, run_dir, resume)
+    plan = prepare(cfg, run_dir, resume, data)
+    folder.started()  # prepared and checked: the run it replaces (if any) can go
     models: dict[str, torch.nn.Module] = {"teacher": plan.teacher.model}
     runs: dict[str, dict] = {}
     models["student"], runs["student"] = train_student(plan)
@@ -92,15 +104,20 @@ def run_distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False, *
     return evaluate_and_report(plan, models, runs, time.perf_counter() - started, sweep)
 
 
-def start_run(cfg: RunConfig, overwrite: bool, resume: bool) -> Path:
+def start_run(cfg: RunConfig, overwrite: bool, resume: bool, *, command: str = "distill",
+              may_replace=None) -> tuple[OwnedFolder, Any]:
+    """The run's data, read and checked, and then its run folder, opened (use it as a context manager): a
+    config or data problem never touches an old run in output_dir."""
     apply_threads(cfg.train.threads)
-    return prepare_run_dir(cfg, overwrite, resume)
+    data = TASKS[cfg.task].load_data(cfg)
+    check_sources(cfg)
+    return open_run_folder(cfg, overwrite, resume, command=command, may_replace=may_replace), data
 
 
-def prepare(cfg: RunConfig, run_dir: Path, resume: bool) -> Plan:
-    """Data, teacher, student and the teacher signal, checked before any training."""
+def prepare(cfg: RunConfig, run_dir: Path, resume: bool, data=None) -> Plan:
+    """Data (read here unless given), teacher, student and the teacher signal, checked before any training."""
     task = TASKS[cfg.task]
-    data = task.load_data(cfg)
+    data = task.load_data(cfg) if data is None else data
     teacher = task.load_teacher(cfg, data, resume)
     prepared = task.build_student(cfg, data, teacher)
     attention = _attention_implementations(prepared.student, teacher.model)

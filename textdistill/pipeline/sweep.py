@@ -16,7 +16,6 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +25,8 @@ from transformers import AutoConfig
 from textdistill.config import STUDENT_SIZES, RunConfig, replaced
 from textdistill.errors import TextDistillError
 from textdistill.models.loading import refuse_custom_code, resolve_model_dir
+from textdistill.ownership import remove_owned
 from textdistill.pipeline.run import Plan, prepare, run_distill, start_run, train_student
-from textdistill.pipeline.runs import prepare_run_dir
 from textdistill.training.distributed import process_state
 
 log = logging.getLogger("textdistill")
@@ -149,8 +148,10 @@ def _trial(cfg: RunConfig, setting: Setting, n_teacher: int | None, folder: Path
     """One trial: a run of the setting in `folder`, no baseline, its student trained `steps` steps at most.
     Returns the run's plan and the student phase's result."""
     trial_cfg = replaced(apply_setting(cfg, setting, n_teacher), {"output_dir": str(folder), "report.baseline": False})
-    plan = prepare(trial_cfg, start_run(trial_cfg, overwrite=False, resume=False), resume=False)
-    return plan, train_student(plan, max_steps=steps)[1]
+    run_folder, data = start_run(trial_cfg, overwrite=False, resume=False)
+    with run_folder:
+        plan = prepare(trial_cfg, run_folder.path, resume=False, data=data)
+        return plan, train_student(plan, max_steps=steps)[1]
 
 
 def _one_off_seconds(plan: Plan) -> float:
@@ -178,7 +179,14 @@ def run_sweep(cfg: RunConfig, overwrite: bool = False) -> dict:
     if process_state().num_processes > 1:
         raise TextDistillError("distill --sweep runs in one process (its trials are timed); run it without "
                                "accelerate or torchrun, then launch the chosen setting on several processes")
-    run_dir = prepare_run_dir(cfg, overwrite)  # refuse a bad output_dir before the budget is spent
+    folder, _ = start_run(cfg, overwrite, resume=False)  # refuse a bad output_dir before the budget is spent
+    with folder:
+        best, record = _sweep_trials(cfg, folder.path)
+    return run_distill(best, overwrite=True, sweep=record)  # replaces the sweep's folder, ours
+
+
+def _sweep_trials(cfg: RunConfig, run_dir: Path) -> tuple[RunConfig, dict]:
+    """The trials of `run_sweep` in `run_dir/sweep`: the best setting's config and the sweep's record."""
     n_teacher = teacher_depth(cfg) if cfg.sweep.students else None
     grid = sweep_grid(cfg, n_teacher)
     budget = cfg.sweep.time_budget_s
@@ -201,7 +209,7 @@ def run_sweep(cfg: RunConfig, overwrite: bool = False) -> dict:
     steps, n_fit = plan_trials(len(grid), full_steps, cfg.sweep.min_trial_steps, budget - spent, cost)
     log.info("sweep: %d settings; %d step(s) per trial (a full run has %d), about %.0f s each; %d fit in the "
              "%.0f s left of the budget", len(grid), steps, full_steps, cost(steps), n_fit, budget - spent)
-    shutil.rmtree(trials_dir / "probe", ignore_errors=True)
+    remove_owned(trials_dir / "probe")
 
     trials, took = [], []
     for i, setting in enumerate(grid):
@@ -219,7 +227,7 @@ def run_sweep(cfg: RunConfig, overwrite: bool = False) -> dict:
         took.append(wall - _one_off_seconds(plan))
         spent += took[-1]
         one_off += _one_off_seconds(plan)
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_owned(folder)
         trials.append({**record, "steps": student["steps"], "validation_accuracy": student["best_score"],
                        "seconds": wall, "status": "ran"})
         log.info("sweep %d/%d: %s: validation accuracy %.4f (%.0f s)", i + 1, len(grid), setting.label(),
@@ -235,4 +243,4 @@ def run_sweep(cfg: RunConfig, overwrite: bool = False) -> dict:
               "full_steps": full_steps, "trials": trials, "best": best}
     log.info("sweep: best %s (validation accuracy %.4f); the full run follows", trials[best]["setting"],
              trials[best]["validation_accuracy"])
-    return run_distill(apply_setting(cfg, grid[best], n_teacher), overwrite=True, sweep=record)
+    return apply_setting(cfg, grid[best], n_teacher), record

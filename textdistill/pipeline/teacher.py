@@ -15,7 +15,7 @@ from textdistill.data.labelled import ClassificationData, encode_splits, load_cl
 from textdistill.evaluation.metrics import classification_metrics
 from textdistill.evaluation.predict import predict_logits
 from textdistill.models.loading import load_classifier, load_tokenizer, resolve_model_dir
-from textdistill.pipeline.teacher_cache import TEACHER_INFO, cached_teacher, train_teacher_into
+from textdistill.pipeline.teacher_cache import TEACHER_INFO, cached_teacher, open_teacher_folder, train_teacher_into
 from textdistill.hashing import update_with_folder
 from textdistill.training.loop import train
 from textdistill.training.objectives import label_objective
@@ -85,9 +85,14 @@ def builtin_teacher(cfg: RunConfig, data: ClassificationData, resume: bool = Fal
     return cached_teacher(folder, fine_tune(cfg, data), resume)
 
 
-def run_teacher(cfg: RunConfig, output: str | Path | None = None) -> dict:
-    """CLI `teacher`: fine-tune a teacher on the configured data into `output` (default: <output_dir>/teacher)."""
+def run_teacher(cfg: RunConfig, output: str | Path | None = None, overwrite: bool = False) -> dict:
+    """CLI `teacher`: fine-tune a teacher on the configured data into `output` (default: <output_dir>/teacher).
+
+    An existing folder is replaced only with `overwrite`, and only if it is a teacher textdistill wrote."""
     data = load_classification_data(cfg.data)
-    out_dir = Path(output) if output else Path(cfg.output_dir) / "teacher"
-    info = train_teacher_into(out_dir, fine_tune(cfg, data))
+    resolve_model_dir(cfg.teacher.base, "teacher.base")  # checked before an old teacher is touched
+    out_dir = Path(output).expanduser() if output else Path(cfg.output_dir).expanduser() / "teacher"
+    inputs = [p for p in (cfg.teacher.base, cfg.data.train, cfg.data.validation, cfg.data.test) if p]
+    with open_teacher_folder(out_dir, overwrite, inputs) as folder:
+        info = train_teacher_into(folder.path, fine_tune(cfg, data))
     return {"teacher": str(out_dir), **info}

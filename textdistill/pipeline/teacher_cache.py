@@ -21,7 +21,9 @@ import torch
 
 from textdistill.atomic import write_json
 from textdistill.hashing import digest_problem, file_digest
-from textdistill.pipeline.runs import save_model
+from textdistill.locking import wait_lock
+from textdistill.ownership import OwnedFolder, owned_work_folder, remove_owned
+from textdistill.pipeline.runs import on_main_process, save_model
 from textdistill.training.distributed import is_main, wait_for_everyone
 
 log = logging.getLogger("textdistill")
@@ -35,8 +37,19 @@ TrainTeacher = Callable[[Path, bool], tuple[torch.nn.Module, object, dict]]
 def cached_teacher(folder: Path, train: TrainTeacher, resume: bool = False) -> tuple[Path, dict]:
     """The teacher in `folder` (under the cache root): reused when sound, else trained by `train` and saved.
 
-    Returns the folder and its info, with `cached` saying whether it was reused.
+    Returns the folder and its info, with `cached` saying whether it was reused. One process makes a given
+    teacher: another run wanting it waits for the key's lock, then reuses what the first one saved.
     """
+    lock = wait_lock(folder.with_name(folder.name + ".lock"), f"the teacher {folder}") if is_main() else None
+    try:
+        return _cached_teacher(folder, train, resume)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _cached_teacher(folder: Path, train: TrainTeacher, resume: bool) -> tuple[Path, dict]:
+    wait_for_everyone()  # the other processes look once the main one holds the lock
     info_path = folder / TEACHER_INFO
     if info_path.is_file():
         info = _cached_info(info_path)
@@ -61,9 +74,7 @@ def train_teacher_into(folder: Path, train: TrainTeacher, resume: bool = False, 
     started = time.perf_counter() if started is None else started
     work = folder.with_name(folder.name + ".work")
     if is_main():
-        if not resume:
-            shutil.rmtree(work, ignore_errors=True)
-        (work / "checkpoints").mkdir(parents=True, exist_ok=True)
+        owned_work_folder(work, "teacher", keep=resume)  # replaced only if textdistill made it
     wait_for_everyone()
     model, tokenizer, info = train(work, resume)
     if is_main():
@@ -75,7 +86,7 @@ def train_teacher_into(folder: Path, train: TrainTeacher, resume: bool = False, 
             "wall_seconds": time.perf_counter() - started}
     if is_main():
         write_json(folder / TEACHER_INFO, info)  # written last: its presence marks a complete teacher
-        shutil.rmtree(work, ignore_errors=True)
+        remove_owned(work)
     wait_for_everyone()
     return info
 
@@ -96,3 +107,11 @@ def _cached_info(info_path: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return info if isinstance(info, dict) else None
+
+
+def open_teacher_folder(out_dir: Path, overwrite: bool, inputs: list) -> OwnedFolder:
+    """The `teacher --output` folder, locked; it replaces only a teacher folder of ours, and only with
+    `overwrite` (`textdistill.ownership`)."""
+    return on_main_process(lambda: OwnedFolder.open(out_dir, "teacher", overwrite=overwrite, inputs=inputs,
+                                                    option="--output", command="teacher"),
+                           lambda: OwnedFolder.passive(out_dir), out_dir)

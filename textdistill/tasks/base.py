@@ -91,5 +91,6 @@ class Task(Protocol):
                      teacher: Teacher) -> tuple[dict[str, dict], dict]:
         """Test metrics and speed of each model, and the task's summary entries that need them."""
 
-    def train_teacher(self, cfg: RunConfig, output: str | Path | None = None) -> dict:
-        """`textdistill teacher`: make this task's teacher from the configured data (into `output`)."""
+    def train_teacher(self, cfg: RunConfig, output: str | Path | None = None, overwrite: bool = False) -> dict:
+        """`textdistill teacher`: make this task's teacher from the configured data (into `output`, replacing a
+        teacher folder of ours there only with `overwrite`)."""

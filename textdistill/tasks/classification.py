@@ -224,9 +224,9 @@ class ClassificationTask:
                                                   labels, s.data.label_names)
         return results, entries
 
-    def train_teacher(self, cfg: RunConfig, output: str | Path | None = None) -> dict:
+    def train_teacher(self, cfg: RunConfig, output: str | Path | None = None, overwrite: bool = False) -> dict:
         """`textdistill teacher`: fine-tune `teacher.base` on the data into `output`."""
-        return run_teacher(cfg, output=output)
+        return run_teacher(cfg, output=output, overwrite=overwrite)
 
 
 def task_vocabulary(tokenizer, data: ClassificationData) -> list[int]:

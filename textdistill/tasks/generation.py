@@ -165,7 +165,7 @@ class GenerationTask:
             results[name].update(speed[name])
         return results, {}
 
-    def train_teacher(self, cfg: RunConfig, output: str | Path | None = None) -> dict:
+    def train_teacher(self, cfg: RunConfig, output: str | Path | None = None, overwrite: bool = False) -> dict:
         """`textdistill teacher`: train the seq2seq teacher of `teacher.path: train` (cached; copied to `output`)."""
         if self.name != "seq2seq" or cfg.teacher.path != "train":
             raise TextDistillError(f"textdistill teacher trains classification teachers and the seq2seq teacher of "
@@ -173,11 +173,18 @@ class GenerationTask:
                                    "uses its teacher as it is")
         from textdistill.pipeline.seq2seq_teacher import trained_seq2seq_teacher
 
-        folder, info = trained_seq2seq_teacher(cfg, load_generation_data(cfg.data))
-        if output is not None and is_main():
-            shutil.copytree(folder, output, dirs_exist_ok=True)
-            folder = Path(output)
-        return {"teacher": str(folder), **info}
+        from textdistill.pipeline.teacher_cache import open_teacher_folder
+
+        data = load_generation_data(cfg.data)
+        if output is None:
+            folder, info = trained_seq2seq_teacher(cfg, data)
+            return {"teacher": str(folder), **info}
+        out = Path(output).expanduser()
+        with open_teacher_folder(out, overwrite, [cfg.data.train, cfg.data.validation, cfg.data.test]) as target:
+            folder, info = trained_seq2seq_teacher(cfg, data)
+            if is_main():
+                shutil.copytree(folder, target.path, dirs_exist_ok=True)  # into the new folder of ours
+        return {"teacher": str(out), **info}
 
 
 def teacher_folder(cfg: RunConfig, data: GenerationData, resume: bool) -> tuple[Path, dict]:
