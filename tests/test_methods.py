@@ -103,6 +103,8 @@ def test_shared_method_fields_serve_every_task():
     ({"online.mode": "co_training", "quantisation.aware": True}, "cannot be combined"),
     ({"online.mode": "mutual", "loss.soft_weighting": "confidence"}, "soft_weighting: none"),
     ({"online.mode": "co_training", "online.teacher_learning_rate": 0}, "teacher_learning_rate must be positive"),
+    ({"online.mode": "mutual", "online.teacher_share": 0.5}, "teacher_share is for online.mode 'co_training'"),
+    ({"online.mode": "co_training", "online.teacher_share": 0}, r"teacher_share must be in \(0, 1\]"),
     ({"loss.soft": "dkd", "loss.dkd_alpha": 0, "loss.dkd_beta": 0}, "both 0"),
     ({"loss.adaptive_gamma": -1}, "adaptive_gamma must be non-negative"),
     ({"loss.contrastive_temperature": 0}, "contrastive_temperature must be positive"),
@@ -219,6 +221,17 @@ def test_co_training_terms_and_where_their_gradients_go():
     assert all(g is None for g in grads_of(teacher)) and any(g is not None for g in grads_of(student))
     terms["teacher_ce"].backward()
     assert all(g is not None for g in grads_of(teacher))
+
+
+def test_co_trained_teacher_stops_learning_after_its_share():
+    teacher, student, batch = tiny_bert(30, layers=2, seed=5), tiny_bert(30, layers=1, seed=6).eval(), tiny_batch()
+    objective = co_training_objective(LossConfig(), teacher, _positions, _positions, teacher_share=0.5)
+    early = objective(student, batch, 0.25)
+    assert teacher.training and "teacher_ce" in early
+    late = objective(student, batch, 0.5)
+    assert not teacher.training and set(late) == {"ce", "soft"}
+    sum(late.values()).backward()
+    assert all(g is None for g in grads_of(teacher)) and any(g is not None for g in grads_of(student))
 
 
 @pytest.mark.parametrize("target", ["each", "ensemble"])

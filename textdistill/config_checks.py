@@ -182,6 +182,9 @@ def _check_online(cfg: RunConfig) -> None:
     o, loss = cfg.online, cfg.loss
     need(o.students >= 1, f"online.students must be at least 1, got {o.students}")
     need(o.teacher_learning_rate > 0, f"online.teacher_learning_rate must be positive, got {o.teacher_learning_rate}")
+    need(0 < o.teacher_share <= 1, f"online.teacher_share must be in (0, 1], got {o.teacher_share}")
+    need(o.teacher_share == 1 or o.mode == "co_training",
+         f"online.teacher_share is for online.mode 'co_training' (it is {o.mode!r}); remove it")
     if o.mode != "mutual":
         need(o.students == 1 and o.peer_target == "each" and o.teacher_peer,
              f"online.students, online.teacher_peer and online.peer_target are for online.mode 'mutual' (it is "

@@ -448,6 +448,12 @@ class OnlineConfig:
     teacher_learning_rate: float = doc(
         5e-5, "Peak learning rate of the teacher when it is trained in the loop (co_training, or mutual with "
               "teacher_peer); the students use train.learning_rate.")
+    teacher_share: float = doc(
+        1.0,
+        "In 'co_training', the share of the steps in which the teacher learns; after it the teacher is frozen "
+        "(eval mode, forward only: about a third of a learning step's cost). 0.25 of a 4-epoch student is the "
+        "built-in fine-tune's one epoch.",
+    )
 
 
 @dataclass(frozen=True)
