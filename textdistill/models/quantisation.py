@@ -60,7 +60,11 @@ class FakeQuantLinear(torch.nn.Module):
 
 
 class FakeQuantEmbedding(torch.nn.Module):
-    """`embedding` with its table fake-quantised as the int8 graph stores it (uint8 per tensor)."""
+    """`embedding` with its table fake-quantised as the int8 graph stores it (uint8 per tensor).
+
+    The range is the whole table's, but only the looked-up rows are rounded: the same values as gathering from
+    a rounded table (rounding is elementwise), without rounding, and back-propagating through, all of a large
+    vocabulary at every step."""
 
     def __init__(self, embedding: torch.nn.Embedding):
         super().__init__()
@@ -72,9 +76,17 @@ class FakeQuantEmbedding(torch.nn.Module):
         return self.embedding.weight
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        e = self.embedding
-        return F.embedding(ids, _fake_quant(self.weight_quantiser, e.weight), e.padding_idx, e.max_norm, e.norm_type,
-                           e.scale_grad_by_freq, e.sparse)
+        e, q = self.embedding, self.weight_quantiser
+        rows = F.embedding(ids, e.weight, e.padding_idx, e.max_norm, e.norm_type, e.scale_grad_by_freq, e.sparse)
+        if q.observer_enabled[0] == 1:  # FakeQuantize.forward's bookkeeping, with the table as what is observed
+            q.activation_post_process.reset_min_max_vals()
+            q.activation_post_process(e.weight.detach())
+            scale, zero_point = q.calculate_qparams()
+            q.scale.copy_(scale)
+            q.zero_point.copy_(zero_point)
+        if q.fake_quant_enabled[0] == 0:
+            return rows
+        return torch.fake_quantize_per_tensor_affine(rows.float(), q.scale, q.zero_point, q.quant_min, q.quant_max)
 
 
 def fake_quantise(model: torch.nn.Module) -> torch.nn.Module:
