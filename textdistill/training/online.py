@@ -6,7 +6,8 @@ supplies (every example for classification, the target tokens for generation). S
 `shared` logits (the vocabulary teacher and student share); IGNORE_INDEX targets add no cross-entropy.
 
 - `co_training_objective` (online KD, e.g. Anil et al. 2018's codistillation with a one-way arrow): the teacher
-  learns from the labels alone, the student from the labels and the teacher's current outputs:
+  learns from the labels alone (for the first `online.teacher_share` of the steps, frozen after), the student
+  from the labels and the teacher's current outputs:
       teacher_ce = sum CE(teacher, y)
       ce   = alpha * sum CE(student, y)
       soft = beta * T^2 * sum w * D(student_T, stop_grad(teacher_T))        D = LOSSES[loss.soft]
@@ -45,17 +46,22 @@ Positions = Callable[[torch.nn.Module, Batch], tuple[torch.Tensor, torch.Tensor]
 
 
 def co_training_objective(cfg, teacher: torch.nn.Module, student_positions: Positions, teacher_positions: Positions,
-                          shared: int | None = None, soft_weighting: str = "none"):
+                          shared: int | None = None, soft_weighting: str = "none", teacher_share: float = 1.0):
     """Online KD: the teacher's CE on the labels and the student's CE + soft term against the teacher's current
     (detached) outputs, in one forward of each. `cfg` is the LossConfig; `soft_weighting` weights each position
-    by the current teacher ('none', 'confidence', 'entropy'). Returns per-term sums."""
+    by the current teacher ('none', 'confidence', 'entropy'). After `teacher_share` of training the teacher stops
+    learning: eval mode, no gradients, no 'teacher_ce'. Returns per-term sums."""
 
     def objective(student: torch.nn.Module, batch: Batch, progress: float = 0.0) -> dict[str, torch.Tensor]:
+        learning = progress < teacher_share
+        if not learning:  # frozen from here on: no dropout either (while it learns, the loop keeps it training)
+            teacher.eval()
         student_logits, targets = student_positions(student, batch)  # [N, V_s], [N]
-        teacher_logits, _ = teacher_positions(teacher, batch)  # [N, V_t], with gradients: the teacher learns too
+        with torch.set_grad_enabled(learning and torch.is_grad_enabled()):
+            teacher_logits, _ = teacher_positions(teacher, batch)  # [N, V_t], with gradients while it learns
         alpha, beta, temperature = loss_weights(cfg, progress)
         labelled = targets != IGNORE_INDEX
-        terms = {"teacher_ce": masked_sum(cross_entropy(teacher_logits, targets), labelled)}
+        terms = {"teacher_ce": masked_sum(cross_entropy(teacher_logits, targets), labelled)} if learning else {}
         if alpha > 0:
             terms["ce"] = alpha * masked_sum(cross_entropy(student_logits, targets), labelled)
         if beta > 0:
@@ -138,7 +144,7 @@ def online_training(cfg: RunConfig, teacher: torch.nn.Module, build_peer: Callab
         peers.append((f"student{k}", peer, student_positions))
     if o.mode == "co_training":
         objective = co_training_objective(cfg.loss, teacher, student_positions, teacher_positions, shared,
-                                          cfg.loss.soft_weighting)
+                                          cfg.loss.soft_weighting, o.teacher_share)
     else:
         teacher_peer = [("teacher", teacher, teacher_positions)] if o.teacher_peer else []
         objective = mutual_objective(cfg.loss, teacher_peer + peers, student_positions, o.peer_target, shared)
