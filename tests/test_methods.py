@@ -234,6 +234,24 @@ def test_co_trained_teacher_stops_learning_after_its_share():
     assert all(g is None for g in grads_of(teacher)) and any(g is not None for g in grads_of(student))
 
 
+def test_online_setup_reads_the_config(tiny_overrides):
+    from textdistill.training.online import online_training
+
+    teacher, student, batch = tiny_bert(30, layers=2, seed=5), tiny_bert(30, layers=1, seed=6).eval(), tiny_batch()
+    cfg = load_config(None, {**tiny_overrides, "online.mode": "co_training", "online.teacher_share": 0.5,
+                             "online.teacher_learning_rate": 1e-4})
+    setup = online_training(cfg, teacher, None, _positions, _positions)
+    assert setup.trains_teacher and set(setup.extra) == {"teacher"} and setup.learning_rates == {"teacher": 1e-4}
+    assert "teacher_ce" in setup.objective(student, batch, 0.25) and "teacher_ce" not in setup.objective(
+        student, batch, 0.75)
+    cfg = load_config(None, {**tiny_overrides, "online.mode": "mutual", "online.students": 3, "train.dropout": 0.1,
+                             "online.teacher_peer": False})
+    setup = online_training(cfg, teacher, lambda k: tiny_bert(30, layers=1, seed=10 + k).eval(), _positions, _positions)
+    assert not setup.trains_teacher and set(setup.extra) == {"student1", "student2"} and not setup.learning_rates
+    assert {"soft", "student1_soft", "student2_soft"} <= set(setup.objective(student, batch, 0.0))
+    assert not setup.extra["student1"].get_input_embeddings().weight.requires_grad  # as the loop does for the student
+
+
 @pytest.mark.parametrize("target", ["each", "ensemble"])
 def test_mutual_terms_equal_the_pure_functions_and_each_peer_learns_alone(target):
     models = [tiny_bert(30, layers=1, seed=s).eval() for s in (1, 2, 3)]
