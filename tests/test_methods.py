@@ -226,10 +226,12 @@ def test_co_training_terms_and_where_their_gradients_go():
 def test_co_trained_teacher_stops_learning_after_its_share():
     teacher, student, batch = tiny_bert(30, layers=2, seed=5), tiny_bert(30, layers=1, seed=6).eval(), tiny_batch()
     objective = co_training_objective(LossConfig(), teacher, _positions, _positions, teacher_share=0.5)
+    graphs = []  # whether the teacher's forward builds a graph (forward only once frozen)
+    teacher.register_forward_hook(lambda module, args, out: graphs.append(out.logits.requires_grad))
     early = objective(student, batch, 0.25)
     assert teacher.training and "teacher_ce" in early
     late = objective(student, batch, 0.5)
-    assert not teacher.training and set(late) == {"ce", "soft"}
+    assert not teacher.training and set(late) == {"ce", "soft"} and graphs == [True, False]
     sum(late.values()).backward()
     assert all(g is None for g in grads_of(teacher)) and any(g is not None for g in grads_of(student))
 
