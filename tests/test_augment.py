@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from textdistill.config import load_config
-from textdistill.data.augment import token_variants
+from textdistill.data.augment import embedding_neighbours, neighbour_table, token_variants, word_start_flags
 from textdistill.data.labelled import Encoded
 from textdistill.losses import IGNORE_INDEX
 from textdistill.pipeline.run import run_distill
@@ -131,3 +131,63 @@ def test_with_unlabelled_text_the_baseline_still_gets_the_students_steps_and_sch
     evals = {r: [h["step"] for h in history if h["run"] == r and h.get("split") == "validation"]
              for r in ("student", "baseline")}
     assert evals["student"] == evals["baseline"]
+
+
+def test_embedding_neighbours_are_the_nearest_of_the_same_kind_never_itself_or_outside_the_candidates():
+    # ids 0..5: 0 is special (not a candidate); 1, 2, 3 word starts; 4, 5 continuation pieces
+    emb = torch.tensor([[5.0, 5.0], [1.0, 0.0], [0.9, 0.1], [-1.0, 0.2], [1.0, 0.05], [0.0, 1.0]])
+    starts = [True, True, True, True, False, False]
+    table = embedding_neighbours(emb, [1, 2, 3, 4, 5], starts, k=1)
+    # 4 is the closest row to 1 by cosine, but it is a continuation piece: 1's neighbour is 2
+    assert table == {1: [2], 2: [1], 3: [2], 4: [5], 5: [4]}
+    ranked = embedding_neighbours(emb, [1, 2, 3], starts, k=2)
+    assert ranked[1] == [2, 3] and 0 not in sum(ranked.values(), [])
+
+
+def test_word_start_flags_follow_the_tokenizer_family():
+    assert word_start_flags(["[CLS]", "good", "##ly"]) == [True, True, False]
+    assert word_start_flags(["<s>", "\u0120good", "ly"]) == [False, True, False]
+    assert word_start_flags(["<s>", "\u2581good", "ly"]) == [False, True, False]
+
+
+def test_neighbour_variants_replace_tokens_by_their_neighbours_only_and_keep_length_and_specials():
+    part = _part()
+    table = {t: [t + 100, t + 200] for t in range(10, 30)}
+    out = token_variants(part, copies=10, share=0.5, special_ids={0, CLS, SEP, MASK}, mask_id=MASK, seed=2,
+                         kinds=["neighbours"], neighbours=table)
+    changed = 0
+    for k, ids in enumerate(out.input_ids):
+        original = part.input_ids[k % len(part)]
+        assert len(ids) == len(original) and ids[0] == CLS and ids[-1] == SEP
+        for new, old in zip(ids[1:-1], original[1:-1]):
+            assert new == old or new in table[old]
+            changed += new != old
+    body = sum(len(x) - 2 for x in part.input_ids) * 10
+    assert 0.35 < changed / body < 0.65
+    again = token_variants(part, copies=10, share=0.5, special_ids={0, CLS, SEP, MASK}, mask_id=MASK, seed=2,
+                           kinds=["neighbours"], neighbours=table)
+    assert again.input_ids == out.input_ids
+
+
+def test_neighbour_table_never_offers_special_tokens_even_when_they_are_the_nearest(tmp_path):
+    from conftest import FILLER, NEGATIVE, POSITIVE, tiny_bert, write_tokenizer
+
+    from textdistill.data.labelled import TextSplit, encode
+
+    tok = write_tokenizer(tmp_path / "tok", POSITIVE + NEGATIVE + FILLER)
+    emb = tiny_bert(len(tok.get_vocab())).get_input_embeddings().weight.detach().clone()
+    for special in tok.all_special_ids:  # every special token sits right on top of a content token
+        emb[special] = emb[tok.convert_tokens_to_ids("good")] * 1.0001
+    part = encode(tok, TextSplit(texts=["good film", "bad plot really", "the actors were dull"]), [0, 1, 0], 16,
+                  "train")
+    table = neighbour_table(tok, emb, part, k=50)
+    offered = {t for near in table.values() for t in near}
+    assert offered and not offered & set(tok.all_special_ids)
+    assert offered <= {t for ids in part.input_ids for t in ids}  # only the data's own tokens
+
+
+def test_neighbour_variants_run_end_to_end(tiny_overrides):
+    cfg = load_config(None, {**tiny_overrides, "data.augment_copies": 3, "data.augment_kinds": ["neighbours"],
+                             "data.augment_share": 0.9})
+    summary = run_distill(cfg)
+    assert summary["sizes"]["augmented"] == 3 * summary["sizes"]["train"]

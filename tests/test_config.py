@@ -107,7 +107,7 @@ def test_precedence_defaults_file_flags(tmp_path):
     cfg = load_config(path, {"train.batch_size": 64})
     assert cfg.train.epochs == 5.0 and cfg.train.batch_size == 64 and cfg.train.learning_rate == 3e-4
     # a section keeps its own defaults for keys the file leaves out
-    assert cfg.teacher.finetune.epochs == 1.0
+    assert cfg.teacher.finetune.epochs == 10.0 and cfg.teacher.finetune.early_stopping_patience == 2
 
 
 def test_cli_flags_cover_every_field_with_help():

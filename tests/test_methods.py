@@ -102,6 +102,8 @@ def test_shared_method_fields_serve_every_task():
     ({"online.mode": "co_training", "loss.contrastive_weight": 1.0}, "compares outputs only"),
     ({"online.mode": "co_training", "quantisation.aware": True}, "cannot be combined"),
     ({"online.mode": "mutual", "loss.soft_weighting": "confidence"}, "soft_weighting: none"),
+    ({"online.mode": "co_training", "loss.class_balance": True}, "class_balance: false"),
+    ({"online.mode": "co_training", "loss.label_normalization": "labelled"}, "label_normalization: examples"),
     ({"online.mode": "co_training", "online.teacher_learning_rate": 0}, "teacher_learning_rate must be positive"),
     ({"online.mode": "mutual", "online.teacher_share": 0.5}, "teacher_share is for online.mode 'co_training'"),
     ({"online.mode": "co_training", "online.teacher_share": 0}, r"teacher_share must be in \(0, 1\]"),

@@ -128,7 +128,10 @@ def test_seq2seq_run_is_pinned(tmp_path):
                              "generation.with_references": True, "student.layers": [2],
                              "teacher.finetune.max_steps": 8, "teacher.finetune.batch_size": 8,
                              "teacher.finetune.progress": False, "teacher.finetune.learning_rate": 3e-3,
-                             "teacher.finetune.threads": 1})
+                             "teacher.finetune.threads": 1,
+                             # pinned with the one-epoch teacher recipe of that time (tests/test_teacher.py
+                             # checks today's: until validation stops improving)
+                             "teacher.finetune.epochs": 1, "teacher.finetune.early_stopping_patience": None})
     summary = commands.distill(cfg)
     got = _generation_numbers(summary, tmp_path / "run")
     got["teacher"]["validation_loss"] = summary["teacher"]["validation_loss"]

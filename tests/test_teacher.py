@@ -108,3 +108,76 @@ def test_teacher_scores_are_computed_again_when_the_teachers_files_change(tiny_o
     assert teacher_folder_digest(folder) == digest
     (folder / "tokenizer.json").write_text((folder / "tokenizer.json").read_text().replace('"good"', '"gold"'))
     assert teacher_folder_digest(folder) != digest and run("new_tokenizer")[0]
+
+
+def test_training_stops_when_validation_stops_improving_and_keeps_the_best_weights(tiny_overrides, tmp_path):
+    """A validation curve that rises then falls: training stops `patience` evaluations after the peak (not
+    before `min_steps`), and the model ends with the weights it had at the peak."""
+    import torch
+
+    from conftest import tiny_bert
+    from textdistill.config import TrainConfig
+    from textdistill.data.labelled import Encoded
+    from textdistill.training.loop import train
+    from textdistill.training.objectives import label_objective
+
+    g = torch.Generator().manual_seed(0)
+    ids = [torch.randint(5, 40, (8,), generator=g).tolist() for _ in range(64)]
+    data = Encoded(input_ids=ids, token_type_ids=None, labels=torch.randint(0, 2, (64,), generator=g),
+                   lengths=[8] * 64, pad_id=0)
+    curve = [0.50, 0.70, 0.65, 0.60, 0.95, 0.99]  # evaluated every 2 steps; 0.95 comes too late to matter
+
+    def run(min_steps):
+        model, seen = tiny_bert(50), []
+
+        def evaluate(m):
+            seen.append({k: v.clone() for k, v in m.state_dict().items()})
+            return {"accuracy": curve[len(seen) - 1] if len(seen) <= len(curve) else 0.5}
+
+        cfg = TrainConfig(epochs=3, batch_size=8, eval_every=2, early_stopping_patience=2, min_steps=min_steps,
+                          progress=False, checkpoint_every=0, learning_rate=1e-2)
+        run_dir = tmp_path / f"r{min_steps}"
+        (run_dir / "checkpoints").mkdir(parents=True)
+        result = train(model, data, label_objective(), cfg, name="t", run_dir=run_dir, evaluate=evaluate)
+        return model, seen, result
+
+    model, seen, result = run(0)
+    assert result.steps == 8 and len(seen) == 4  # peak at the 2nd evaluation, two without improvement
+    assert result.best_step == 4 and result.best_score == 0.70
+    final = model.state_dict()
+    assert all(torch.equal(final[k], seen[1][k]) for k in final)  # the peak's weights, not the last ones
+    assert not all(torch.equal(final[k], seen[3][k]) for k in final)
+    _, seen, result = run(12)  # no early stop before step 12: the later peak is found, then two evaluations
+    assert result.best_step == 12 and result.best_score == 0.99 and result.steps == 16 and len(seen) == 8
+
+
+def test_learning_rate_search_keeps_the_best_validation_teacher_and_caches_every_trial(
+        tiny_overrides, teacher_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("TEXTDISTILL_CACHE", str(tmp_path / "cache"))
+    cfg = _cfg(tiny_overrides, teacher_dir, **{"teacher.learning_rates": [1e-6, 3e-3]})
+    data = load_classification_data(cfg.data)
+    folder, info = teacher_mod.builtin_teacher(cfg, data)
+    trials = info["search"]
+    assert [t["learning_rate"] for t in trials] == [1e-6, 3e-3] and not any(t["cached"] for t in trials)
+    best = max(trials, key=lambda t: t["validation_accuracy"])
+    assert info["learning_rate"] == best["learning_rate"] and info["validation_accuracy"] == best["validation_accuracy"]
+    assert info["validation_curve"] and info["validation_curve"][-1]["step"] <= info["steps"]
+    again, info2 = teacher_mod.builtin_teacher(cfg, data)
+    assert again == folder and all(t["cached"] for t in info2["search"])
+    single = _cfg(tiny_overrides, teacher_dir, **{"teacher.finetune.learning_rate": best["learning_rate"]})
+    assert teacher_mod.builtin_teacher(single, data)[0] == folder  # a trial is an ordinary cached teacher
+
+
+def test_the_report_shows_the_teachers_validation_curve_and_search(tiny_overrides, teacher_dir, tmp_path, monkeypatch):
+    from textdistill.pipeline.run import run_distill
+
+    monkeypatch.setenv("TEXTDISTILL_CACHE", str(tmp_path / "cache"))
+    cfg = _cfg(tiny_overrides, teacher_dir, **{"teacher.learning_rates": [1e-6, 3e-3],
+                                                 "teacher.finetune.max_steps": 4, "teacher.finetune.eval_every": 2})
+    summary = run_distill(cfg)
+    curve = summary["teacher"]["validation_curve"]
+    assert [e["step"] for e in curve] == [2, 4]
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "## Teacher fine-tuning" in report and "## Teacher learning-rate search" in report
+    kept = f"{summary['teacher']['learning_rate']:g}"
+    assert any(line.startswith(f"| {kept} ") and line.rstrip().endswith("kept |") for line in report.splitlines())

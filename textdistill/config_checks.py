@@ -9,6 +9,7 @@ from __future__ import annotations
 from textdistill.config import (GENERATION_TASKS, STUDENT_SIZES, RunConfig, TrainConfig, defaults, field_tasks, get,
                                 iter_fields)
 from textdistill.errors import TextDistillError, preview
+from textdistill.schema import AUGMENT_KINDS
 
 # Built-in datasets of each task (classification: textdistill.data.builtin; generation: textdistill.data.bible).
 DATASETS = {"classification": ("rotten_tomatoes", "bbc_news"), "causal_lm": ("bible_en",), "seq2seq": ("bible_en_es",)}
@@ -62,6 +63,7 @@ def _check_train(name: str, t: TrainConfig) -> None:
     need(t.checkpoint_every >= 0, f"{name}.checkpoint_every must be 0 or positive, got {t.checkpoint_every}")
     need(t.dropout is None or 0 <= t.dropout < 1, f"{name}.dropout must be in [0, 1) or empty, got {t.dropout}")
     need(t.keep_checkpoints >= 1, f"{name}.keep_checkpoints must be at least 1, got {t.keep_checkpoints}")
+    need(t.min_steps >= 0, f"{name}.min_steps must be 0 or positive, got {t.min_steps}")
 
 
 def _check_data(cfg: RunConfig) -> None:
@@ -83,10 +85,11 @@ def _check_data(cfg: RunConfig) -> None:
         v = getattr(d, frac)
         need(0 <= v < most, f"data.{frac} must be in [0, {most:g}), got {v}")
     need(d.validation_fraction + d.test_fraction < 0.9, "data.validation_fraction + data.test_fraction must be < 0.9")
-    need(0 <= d.augment_copies <= 20, f"data.augment_copies must be in [0, 20], got {d.augment_copies}")
+    need(0 <= d.augment_copies <= 64, f"data.augment_copies must be in [0, 64], got {d.augment_copies}")
     need(0 < d.augment_share < 1, f"data.augment_share must be in (0, 1), got {d.augment_share}")
-    need(bool(d.augment_kinds) and set(d.augment_kinds) <= {"tokens", "span", "mix"},
-         f"data.augment_kinds must be a non-empty list of 'tokens', 'span', 'mix'; got {preview(d.augment_kinds)}")
+    need(bool(d.augment_kinds) and set(d.augment_kinds) <= set(AUGMENT_KINDS),
+         f"data.augment_kinds must be a non-empty list of {', '.join(map(repr, AUGMENT_KINDS))}; "
+         f"got {preview(d.augment_kinds)}")
     need("mix" not in d.augment_kinds or d.text_pair_column is None,
          "data.augment_kinds 'mix' joins two single texts; for a sentence-pair task use 'tokens' or 'span'")
 
@@ -94,6 +97,9 @@ def _check_data(cfg: RunConfig) -> None:
 def _check_teacher(cfg: RunConfig) -> None:
     t, task = cfg.teacher, cfg.task
     need(t.batch_size >= 1, f"teacher.batch_size must be at least 1, got {t.batch_size}")
+    need(all(v > 0 for v in t.learning_rates), f"teacher.learning_rates must all be positive, got {preview(t.learning_rates)}")
+    need(not t.learning_rates or t.path == "builtin",
+         "teacher.learning_rates searches the built-in teacher's fine-tuning; set teacher.path to 'builtin' or remove it")
     need("builtin" not in t.extra_paths, "teacher.extra_paths lists 'builtin'; extra teachers are fine-tuned "
          "folders (make one with textdistill teacher)")
     if t.combine == "weighted":
@@ -206,6 +212,10 @@ def _check_online(cfg: RunConfig) -> None:
          "loss.embedding_weight and loss.contrastive_weight to 0")
     need(o.mode != "mutual" or loss.soft_weighting == "none",
          "online.mode 'mutual' has no single teacher to weight examples by; set loss.soft_weighting: none")
+    need(not loss.class_balance and loss.label_normalization == "examples",
+         f"{mode}: loss.class_balance weighs examples by the cached teacher's classes and label_normalization "
+         "'labelled' counts the student's cross-entropy only; set class_balance: false and "
+         "label_normalization: examples")
     need(not cfg.quantisation.aware, f"{mode} and quantisation.aware cannot be combined yet; distil offline for "
          "quantisation-aware training")
     g = cfg.generation

@@ -19,6 +19,8 @@ from typing import Any, Literal
 TASK_NAMES = ("classification", "causal_lm", "seq2seq")
 GENERATION_TASKS = ("causal_lm", "seq2seq")
 CLASSIFICATION = ("classification",)
+# How teacher-labelled variants can be made (`data.augment_kinds`; textdistill/data/augment.py).
+AUGMENT_KINDS = ("tokens", "neighbours", "span", "mix")
 
 
 def doc(default: Any, text: str, *, tasks: tuple[str, ...] = TASK_NAMES, instead: str | None = None,
@@ -104,7 +106,8 @@ class DataConfig:
     augment_kinds: tuple[str, ...] = doc(
         ("tokens",),
         "How variants are made, one kind drawn per variant: 'tokens' (scattered tokens deleted, masked or "
-        "replaced), 'span' (one contiguous span of augment_share of the tokens deleted), 'mix' (the start of "
+        "replaced), 'neighbours' (scattered tokens replaced by their nearest neighbours in the teacher's "
+        "input-embedding space), 'span' (one contiguous span of augment_share of the tokens deleted), 'mix' (the start of "
         "the text joined to the end of another training text; single-text tasks only).",
         tasks=CLASSIFICATION,
     )
@@ -130,6 +133,7 @@ class TrainConfig:
     early_stopping_patience: int | None = doc(
         None, "Stop after this many evaluations without improvement; empty trains for the full budget."
     )
+    min_steps: int = doc(0, "Optimizer steps trained at least before early stopping may end the training.")
     freeze_embeddings: bool = doc(
         True,
         "Keep the word-embedding matrix fixed. It holds most of a small student's parameters, so freezing "
@@ -174,9 +178,13 @@ class TeacherArchitecture:
     vocab_size: int = doc(8000, "Vocabulary of the BPE tokenizer trained on the data.", tasks=("seq2seq",))
 
 
+# Most epochs a teacher made here trains for; early stopping usually ends it sooner.
+TEACHER_MAX_EPOCHS = 10.0
+
+
 def _teacher_finetune() -> TrainConfig:
-    return TrainConfig(epochs=1.0, learning_rate=5e-5, warmup_ratio=0.06, freeze_embeddings=False, dropout=None,
-                       mixed_precision="no")
+    return TrainConfig(epochs=TEACHER_MAX_EPOCHS, learning_rate=5e-5, warmup_ratio=0.06, freeze_embeddings=False,
+                       dropout=None, mixed_precision="no", early_stopping_patience=2)
 
 
 @dataclass(frozen=True)
@@ -214,10 +222,19 @@ class TeacherConfig:
     )
     finetune: TrainConfig = section(
         _teacher_finetune,
-        "Training settings of a teacher made here: the classifier fine-tuned from `base` (float32 and the "
-        "model's own dropout by default: the teacher is the quality anchor and is fine-tuned once, then "
-        "cached), or the seq2seq teacher trained from scratch.",
+        "Training settings of a teacher made here: the classifier fine-tuned from `base`, or the seq2seq teacher "
+        "trained from scratch. By default it trains until validation stops improving (evaluated once per "
+        "epoch, `early_stopping_patience` 2, at most `epochs` 10) and keeps its best checkpoint, so the budget "
+        "follows the data; float32 and the model's own dropout: the teacher is the quality anchor, made once "
+        "and cached.",
         tasks=("classification", "seq2seq"),
+    )
+    learning_rates: tuple[float, ...] = doc(
+        (),
+        "Learning-rate search for the built-in classification teacher: each value is a fine-tuning of its own "
+        "(cached like any other) and the teacher with the best validation accuracy is kept; the report lists "
+        "them all. Empty uses teacher.finetune.learning_rate.",
+        tasks=CLASSIFICATION,
     )
     architecture: TeacherArchitecture = section(
         TeacherArchitecture, "Sizes of the seq2seq teacher trained here (teacher.path 'train').", tasks=("seq2seq",)
@@ -324,6 +341,21 @@ class LossConfig:
         "none",
         "Per-example weight of the soft term from the teacher: 'none' (1), 'confidence' (the teacher's top "
         "probability), 'entropy' (1 - H(p)/log C: 1 for a certain teacher, 0 for a uniform one).",
+        tasks=CLASSIFICATION,
+    )
+    label_normalization: Literal["examples", "labelled"] = doc(
+        "examples",
+        "What the cross-entropy on gold labels is averaged over: 'examples' (every example of the step, "
+        "unlabelled text and teacher-labelled variants included, so a larger transfer set dilutes the labels) "
+        "or 'labelled' (the labelled examples only: the labels keep their weight whatever the transfer set's "
+        "size). The soft term is averaged over every example either way.",
+        tasks=CLASSIFICATION,
+    )
+    class_balance: bool = doc(
+        False,
+        "Weight each example's soft term so that every class (the teacher's top class) carries the share the "
+        "gold labels give it: variants and unlabelled text the teacher pulls toward the common classes would "
+        "otherwise crowd out a rare one.",
         tasks=CLASSIFICATION,
     )
     hidden_loss: Literal["none", "mse", "cosine", "vid"] = doc(

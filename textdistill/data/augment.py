@@ -6,10 +6,15 @@ replacements follow the task's word distribution). Special tokens ([CLS], [SEP],
 touched. Variants carry no gold label: the teacher's soft targets are their only training signal (as in
 TinyBERT's task-specific augmentation, https://arxiv.org/abs/1909.10351, here without a masked LM).
 
-Two more kinds, switched on by `data.augment_kinds` (each variant then picks one of the listed kinds):
-`span` deletes one contiguous span of `share` of the text's tokens, and `mix` joins the beginning of the
-text to the end of another training text (a cut point drawn in each; single-text tasks only), a text
-the teacher has never seen whole, labelled by its soft targets like the others.
+More kinds, switched on by `data.augment_kinds` (each variant then picks one of the listed kinds):
+`neighbours` replaces a `share` of the tokens, each by one of its nearest neighbours in the teacher's
+input-embedding space (cosine, among the tokens of the training data of the same word-piece kind: a word
+start by a word start, a continuation piece by a continuation piece; TinyBERT's word-replacement
+augmentation with the teacher's own embeddings in place of GloVe), so a variant stays a plausible
+sentence whose meaning may move; `span` deletes one contiguous span of `share` of the text's tokens,
+and `mix` joins the beginning of the text to the end of another training text (a cut point drawn in
+each; single-text tasks only), a text the teacher has never seen whole, labelled by its soft targets
+like the others.
 
 Working on token ids, not text, keeps the variants exactly aligned with the tokenizer (no re-tokenising)
 and makes them a pure function of (token ids, copies, share, kinds, seed).
@@ -25,12 +30,15 @@ from textdistill.data.labelled import Encoded
 from textdistill.losses import IGNORE_INDEX
 
 
-KINDS = ("tokens", "span", "mix")
-
-
 def token_variants(part: Encoded, copies: int, share: float, special_ids: set[int], mask_id: int | None,
-                   seed: int, kinds: tuple[str, ...] | list[str] = ("tokens",)) -> Encoded:
-    """`copies` variants of every example of `part` (copy-major order), unlabelled, without teacher logits."""
+                   seed: int, kinds: tuple[str, ...] | list[str] = ("tokens",),
+                   neighbours: dict[int, list[int]] | None = None) -> Encoded:
+    """`copies` variants of every example of `part` (copy-major order), unlabelled, without teacher logits.
+
+    `neighbours` (token id -> nearby ids, from `embedding_neighbours`) is needed by the kind 'neighbours'.
+    """
+    if "neighbours" in kinds and neighbours is None:
+        raise ValueError("augment kind 'neighbours' needs the neighbour table (embedding_neighbours)")
     rng = random.Random(seed)
     pool = [t for ids in part.input_ids for t in ids if t not in special_ids]  # the data's own token distribution
     input_ids: list[list[int]] = []
@@ -45,6 +53,9 @@ def token_variants(part: Encoded, copies: int, share: float, special_ids: set[in
                 other = part.input_ids[rng.randrange(len(part.input_ids))]
                 new_ids = _mixed(ids, other, special_ids, rng)
                 new_types = [0] * len(new_ids)
+            elif kind == "neighbours":
+                new_ids = _replaced_by_neighbours(ids, share, neighbours, rng)
+                new_types = list(type_row) if type_row is not None else []
             else:
                 new_ids, new_types = _changed_tokens(ids, type_row, share, special_ids, mask_id, pool, rng)
             input_ids.append(new_ids)
@@ -101,3 +112,60 @@ def _mixed(ids, other, special_ids, rng) -> list[int]:
     tail = other_body[rng.randint(0, len(other_body) - 1):]
     room = max(len(ids), len(other)) - lead - (len(ids) - trail)
     return ids[:lead] + (head + tail)[:room] + ids[trail:]
+
+
+def _replaced_by_neighbours(ids, share, neighbours, rng) -> list[int]:
+    """Each token that has neighbours is replaced by one of them with probability `share`; the length stays."""
+    out = list(ids)
+    for pos, token in enumerate(ids):
+        near = neighbours.get(token)
+        if near and rng.random() < share:
+            out[pos] = rng.choice(near)
+    return out
+
+
+def word_start_flags(tokens: list[str]) -> list[bool]:
+    """Whether each vocabulary entry starts a word, by the tokenizer family's marking: WordPiece marks
+    continuations with '##'; byte-level BPE ('Ġ') and SentencePiece ('▁') mark word starts."""
+    if any(t.startswith("##") for t in tokens):
+        return [not t.startswith("##") for t in tokens]
+    for mark in ("\u0120", "\u2581"):  # 'Ġ' (GPT-2 / RoBERTa), '▁' (SentencePiece)
+        if any(t.startswith(mark) for t in tokens):
+            return [t.startswith(mark) for t in tokens]
+    return [True] * len(tokens)
+
+
+def embedding_neighbours(embeddings: torch.Tensor, candidates: list[int], word_start: list[bool], k: int = 8,
+                         block: int = 1024) -> dict[int, list[int]]:
+    """The `k` nearest `candidates` of each candidate by cosine of its input-embedding row, among candidates
+    of its own word-piece kind (`word_start[id]`), itself excluded. `embeddings` `[V, D]`.
+
+    Candidates are the non-special tokens of the training data, so a replacement never brings a special token
+    or a token the student's task vocabulary lacks. Computed `block` rows at a time (memory `block x n`).
+    """
+    ids = torch.tensor(sorted(set(candidates)), dtype=torch.long)  # [n]
+    if len(ids) < 2:
+        return {}
+    unit = torch.nn.functional.normalize(embeddings.detach().float()[ids], dim=-1)  # [n, D]
+    kind = torch.tensor([word_start[i] for i in ids.tolist()])  # [n]
+    table: dict[int, list[int]] = {}
+    for start in range(0, len(ids), block):
+        rows = slice(start, start + block)
+        sim = unit[rows] @ unit.T  # [b, n]
+        sim.masked_fill_(kind[rows, None] != kind[None, :], float("-inf"))  # only the same kind
+        sim[torch.arange(sim.shape[0]), torch.arange(start, start + sim.shape[0])] = float("-inf")  # not itself
+        top = sim.topk(min(k, len(ids) - 1), dim=-1)
+        for row, (values, index) in enumerate(zip(top.values, top.indices)):
+            near = ids[index[torch.isfinite(values)]].tolist()
+            if near:
+                table[int(ids[start + row])] = near
+    return table
+
+
+def neighbour_table(tokenizer, embeddings: torch.Tensor, part: Encoded, k: int = 8) -> dict[int, list[int]]:
+    """`embedding_neighbours` over the non-special tokens of `part` (the training data), with the word-piece
+    kinds of `tokenizer`'s vocabulary: what the kind 'neighbours' replaces tokens with."""
+    special = set(tokenizer.all_special_ids)
+    pool = sorted({t for ids in part.input_ids for t in ids if t not in special})
+    flags = word_start_flags(tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))))
+    return embedding_neighbours(embeddings, pool, flags, k)

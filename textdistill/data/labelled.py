@@ -224,6 +224,7 @@ class Encoded:
     # teacher's for the same tokens (same length), for anything that runs the teacher live
     teacher_input_ids: list[list[int]] | None = None
     teacher_pad_id: int = 0
+    example_weights: torch.Tensor | None = None  # [N] float32, the soft term's weight per example (class balance)
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -238,6 +239,8 @@ class Encoded:
             batch["teacher_logits"] = self.teacher_logits[index]  # [B, C]
         if self.teacher_input_ids is not None:
             batch["teacher_input_ids"] = pad_rows([self.teacher_input_ids[i] for i in index], self.teacher_pad_id)[0]
+        if self.example_weights is not None:
+            batch["example_weights"] = self.example_weights[index]  # [B]
         return batch
 
 

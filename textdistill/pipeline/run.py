@@ -152,8 +152,9 @@ def train_student(plan: Plan, max_steps: int | None = None) -> tuple[torch.nn.Mo
     def run_training():
         with (t.student_form or contextlib.nullcontext)(student):  # fake quantisation lives only in the loop
             return train(student, t.student_data, t.objective, settings, name="student", run_dir=plan.run_dir,
-                         evaluate=t.evaluate, metric=plan.task.metric, count=plan.task.count, extra=t.extra,
-                         extra_learning_rates=t.extra_learning_rates, resume=plan.resume, identity=t.identity)
+                         evaluate=t.evaluate, metric=plan.task.metric, count=t.count or plan.task.count,
+                         extra=t.extra, extra_learning_rates=t.extra_learning_rates, resume=plan.resume,
+                         identity=t.identity)
 
     trained_before = plan.resume and finished_phase(plan.run_dir, "student") is not None
     model, info = trained_phase(plan.run_dir, "student", student, plan.prepared.tokenizer, plan.resume,

@@ -93,7 +93,10 @@ def teacher_key(cfg: RunConfig, data: GenerationData) -> str:
     settings = {"teacher_layers": a.num_layers, "teacher_d_model": a.hidden_size, "teacher_heads": a.num_heads,
                 "teacher_ffn": a.intermediate_size, "vocab_size": a.vocab_size, "max_length": cfg.data.max_length,
                 "max_target_length": cfg.data.max_target_length}
-    finetune = {k: v for k, v in dataclasses.asdict(cfg.teacher.finetune).items() if k not in ("progress", "threads")}
+    # settings added later stay out of the key at their neutral value, so teachers cached before them are found
+    neutral = {"min_steps": 0}
+    finetune = {k: v for k, v in dataclasses.asdict(cfg.teacher.finetune).items()
+                if k not in ("progress", "threads") and not (k in neutral and v == neutral[k])}
     payload = {"recipe": RECIPE_VERSION, "settings": settings, "finetune": finetune, "train": data.train,
                "validation": data.validation}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]

@@ -10,7 +10,8 @@ import logging
 from pathlib import Path
 
 from textdistill.cache import cache_root
-from textdistill.config import RunConfig, TrainConfig
+from textdistill.config import RunConfig, replaced
+from textdistill.schema import TeacherConfig
 from textdistill.data.labelled import ClassificationData, encode_splits, load_classification_data
 from textdistill.evaluation.metrics import classification_metrics
 from textdistill.evaluation.predict import predict_logits
@@ -22,21 +23,20 @@ from textdistill.training.objectives import label_objective
 
 log = logging.getLogger("textdistill")
 # Bump when the fine-tuning recipe changes in a way that changes the weights it produces.
-RECIPE_VERSION = 1
+# 2: trained until validation stops improving (early stopping, best checkpoint kept), not one fixed epoch.
+RECIPE_VERSION = 2
+# Settings that do not change the fine-tuned weights.
+COSMETIC = ("progress", "threads", "checkpoint_every", "keep_checkpoints")
 
 
 def teacher_cache_key(cfg: RunConfig, data: ClassificationData) -> str:
     """Hash of everything that determines the fine-tuned weights: base model, data, settings, recipe."""
     base = resolve_model_dir(cfg.teacher.base, "teacher.base")
-    # Only settings that differ from the defaults enter the key, so adding a new option (at its
-    # default) to TrainConfig does not invalidate every cached teacher; RECIPE_VERSION covers changes
-    # of the defaults themselves. Display and thread settings do not change the weights.
-    defaults = dataclasses.asdict(TrainConfig())
-    # Options added after recipe 1 whose fine-tuning default reproduces recipe 1 (float32, the model's
-    # own dropout) stay out of the key too, so teachers cached before they existed remain valid.
-    recipe1 = {"mixed_precision": "no", "dropout": None}
+    # Only settings that differ from the teacher's defaults enter the key, so adding a new option (at its
+    # default) does not invalidate every cached teacher; RECIPE_VERSION covers changes of the defaults.
+    defaults = dataclasses.asdict(TeacherConfig().finetune)
     finetune = {k: v for k, v in dataclasses.asdict(cfg.teacher.finetune).items()
-                if k not in ("progress", "threads") and v != recipe1.get(k, defaults[k])}
+                if k not in COSMETIC and v != defaults[k]}
     h = hashlib.sha256()
     update_with_folder(h, base)
     payload = {
@@ -70,18 +70,42 @@ def fine_tune(cfg: RunConfig, data: ClassificationData):
         test_logits = predict_logits(model, splits.test, cfg.teacher.batch_size)
         test = classification_metrics(test_logits.argmax(-1), splits.test.labels, data.label_names)
         log.info("teacher: test accuracy %.4f after %.0f s", test["accuracy"], result.seconds)
-        return model, tokenizer, {"base": str(base), "train_seconds": result.seconds, "steps": result.steps,
-                                  "validation_accuracy": result.best_score, "test_accuracy": test["accuracy"],
-                                  "label_names": data.label_names}
+        return model, tokenizer, {
+            "base": str(base), "train_seconds": result.seconds, "steps": result.steps, "best_step": result.best_step,
+            "learning_rate": cfg.teacher.finetune.learning_rate, "validation_accuracy": result.best_score,
+            "test_accuracy": test["accuracy"], "label_names": data.label_names,
+            # where the teacher stopped improving, for the report
+            "validation_curve": [{"step": e["step"], "epoch": e["epoch"], "accuracy": e["accuracy"],
+                                  "macro_f1": e["macro_f1"]} for e in result.history if e.get("split") == "validation"]}
 
     return train_teacher
 
 
 def builtin_teacher(cfg: RunConfig, data: ClassificationData, resume: bool = False) -> tuple[Path, dict]:
-    """The fine-tuned built-in teacher for this data, trained once and cached under a content key."""
+    """The fine-tuned built-in teacher for this data, trained once and cached under a content key.
+
+    With `teacher.learning_rates`, each rate is a fine-tuning of its own (cached like any other) and the one
+    with the best validation accuracy is the teacher (the first on ties); its info lists every trial.
+    """
+    if not cfg.teacher.learning_rates:
+        return _fine_tuned(cfg, data, resume)
+    trials = []
+    for lr in cfg.teacher.learning_rates:
+        log.info("teacher: learning-rate search, trial %g", lr)
+        trials.append(_fine_tuned(replaced(cfg, {"teacher.finetune.learning_rate": lr}), data, resume))
+    folder, info = max(trials, key=lambda t: t[1].get("validation_accuracy") or 0.0)  # max keeps the first
+    search = [{k: i.get(k) for k in ("learning_rate", "validation_accuracy", "steps", "train_seconds", "cached")}
+              for _, i in trials]
+    log.info("teacher: learning rate %g kept (validation accuracy %.4f)", info["learning_rate"],
+             info["validation_accuracy"])
+    return folder, {**info, "search": search}
+
+
+def _fine_tuned(cfg: RunConfig, data: ClassificationData, resume: bool) -> tuple[Path, dict]:
     folder = cache_root() / "teachers" / teacher_cache_key(cfg, data)
     if not (folder / TEACHER_INFO).is_file():
-        log.info("teacher: fine-tuning %s on the training data (cached afterwards at %s)", cfg.teacher.base, folder)
+        log.info("teacher: fine-tuning %s on the training data until validation stops improving (cached afterwards "
+                 "at %s)", cfg.teacher.base, folder)
     return cached_teacher(folder, fine_tune(cfg, data), resume)
 
 

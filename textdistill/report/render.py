@@ -211,6 +211,7 @@ def _extra_tables(summary: dict) -> list[tuple[str, str, list[list[str]]]]:
         rows.append([f"combined ({ensemble['combine']})", "", f"{100 * ensemble['combined_test_accuracy']:.2f}%"])
         out.append(("Teachers", "The student learned from the combined target of these teachers; the teacher "
                     "column above is the first one.", rows))
+    out += _teacher_tables(summary.get("teacher") or {})
     sweep = summary.get("sweep")
     if sweep:
         rows = [["setting", "steps", "validation accuracy", "seconds", "status"]]
@@ -220,6 +221,29 @@ def _extra_tables(summary: dict) -> list[tuple[str, str, list[list[str]]]]:
             rows.append([t["setting"], str(t["steps"] or "-"), acc, secs, "best" if i == sweep["best"] else t["status"]])
         out.append(("Sweep (`distill --sweep`)", f"Grid tried on validation in a budget of {sweep['time_budget_s']:g} s "
                     f"({sweep['seconds']:.0f} s used); the run above uses the best setting.", rows))
+    return out
+
+
+def _teacher_tables(teacher: dict) -> list[tuple[str, str, list[list[str]]]]:
+    """The built-in teacher's validation curve (where it stopped improving) and its learning-rate search."""
+    out = []
+    curve = teacher.get("validation_curve")
+    if curve:
+        best = teacher.get("best_step")
+        rows = [["step", "epoch", "validation accuracy", "macro-F1", ""]]
+        rows += [[str(e["step"]), f"{e['epoch']:g}", f"{100 * e['accuracy']:.2f}%", f"{100 * e['macro_f1']:.2f}",
+                  "kept" if e["step"] == best else ""] for e in curve]
+        out.append(("Teacher fine-tuning", f"Validation after each evaluation of the teacher's fine-tuning "
+                    f"({teacher.get('steps', '?')} steps, {teacher.get('train_seconds', 0):.0f} s); training stops "
+                    "once validation accuracy stops improving and the best checkpoint is kept.", rows))
+    search = teacher.get("search")
+    if search:
+        rows = [["learning rate", "steps", "validation accuracy", ""]]
+        rows += [[f"{t['learning_rate']:g}", str(t.get("steps") or "-"),
+                  "-" if t.get("validation_accuracy") is None else f"{100 * t['validation_accuracy']:.2f}%",
+                  "kept" if t["learning_rate"] == teacher.get("learning_rate") else ""] for t in search]
+        out.append(("Teacher learning-rate search", "Each learning rate fine-tunes a teacher of its own (cached); "
+                    "the one with the best validation accuracy is the teacher.", rows))
     return out
 
 

@@ -56,6 +56,7 @@ class Training:
     baseline_identity: dict
     sizes: dict  # example counts for the summary
     extra: torch.nn.Module | None = None  # trained beside the student, never exported (projections, heads, peers)
+    count: Callable[[Batch], Any] | None = None  # the student's units per term, when not the task's `count`
     extra_learning_rates: dict[str, float] | None = None  # children of `extra` with their own learning rate
     trains_teacher: bool = False  # online distillation: the teacher is trained in the student's loop
     student_form: Callable[[torch.nn.Module], Any] | None = None  # a context the student trains inside (fake quant)

@@ -17,7 +17,7 @@ import torch
 
 from textdistill.cache import Field, cache_key
 from textdistill.config import RunConfig, to_dict
-from textdistill.data.augment import token_variants
+from textdistill.data.augment import neighbour_table, token_variants
 from textdistill.data.batching import WithFields, concat, sequential_batches, subset
 from textdistill.data.labelled import (ClassificationData, Encoded, EncodedSplits, check_max_length, encode_splits,
                                        load_classification_data)
@@ -25,6 +25,7 @@ from textdistill.evaluation.metrics import classification_metrics
 from textdistill.evaluation.predict import predict_logits
 from textdistill.evaluation.speed import measure_speed
 from textdistill.hashing import content_digest, folder_digest
+from textdistill.losses import IGNORE_INDEX
 from textdistill.models.inputs import model_inputs
 from textdistill.models.loading import (check_same_vocabulary, load_classifier, load_tokenizer, resolve_model_dir,
                                         teacher_label_order)
@@ -47,8 +48,15 @@ from textdistill.training.heads import ContrastiveTerm, VIDHeads
 from textdistill.training.loop import count_examples
 from textdistill.training.objectives import fake_quant_evaluation, quantisation_aware
 from textdistill.training.online import online_training, trains_teacher
+from textdistill.training.schedules import class_balance_weights
 
 log = logging.getLogger("textdistill")
+
+
+def count_labelled(batch) -> dict[str, int]:
+    """Units with `loss.label_normalization: labelled`: the cross-entropy over the step's labelled examples,
+    every other term over all of its examples."""
+    return {"*": count_examples(batch), "ce": int((batch["targets"] != IGNORE_INDEX).sum())}
 
 
 @dataclasses.dataclass
@@ -124,9 +132,12 @@ class ClassificationTask:
         check_max_length(cfg.data.max_length, getattr(student.config, "max_position_embeddings", None))
         augmented = None
         if cfg.data.augment_copies:
+            neighbours = None
+            if "neighbours" in cfg.data.augment_kinds:
+                neighbours = neighbour_table(tokenizer, teacher.model.get_input_embeddings().weight, splits.train)
             augmented = token_variants(splits.train, cfg.data.augment_copies, cfg.data.augment_share,
                                        set(tokenizer.all_special_ids), tokenizer.mask_token_id, cfg.data.split_seed,
-                                       cfg.data.augment_kinds)
+                                       cfg.data.augment_kinds, neighbours)
         own, own_augmented = student_splits(splits, augmented, student_tokenizer, data, cfg.data.max_length, kept_ids,
                                             len(tokenizer))
         return Prepared(student, student_tokenizer, lambda seed=cfg.train.seed: rebuild(seed)[0],
@@ -154,6 +165,10 @@ class ClassificationTask:
         budget = len(train_set)
         if s.student_augmented is not None:
             train_set = concat(train_set, s.student_augmented)
+        if cfg.loss.class_balance:  # offline only (config_checks): the weights come from the cached teacher logits
+            gold = own.train.labels[own.train.labels != IGNORE_INDEX]
+            train_set = dataclasses.replace(train_set, example_weights=class_balance_weights(
+                train_set.teacher_logits, gold, len(s.data.label_names)))
         # a checkpoint only continues on the data and teacher outputs it was trained on
         data_identity = {"train": _digest(s.teacher.train)}
         identity = {**data_identity, "unlabeled": _digest(s.teacher.unlabeled), "augmented": _digest(s.augmented),
@@ -186,8 +201,9 @@ class ClassificationTask:
         sizes = {"train": len(s.teacher.train), "validation": len(s.teacher.validation), "test": len(s.teacher.test),
                  "unlabeled": len(s.teacher.unlabeled) if s.teacher.unlabeled is not None else 0,
                  "augmented": len(s.augmented) if s.augmented is not None else 0}
+        count = count_labelled if cfg.loss.label_normalization == "labelled" else None
         return Training(train_set, own.train, objective, budget, evaluate, identity, data_identity, sizes, extra,
-                        extra_learning_rates=rates, trains_teacher=online and trains_teacher(cfg),
+                        count, extra_learning_rates=rates, trains_teacher=online and trains_teacher(cfg),
                         student_form=student_form, summary=summary)
 
     def _peer(self, cfg: RunConfig, prepared: Prepared, k: int) -> torch.nn.Module:

@@ -127,7 +127,8 @@ class GenerationTask:
                             baseline_identity={"train": _digest(s.train)}, sizes=sizes)
         return Training(train_set, s.train, objective, len(train_set), evaluate,
                         {**identity, "online": to_dict(cfg.online)}, {"train": _digest(s.train)}, sizes,
-                        online.extra, online.learning_rates, online.trains_teacher, summary={"online": online.summary})
+                        extra=online.extra, extra_learning_rates=online.learning_rates,
+                        trains_teacher=online.trains_teacher, summary={"online": online.summary})
 
     def load_model(self, cfg: RunConfig, folder: Path, role: str) -> torch.nn.Module:
         return load_generation_model(folder, self.name, role, cfg.trust_remote_code)

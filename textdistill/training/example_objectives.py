@@ -49,6 +49,8 @@ def classification_objective(cfg: LossConfig, teacher: torch.nn.Module | None = 
             teacher_logits = batch["teacher_logits"]  # [B, C]
             soft = soft_loss(cfg, student_logits, teacher_logits, temperature, labels=labels)  # [B]
             weights = teacher_weights(teacher_logits, cfg.soft_weighting)  # [B]
+            if "example_weights" in batch:
+                weights = weights * batch["example_weights"]  # class balance
             terms["soft"] = beta * soft_scale(cfg, temperature) * (weights * soft).sum()
         if intermediate:
             # the teacher reads its own token ids (`teacher_input_ids` with a pruned student vocabulary)

@@ -41,6 +41,8 @@ from textdistill.training.checkpoints import (Progress, check_name, keep_metrics
 from textdistill.training.stopping import FiniteWatch, Interrupted, StopRequest
 
 Objective = Callable[[torch.nn.Module, Batch, float], dict[str, torch.Tensor]]
+# a micro-batch's units: one count for every term, or a count per term name ("*" for the rest)
+Count = Callable[[Batch], "int | float | dict[str, float]"]
 LOG_EVERY = 10
 log = logging.getLogger("textdistill")
 
@@ -103,21 +105,24 @@ def _step_groups(data, cfg: TrainConfig, steps: int):
 
 
 def accumulate_gradients(model: torch.nn.Module, batches: list[Batch], objective: Objective,
-                         accelerator: Accelerator, count: Callable[[Batch], int] = count_examples,
+                         accelerator: Accelerator, count: Count = count_examples,
                          progress: float = 0.0, idle: bool = False, extra: torch.nn.Module | None = None,
                          precision: str = "no") -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Backward over this process's micro-batches of one optimizer step; returns its loss and terms (detached).
 
-    The step's unit count (over every process) is taken before the micro-batch loop and every micro-batch
-    is divided by it, so the summed gradient equals that of one batch holding all the examples. With
-    `idle`, this process has no example in the step: its batch is weighted 0 and only joins the
-    gradient all-reduce, which every process must reach.
+    The step's unit counts (over every process) are taken before the micro-batch loop and every micro-batch
+    is divided by them, so the summed gradient equals that of one batch holding all the examples. `count`
+    gives one count for every term, or a count per term name ("*" for the others: e.g. the cross-entropy
+    over labelled examples only, the soft term over every example). With `idle`, this process has no
+    example in the step: its batch is weighted 0 and only joins the gradient all-reduce, which every
+    process must reach.
     """
-    units = 0.0 if idle else float(sum(count(b) for b in batches))
-    total_units = torch.tensor(units, device=accelerator.device)
+    per_batch = [_units(count(b)) for b in batches]
+    keys = sorted(per_batch[0])
+    units = torch.tensor([0.0 if idle else sum(u[k] for u in per_batch) for k in keys], device=accelerator.device)
     if accelerator.num_processes > 1:
-        total_units = accelerator.reduce(total_units, "sum")
-    total_units = total_units.clamp(min=1)  # an all-masked step gives 0, not NaN
+        units = accelerator.reduce(units, "sum")
+    divisors = dict(zip(keys, units.clamp(min=1)))  # an all-masked step gives 0, not NaN
     total = torch.zeros((), device=accelerator.device)
     totals: dict[str, torch.Tensor] = {}
     for i, batch in enumerate(batches):
@@ -129,15 +134,25 @@ def accumulate_gradients(model: torch.nn.Module, batches: list[Batch], objective
                 terms = objective(model, batch, progress)
             if idle:
                 terms = {k: v * 0.0 for k, v in terms.items()}
-            loss = sum(terms.values()) / total_units
+            parts = {k: v / divisors.get(k, divisors["*"]) for k, v in terms.items()}
+            loss = sum(parts.values())
             # data parallelism averages gradients over processes; each process holds a share of the sum
             accelerator.backward(loss * accelerator.num_processes)
         total += loss.detach()
-        for k, v in terms.items():
-            totals[k] = totals.get(k, 0) + v.detach() / total_units
+        for k, v in parts.items():
+            totals[k] = totals.get(k, 0) + v.detach()
     if extra is not None and accelerator.num_processes > 1:
         _average_gradients(extra, accelerator)
     return total, totals
+
+
+def _units(counted: int | float | dict[str, float]) -> dict[str, float]:
+    """A micro-batch's units per term: one number for every term ("*"), or a count per term name."""
+    if isinstance(counted, dict):
+        if "*" not in counted:
+            raise ValueError("a count per term needs a '*' entry for the other terms")
+        return {k: float(v) for k, v in counted.items()}
+    return {"*": float(counted)}
 
 
 def _average_gradients(module: torch.nn.Module, accelerator: Accelerator) -> None:
@@ -158,7 +173,7 @@ def train(
     run_dir: Path,
     evaluate: Callable[[torch.nn.Module], dict] | None = None,
     metric: str = "accuracy",
-    count: Callable[[Batch], int] = count_examples,
+    count: Count = count_examples,
     extra: torch.nn.Module | None = None,
     extra_learning_rates: dict[str, float] | None = None,
     resume: bool = False,
@@ -282,7 +297,8 @@ def train(
                         save_weights(accelerator.unwrap_model(model), best_path)
                 else:
                     progress.since_best += 1
-                    if cfg.early_stopping_patience is not None and progress.since_best >= cfg.early_stopping_patience:
+                    if (cfg.early_stopping_patience is not None and progress.since_best >= cfg.early_stopping_patience
+                            and step >= cfg.min_steps):
                         if main:
                             bar.write(f"{name}: early stop at step {step}, best {metric} "
                                       f"{progress.best_score:.4f} at step {progress.best_step}")

@@ -1,0 +1,95 @@
+"""The transfer set's weighting: the labels' cross-entropy averaged over labelled examples only, and a soft
+term balanced over the classes the gold labels give."""
+
+import copy
+
+import torch
+
+from conftest import tiny_bert
+from test_training import _encoded, _no_dropout
+from textdistill.config import LossConfig, TrainConfig, load_config
+from textdistill.evaluation.predict import predict_logits
+from textdistill.losses import IGNORE_INDEX, cross_entropy, forward_kl
+from textdistill.pipeline.run import run_distill
+from textdistill.tasks.classification import count_labelled
+from textdistill.training.example_objectives import classification_objective
+from textdistill.training.loop import accumulate_gradients, make_accelerator
+from textdistill.training.schedules import class_balance_weights
+
+
+def _half_unlabelled(tmp_path):
+    tok, enc = _encoded(tmp_path, n=10)
+    teacher = tiny_bert(len(tok.get_vocab()), layers=4, seed=1).eval()
+    enc.teacher_logits = predict_logits(teacher, enc)
+    enc.labels = enc.labels.clone()
+    enc.labels[[1, 4, 5, 8, 9]] = IGNORE_INDEX  # transfer examples: teacher targets only
+    return tok, enc
+
+
+def test_labelled_normalisation_averages_ce_over_labelled_examples_and_accumulates_exactly(tmp_path):
+    tok, enc = _half_unlabelled(tmp_path)
+    objective = classification_objective(LossConfig(alpha=0.5, beta=0.5, temperature=2.0))
+    start = _no_dropout(tiny_bert(len(tok.get_vocab()), layers=2, seed=2))
+    accelerator = make_accelerator(TrainConfig(mixed_precision="no"))
+    index = list(range(len(enc)))
+    grads, losses = [], []
+    # one batch, then ragged micro-batches whose labelled counts differ (3 of 4, then 2 of 6)
+    for group in ([index], [[0, 1, 2, 3], [4, 5, 6, 7, 8, 9]]):
+        model = copy.deepcopy(start)
+        loss, terms = accumulate_gradients(model, [enc.collate(i) for i in group], objective, accelerator,
+                                           count_labelled)
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+        losses.append((loss, terms))
+    with torch.no_grad():  # the formula, written out: each term a mean over the examples it applies to
+        batch = enc.collate(index)
+        logits = start(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        labelled = batch["targets"] != IGNORE_INDEX
+        ce = cross_entropy(logits[labelled], batch["targets"][labelled]).mean()
+        soft = forward_kl(logits, batch["teacher_logits"], 2.0).mean()
+    for loss, terms in losses:
+        assert torch.allclose(terms["ce"], 0.5 * ce, rtol=1e-5)
+        assert torch.allclose(terms["soft"], 0.5 * 4.0 * soft, rtol=1e-5)
+        assert torch.allclose(loss, 0.5 * ce + 2.0 * soft, rtol=1e-5)
+    scale = max(g.abs().max() for g in grads[0].values())
+    for name, g in grads[0].items():
+        assert torch.allclose(g, grads[1][name], rtol=1e-4, atol=1e-6 * scale), name
+
+
+def test_class_balance_gives_each_class_the_gold_share_of_the_soft_weight():
+    # the teacher puts class 2 first on one example in ten, the gold labels on three in ten
+    teacher = torch.full((10, 3), -5.0)
+    teacher[:6, 0] = 5.0
+    teacher[6:9, 1] = 5.0
+    teacher[9, 2] = 5.0
+    gold = torch.tensor([0, 0, 0, 0, 1, 1, 1, 2, 2, 2])
+    w = class_balance_weights(teacher, gold, 3)
+    top = teacher.argmax(-1)
+    shares = torch.stack([w[top == c].sum() for c in range(3)]) / len(w)
+    assert torch.allclose(shares, torch.tensor([0.4, 0.3, 0.3]))
+    assert w[9] > w[0] and torch.allclose(w.mean(), torch.tensor(1.0))
+    # a class the teacher never puts first has nothing to weigh: the others keep their prior ratios
+    none = class_balance_weights(teacher[:9], gold, 3)
+    assert torch.isfinite(none).all() and (none > 0).all()
+
+
+def test_class_balance_weights_reach_the_soft_term(tmp_path):
+    tok, enc = _half_unlabelled(tmp_path)
+    objective = classification_objective(LossConfig(alpha=0.0, beta=1.0, temperature=1.0))
+    model = tiny_bert(len(tok.get_vocab()), layers=2, seed=2).eval()
+    batch = enc.collate(list(range(len(enc))))
+    plain = objective(model, batch)["soft"]
+    weights = torch.zeros(len(enc))
+    weights[0] = 3.0
+    weighted = objective(model, {**batch, "example_weights": weights})["soft"]
+    per_example = forward_kl(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
+                             batch["teacher_logits"], 1.0)
+    assert torch.allclose(weighted, (weights * per_example).sum(), rtol=1e-5)
+    assert not torch.allclose(weighted, plain, rtol=1e-2)
+
+
+def test_a_run_with_both_weightings_trains_and_reports(tiny_overrides):
+    cfg = load_config(None, {**tiny_overrides, "data.augment_copies": 2, "loss.label_normalization": "labelled",
+                             "loss.class_balance": True})
+    summary = run_distill(cfg)
+    assert summary["runs"]["student"]["steps"] == summary["runs"]["baseline"]["steps"]
+    assert summary["loss"]["class_balance"] is True
