@@ -483,8 +483,8 @@ class OnlineConfig:
     teacher_share: float = doc(
         1.0,
         "In 'co_training', the share of the steps in which the teacher learns; after it the teacher is frozen "
-        "(eval mode, forward only: about a third of a learning step's cost). 0.25 of a 4-epoch student is the "
-        "built-in fine-tune's one epoch.",
+        "(eval mode, forward only: about a third of a learning step's cost). 0.25 of a 4-epoch student is one "
+        "epoch of teacher training.",
     )
 
 
