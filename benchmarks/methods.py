@@ -13,7 +13,7 @@ and cached, the data split is fixed by `data.split_seed`. Rows:
 - + contrastive: `loss.contrastive_weight`, with a memory bank of cached teacher representations;
 - co-training: `online.mode: co_training` from the pretrained (not fine-tuned) teacher base, the teacher
   learning for the first quarter of the steps (one epoch of the four; the built-in fine-tune runs until its
-  validation accuracy stops improving, at least two), frozen
+  validation accuracy stops improving, several epochs), frozen
   after; hidden-state matching off (an online mode compares outputs only); its wall time is set against
   the teacher's fine-tune plus the default recipe's distill run;
 - mutual: `online.mode: mutual`, teacher and student as peers, both from the pretrained base;
