@@ -74,6 +74,15 @@ def reference_terms(cfg, student, teacher, batch):
             d = (q * (q / (cfg.loss.skew_alpha * q + (1 - cfg.loss.skew_alpha) * p)).log()).sum()
         elif cfg.loss.soft == "total_variation":
             d = 0.5 * (p - q).abs().sum()
+        elif cfg.loss.soft == "adaptive_kl":  # ADL: the forward KL weighted by the gap and the teacher's entropy
+            kl, entropy = (p * (p.log() - q.log())).sum(), -(p * p.log()).sum()
+            d = (1 - torch.exp(-(kl + cfg.loss.adaptive_beta * entropy))) ** cfg.loss.adaptive_gamma * kl
+        elif cfg.loss.soft == "dkd":  # DKD at the reference token: binary target/rest KL + KL over the rest
+            others = torch.arange(len(p)) != y
+            bp, bq = torch.stack([p[y], 1 - p[y]]), torch.stack([q[y], 1 - q[y]])
+            rp, rq = p[others] / p[others].sum(), q[others] / q[others].sum()
+            d = (cfg.loss.dkd_alpha * (bp * (bp / bq).log()).sum()
+                 + cfg.loss.dkd_beta * (rp * (rp / rq).log()).sum())
         else:  # logit MSE: raw logits, no temperature, no T^2
             d = (s_logits[b, t] - t_logits[b, t]).pow(2).mean() / T**2
         kd = kd + d

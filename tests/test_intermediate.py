@@ -231,8 +231,8 @@ def test_attention_matching_restores_attention_implementation(tiny_overrides, mo
     real_objective = task_mod.classification_objective
     during = []
 
-    def recording_objective(cfg, teacher=None, *args):
-        objective = real_objective(cfg, teacher, *args)
+    def recording_objective(cfg, teacher=None, *args, **kwargs):
+        objective = real_objective(cfg, teacher, *args, **kwargs)
 
         def recorded(model, batch, progress):
             during.append((model.config._attn_implementation, teacher.config._attn_implementation))

@@ -17,7 +17,7 @@ CLASSIFICATION = {
     "models.onnx_teacher",
     "training.example_objectives", "training.intermediate", "training.ensemble", "evaluation.metrics",
     "evaluation.predict", "evaluation.speed", "pipeline.teacher", "pipeline.extra_teachers", "pipeline.evaluate",
-    "pipeline.bench", "tasks.classification",
+    "pipeline.bench", "pipeline.representations", "tasks.classification",
 }
 GENERATION = {
     "data.pairs", "data.bible", "models.builtin_lm", "training.token_objectives", "evaluation.generative",
@@ -26,9 +26,9 @@ GENERATION = {
 # The run skeleton and what it is made of: written once, for every task.
 SKELETON = {
     "pipeline.run", "pipeline.signal", "pipeline.phases", "pipeline.runs", "pipeline.teacher_cache",
-    "training.loop", "training.objectives", "training.checkpoints", "training.distributed", "training.stopping",
+    "training.loop", "training.objectives", "training.online", "training.checkpoints", "training.distributed", "training.stopping",
     "training.schedules", "data.batching", "models.inputs", "models.layers", "models.loading", "models.size",
-    "models.onnx", "schema", "config", "config_checks", "hashing", "atomic", "packages", "cache", "losses",
+    "models.onnx", "models.quantisation", "schema", "config", "config_checks", "hashing", "atomic", "packages", "cache", "losses",
     "precision", "tasks.base",
 }
 

@@ -20,12 +20,12 @@ import yaml
 
 from textdistill.errors import TextDistillError, preview
 from textdistill.schema import (CLASSIFICATION, GENERATION_TASKS, STUDENT_SIZES, TASK_NAMES, DataConfig,
-                                GenerationConfig, LossConfig, ReportConfig, RunConfig, StudentConfig, SweepConfig,
-                                TeacherArchitecture, TeacherConfig, TrainConfig)
+                                GenerationConfig, LossConfig, OnlineConfig, QuantisationConfig, ReportConfig,
+                                RunConfig, StudentConfig, SweepConfig, TeacherArchitecture, TeacherConfig, TrainConfig)
 
 __all__ = ["CLASSIFICATION", "GENERATION_TASKS", "STUDENT_SIZES", "TASK_NAMES", "DataConfig", "GenerationConfig",
-           "LossConfig", "ReportConfig", "RunConfig", "StudentConfig", "SweepConfig", "TeacherArchitecture",
-           "TeacherConfig", "TrainConfig", "defaults", "field_tasks", "from_dict", "get", "iter_fields",
+           "LossConfig", "OnlineConfig", "QuantisationConfig", "ReportConfig", "RunConfig", "StudentConfig",
+           "SweepConfig", "TeacherArchitecture", "TeacherConfig", "TrainConfig", "defaults", "field_tasks", "from_dict", "get", "iter_fields",
            "load_config", "replaced", "save_config", "to_dict"]
 
 

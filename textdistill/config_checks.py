@@ -29,6 +29,8 @@ def check_config(cfg: RunConfig) -> None:
     _check_teacher(cfg)
     _check_student(cfg)
     _check_loss(cfg)
+    _check_online(cfg)
+    need(0 <= cfg.quantisation.start < 1, f"quantisation.start must be in [0, 1), got {cfg.quantisation.start}")
     if cfg.task in GENERATION_TASKS:
         _check_generation(cfg)
     else:
@@ -178,15 +180,62 @@ def _check_loss(cfg: RunConfig) -> None:
     need(loss.alpha + loss.beta > 0, "loss.alpha and loss.beta are both 0: nothing to train on; set one above 0")
     need(loss.temperature_end is None or loss.temperature_end > 0,
          f"loss.temperature_end must be positive or empty, got {loss.temperature_end}")
-    for name in ("alpha_end", "beta_end", "hidden_weight", "attention_weight", "embedding_weight"):
+    for name in ("alpha_end", "beta_end", "hidden_weight", "attention_weight", "embedding_weight", "dkd_alpha",
+                 "dkd_beta", "adaptive_beta", "adaptive_gamma", "contrastive_weight", "contrastive_bank"):
         v = getattr(loss, name)
         need(v is None or v >= 0, f"loss.{name} must be non-negative, got {v}")
     need(0 <= loss.jsd_beta <= 1, f"loss.jsd_beta must be in [0, 1], got {loss.jsd_beta}")
     need(0 <= loss.skew_alpha < 1, f"loss.skew_alpha must be in [0, 1) (1 makes the loss 0), got {loss.skew_alpha}")
     need(loss.last_k is None or loss.last_k >= 1, f"loss.last_k must be at least 1 or empty, got {loss.last_k}")
+    need(loss.soft != "dkd" or loss.dkd_alpha + loss.dkd_beta > 0,
+         "loss.dkd_alpha and loss.dkd_beta are both 0: soft 'dkd' would be 0; set one above 0")
+    need(loss.contrastive_temperature > 0,
+         f"loss.contrastive_temperature must be positive, got {loss.contrastive_temperature}")
+    need(loss.contrastive_dim >= 1, f"loss.contrastive_dim must be at least 1, got {loss.contrastive_dim}")
     for pair in loss.layer_pairs or []:
         need(len(pair) == 2 and min(pair) >= 0,
              f"loss.layer_pairs entry {preview(pair)} must be [student layer, teacher layer] with both 0 or more")
+
+
+def _check_online(cfg: RunConfig) -> None:
+    """Online modes train the teacher (or peers) in the loop: nothing that caches or reads a frozen teacher."""
+    o, loss = cfg.online, cfg.loss
+    need(o.students >= 1, f"online.students must be at least 1, got {o.students}")
+    need(o.teacher_learning_rate > 0, f"online.teacher_learning_rate must be positive, got {o.teacher_learning_rate}")
+    need(0 < o.teacher_share <= 1, f"online.teacher_share must be in (0, 1], got {o.teacher_share}")
+    need(o.teacher_share == 1 or o.mode == "co_training",
+         f"online.teacher_share is for online.mode 'co_training' (it is {o.mode!r}); remove it")
+    if o.mode != "mutual":
+        need(o.students == 1 and o.peer_target == "each" and o.teacher_peer,
+             f"online.students, online.teacher_peer and online.peer_target are for online.mode 'mutual' (it is "
+             f"{o.mode!r}); set online.mode: mutual or remove them")
+    if o.mode == "off":
+        return
+    mode = f"online.mode {o.mode!r}"
+    need(o.mode != "mutual" or o.students + o.teacher_peer >= 2,
+         "online.mode 'mutual' needs at least 2 peers: set online.students to 2 or more, or online.teacher_peer: true")
+    need(o.students == 1 or cfg.student.init == "shrink" or (cfg.train.dropout or 0) > 0,
+         f"online.students {o.students}: students made by student.init {cfg.student.init!r} start identical and, "
+         "without dropout, stay identical (the mutual term is 0); set train.dropout above 0 or student.init: shrink")
+    need(cfg.teacher.path != "train", f"{mode} trains the teacher in the loop, but teacher.path 'train' trains a "
+         "seq2seq teacher from scratch first; give an encoder-decoder folder as teacher.path")
+    need(not cfg.teacher.extra_paths, f"{mode} trains one teacher in the loop; remove teacher.extra_paths")
+    need(loss.hidden_loss == "none" and loss.attention_weight == 0 and loss.embedding_weight == 0
+         and loss.contrastive_weight == 0,
+         f"{mode} compares outputs only; set loss.hidden_loss: none and loss.attention_weight, "
+         "loss.embedding_weight and loss.contrastive_weight to 0")
+    need(o.mode != "mutual" or loss.soft_weighting == "none",
+         "online.mode 'mutual' has no single teacher to weight examples by; set loss.soft_weighting: none")
+    need(not loss.class_balance and loss.label_normalization == "examples",
+         f"{mode}: loss.class_balance weighs examples by the cached teacher's classes and label_normalization "
+         "'labelled' counts the student's cross-entropy only; set class_balance: false and "
+         "label_normalization: examples")
+    need(not cfg.quantisation.aware, f"{mode} and quantisation.aware cannot be combined yet; distil offline for "
+         "quantisation-aware training")
+    g = cfg.generation
+    need(g.topk == 0 and g.sequence_kd == "off" and g.on_policy_fraction == 0,
+         f"{mode} scores the changing teacher live at every step; set generation.topk: 0, sequence_kd: off and "
+         "on_policy_fraction: 0")
 
 
 def _check_sweep(cfg: RunConfig) -> None:
@@ -199,6 +248,13 @@ def _check_sweep(cfg: RunConfig) -> None:
              f"sweep.students entry {preview(size)} must be a layer count (at least 1) or one of {', '.join(STUDENT_SIZES)}")
     need(not sw.students or cfg.student.init != "pretrained",
          "sweep.students needs student.init 'teacher_layers' or 'shrink' (a pretrained student has a fixed size)")
+    from textdistill.losses import LOSSES
+
+    for soft in sw.softs:
+        need(soft in LOSSES,
+             f"sweep.softs entry {preview(soft)} is not a loss; use names of {', '.join(map(repr, LOSSES))}")
+    need(all(v >= 0 for v in sw.dkd_betas + sw.adaptive_gammas),
+         "sweep.dkd_betas and sweep.adaptive_gammas must all be non-negative")
     need(sw.time_budget_s > 0, f"sweep.time_budget_s must be positive, got {sw.time_budget_s}")
     need(sw.min_trial_steps >= 1, f"sweep.min_trial_steps must be at least 1, got {sw.min_trial_steps}")
 

@@ -133,6 +133,7 @@ def chunked(loss_fn, student_logits: torch.Tensor, teacher_logits: torch.Tensor,
 
     `[..., V], [..., V] -> [...]`. The float32 softmax intermediates exist for one chunk at a time, so
     their peak memory is `chunk_size * V` instead of `positions * V`; gradients flow through every chunk.
+    A tensor option with the positions' shape `[...]` (dkd's `labels`) is cut into the same chunks.
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -142,7 +143,11 @@ def chunked(loss_fn, student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     # no position at all (an all-masked micro-batch): one call on the empty tensors keeps the result on the
     # autograd graph, so a loss made of this term alone still backpropagates (zero gradients), as unchunked
     starts = range(0, flat_s.shape[0], chunk_size) or range(1)
-    parts = [loss_fn(flat_s[i : i + chunk_size], flat_t[i : i + chunk_size], **kwargs) for i in starts]  # [chunk]
+    # per-position tensors among the options (dkd's labels) are cut like the logits
+    per_position = {k: v.reshape(-1) for k, v in kwargs.items() if isinstance(v, torch.Tensor) and v.shape == lead}
+    parts = [loss_fn(flat_s[i : i + chunk_size], flat_t[i : i + chunk_size],
+                     **{**kwargs, **{k: v[i : i + chunk_size] for k, v in per_position.items()}})
+             for i in starts]  # [chunk]
     return torch.cat(parts).reshape(lead)
 
 
@@ -397,6 +402,38 @@ def decoupled_forward_kl(
     return alpha * tckd + beta * nckd
 
 
+def dkd_target_classes(labels: torch.Tensor | None, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """The class DKD splits off as 'target', per position: the label where there is one (and it indexes the
+    logits), else the teacher's most likely class. `[...] or None, [..., C] -> [...]` long.
+
+    Unlabelled text, teacher-labelled variants and the tokens of a larger vocabulary have no gold class; the
+    decomposition holds for any chosen class, and the teacher's top class is DKD's own choice without labels.
+    """
+    top = teacher_logits.argmax(-1)  # [...]
+    if labels is None:
+        return top
+    usable = (labels >= 0) & (labels < teacher_logits.shape[-1])  # IGNORE_INDEX, or outside the shared vocabulary
+    return torch.where(usable, labels.long(), top)
+
+
+def dkd(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float = 1.0,
+    alpha: float = 1.0,
+    beta: float = 8.0,
+    labels: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """`decoupled_forward_kl` in the registry's form: alpha * TCKD + beta * NCKD, KL(teacher || student) split at
+    the target class of `dkd_target_classes` (the label, else the teacher's top class). `[..., V] x2 -> [...]`.
+
+    With alpha = 1 and beta = 1 - p_y it is `forward_kl`. Zhao et al. 2022, https://arxiv.org/abs/2203.08679.
+    No T^2 here.
+    """
+    targets = dkd_target_classes(labels, teacher_logits)
+    return decoupled_forward_kl(student_logits, teacher_logits, targets, alpha, beta, temperature)
+
+
 def adaptive_forward_kl(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor,
@@ -533,7 +570,8 @@ HIDDEN_LOSSES = {
 
 # The soft term against the teacher, by name (`loss.soft`), for every task: per example for classification,
 # per token for generation. Each takes (student_logits, teacher_logits, temperature=...); jsd also takes its
-# beta, the skew losses their alpha. The config validator checks names against this dict.
+# beta, the skew losses their alpha, dkd its two weights and the labels, adaptive_kl its beta and gamma
+# (`training.objectives.soft_options`). The config validator checks names against this dict.
 LOSSES = {
     "forward_kl": forward_kl,
     "reverse_kl": reverse_kl,
@@ -542,4 +580,6 @@ LOSSES = {
     "skew_reverse_kl": skew_reverse_kl,
     "total_variation": total_variation,
     "mse": logit_mse,
+    "dkd": dkd,
+    "adaptive_kl": adaptive_forward_kl,
 }

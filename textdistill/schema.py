@@ -315,10 +315,27 @@ class LossConfig:
         "Soft term against the teacher, a name of textdistill.losses.LOSSES (one registry for every task, per "
         "example for classification, per token for generation): 'forward_kl' = KL(teacher || student) (Hinton), "
         "'reverse_kl' = KL(student || teacher), 'jsd' (`jsd_beta`), 'skew_kl' and 'skew_reverse_kl' "
-        "(`skew_alpha`), 'total_variation', 'mse' (MSE between raw logits, no temperature).",
+        "(`skew_alpha`), 'total_variation', 'mse' (MSE between raw logits, no temperature), 'dkd' (decoupled "
+        "KD: forward KL split into its target-class and non-target parts, weighted `dkd_alpha` and `dkd_beta`), "
+        "'adaptive_kl' (forward KL weighted per example by the teacher-student gap, `adaptive_beta`, "
+        "`adaptive_gamma`). See docs/guide/methods.md.",
     )
     jsd_beta: float = doc(0.5, "beta of soft 'jsd': 0 is forward KL, 1 is reverse KL.")
     skew_alpha: float = doc(0.1, "alpha of the skew losses: 0 is the plain KL, 1 gives 0.")
+    dkd_alpha: float = doc(
+        1.0, "Weight of soft 'dkd''s target-class term (TCKD: KL between the binary target / rest distributions).")
+    dkd_beta: float = doc(
+        8.0,
+        "Weight of soft 'dkd''s non-target term (NCKD: KL over the other classes, renormalised); classical KD "
+        "is dkd_alpha 1 with beta = 1 - p_target. 8 is the paper's CIFAR-100 setting (Zhao et al. 2022). The "
+        "target class is the label, or the teacher's top class where there is none.",
+    )
+    adaptive_beta: float = doc(
+        1.5, "beta of soft 'adaptive_kl': how much the teacher's entropy adds to an example's weight "
+             "w = (1 - exp(-(KL + beta * H(teacher))))^gamma.")
+    adaptive_gamma: float = doc(
+        1.0, "gamma of soft 'adaptive_kl': the focus; 0 is plain forward KL, larger values fade out the "
+             "examples the student already matches (Tang et al. 2019).")
     schedule: Literal["constant", "linear", "cosine"] = doc(
         "constant",
         "How temperature, alpha and beta move over training, from their value to their `*_end` value: "
@@ -348,10 +365,13 @@ class LossConfig:
         "otherwise crowd out a rare one.",
         tasks=CLASSIFICATION,
     )
-    hidden_loss: Literal["none", "mse", "cosine"] = doc(
+    hidden_loss: Literal["none", "mse", "cosine", "vid"] = doc(
         "none",
         "Intermediate-layer matching of hidden states: 'mse' (TinyBERT), 'cosine' (1 - cos, DistilBERT), "
-        "or 'none'. Runs the teacher live at every step (its hidden states are not cached).",
+        "'vid' (variational information distillation: the Gaussian negative log-likelihood of the teacher's "
+        "states given the student's, through a learned regressor and per-dimension variance kept outside the "
+        "student; Ahn et al. 2019), or 'none'. Runs the teacher live at every step (its hidden states are not "
+        "cached).",
         tasks=CLASSIFICATION,
     )
     hidden_weight: float = doc(1.0, "Weight of the hidden-state term (summed over the matched layers).",
@@ -380,6 +400,23 @@ class LossConfig:
     )
     last_k: int | None = doc(None, "Layers matched by `layer_map: last_k`; empty means all student layers.",
                              tasks=CLASSIFICATION)
+    contrastive_weight: float = doc(
+        0.0,
+        "Weight of contrastive distillation (CRD, Tian et al. 2020; CoDIR, Sun et al. 2020): InfoNCE making the "
+        "student's mean-pooled last hidden state closer to the teacher's of the same example than of other "
+        "examples. The teacher's pooled states are scored once and served through the cache. 0 turns it off.",
+        tasks=CLASSIFICATION,
+    )
+    contrastive_temperature: float = doc(0.1, "Temperature tau of the contrastive term's softmax over cosines.",
+                                         tasks=CLASSIFICATION)
+    contrastive_dim: int = doc(128, "Width of the space both pooled states are projected into (heads outside "
+                                    "the student).", tasks=CLASSIFICATION)
+    contrastive_bank: int = doc(
+        0,
+        "Teacher representations kept as extra negatives beyond the batch (a first-in first-out memory bank, "
+        "filled from the cached teacher representations before the first step); 0 uses in-batch negatives only.",
+        tasks=CLASSIFICATION,
+    )
 
 
 @dataclass(frozen=True)
@@ -421,6 +458,61 @@ class GenerationConfig:
 
 
 @dataclass(frozen=True)
+class OnlineConfig:
+    """Online distillation: models trained together in the one loop instead of a frozen teacher's cached
+    outputs (docs/guide/methods.md)."""
+
+    mode: Literal["off", "co_training", "mutual"] = doc(
+        "off",
+        "'off': offline distillation from the frozen teacher (its outputs cached). 'co_training': the teacher "
+        "is fine-tuned on the labels in the same loop while the student learns from its current outputs (with "
+        "teacher.path 'builtin' the pretrained `teacher.base`, not fine-tuned first). 'mutual': deep mutual "
+        "learning (Zhang et al. 2018): the peers (the student, `students - 1` more, and the teacher when "
+        "`teacher_peer`) each learn from the labels and from the others' softened outputs. A changing teacher "
+        "cannot be cached: it runs forward and backward at every step.",
+    )
+    students: int = doc(
+        1,
+        "Students trained in 'mutual' (the first is the run's student, saved and exported; the others are "
+        "built the same way with seeds train.seed + 1, 2, ... and discarded).",
+    )
+    teacher_peer: bool = doc(
+        True, "In 'mutual', the teacher is a peer too, learning from the labels and the students' outputs; "
+              "false leaves it out (students only, at least 2).")
+    peer_target: Literal["each", "ensemble"] = doc(
+        "each",
+        "In 'mutual', what each peer learns from: 'each' (the mean of loss.soft against every other peer, DML) "
+        "or 'ensemble' (against the peers' averaged logits, ONE / OKDDip style).",
+    )
+    teacher_learning_rate: float = doc(
+        5e-5, "Peak learning rate of the teacher when it is trained in the loop (co_training, or mutual with "
+              "teacher_peer); the students use train.learning_rate.")
+    teacher_share: float = doc(
+        1.0,
+        "In 'co_training', the share of the steps in which the teacher learns; after it the teacher is frozen "
+        "(eval mode, forward only: about a third of a learning step's cost). 0.25 of a 4-epoch student is one "
+        "epoch of teacher training.",
+    )
+
+
+@dataclass(frozen=True)
+class QuantisationConfig:
+    aware: bool = doc(
+        False,
+        "Quantisation-aware distillation: the student trains against the teacher's soft targets with its "
+        "weights and activations fake-quantised exactly as `export` quantises them to int8 for ONNX Runtime "
+        "(PyTorch's FakeQuantize: int8 symmetric weights, uint8 activations ranged per batch, uint8 embedding "
+        "tables), so the int8 model loses less than a float-trained student. Validation (the best checkpoint) "
+        "is judged on the fake-quantised student.",
+        tasks=CLASSIFICATION,
+    )
+    start: float = doc(
+        0.5, "Share of the training steps trained in float32 before fake quantisation turns on (0: from the start).",
+        tasks=CLASSIFICATION,
+    )
+
+
+@dataclass(frozen=True)
 class ReportConfig:
     baseline: bool = doc(True, "Also train the same student without a teacher (labels only) for comparison.")
     latency_examples: int = doc(
@@ -455,6 +547,18 @@ class SweepConfig:
         "teacher layer) or student.num_layers for 'shrink'. Empty keeps the configured student.",
         tasks=CLASSIFICATION,
     )
+    softs: tuple[str, ...] = doc(
+        (),
+        "Values of loss.soft tried by `distill --sweep` (e.g. forward_kl, dkd, adaptive_kl); empty keeps loss.soft.",
+        tasks=CLASSIFICATION,
+    )
+    dkd_betas: tuple[float, ...] = doc(
+        (), "Values of loss.dkd_beta tried with soft 'dkd'; empty keeps loss.dkd_beta.", tasks=CLASSIFICATION,
+    )
+    adaptive_gammas: tuple[float, ...] = doc(
+        (), "Values of loss.adaptive_gamma tried with soft 'adaptive_kl'; empty keeps loss.adaptive_gamma.",
+        tasks=CLASSIFICATION,
+    )
     time_budget_s: float = doc(
         1800.0,
         "Wall-clock seconds for the sweep's trials. Trials are shortened (fewer steps, the same for all) "
@@ -483,6 +587,9 @@ class RunConfig:
     train: TrainConfig = section(TrainConfig, "Student training settings.")
     report: ReportConfig = section(ReportConfig, "What the final report measures.")
     sweep: SweepConfig = section(SweepConfig, "The grid tried by `distill --sweep` on validation.", CLASSIFICATION)
+    online: OnlineConfig = section(OnlineConfig, "Online distillation: co-training and deep mutual learning.")
+    quantisation: QuantisationConfig = section(
+        QuantisationConfig, "Quantisation-aware distillation for the int8 ONNX export.", CLASSIFICATION)
     generation: GenerationConfig = section(
         GenerationConfig, "Decoding, sequence-level and on-policy KD, and the top-k teacher of the generation tasks.",
         GENERATION_TASKS,

@@ -106,3 +106,24 @@ def subset(examples, index: list[int]):
         return value
 
     return type(examples)(**{f.name: pick(getattr(examples, f.name)) for f in dataclasses.fields(examples)})
+
+
+class WithFields:
+    """A tokenised set whose batches carry more per-example tensors than the set's own fields (the contrastive
+    term's cached teacher representations and example ids): `collate` adds `fields[name][index]` to each batch."""
+
+    def __init__(self, examples, **fields: torch.Tensor):
+        for name, value in fields.items():
+            if len(value) != len(examples):
+                raise ValueError(f"field {name} has {len(value)} rows for {len(examples)} examples")
+        self.examples, self.fields = examples, fields
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    @property
+    def lengths(self) -> list[int]:
+        return self.examples.lengths
+
+    def collate(self, index: list[int]) -> dict[str, torch.Tensor]:
+        return {**self.examples.collate(index), **{name: value[index] for name, value in self.fields.items()}}

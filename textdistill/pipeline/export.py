@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import torch
+import yaml
 from transformers import AutoModelForSequenceClassification, pipeline
 
 from textdistill.errors import TextDistillError
@@ -49,6 +50,17 @@ def _is_generation_folder(folder: Path) -> bool:
                                                                      "ForConditionalGeneration")) for n in names)
 
 
+def _quantisation_aware(source: Path) -> bool:
+    """Whether `source` is the folder of a run whose student trained quantisation-aware (its config says so):
+    the run folder of an exported `student/`."""
+    try:
+        config = yaml.safe_load((source / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return False
+    section = config.get("quantisation") if isinstance(config, dict) else None
+    return isinstance(section, dict) and section.get("aware") is True
+
+
 def run_export(source: str | Path, output: str | Path, overwrite: bool = False) -> dict:
     """Write the student of `source` (run folder or model folder) to `output` and verify the copy.
 
@@ -63,10 +75,10 @@ def run_export(source: str | Path, output: str | Path, overwrite: bool = False) 
                                "choose a folder outside it")
     with OwnedFolder.open(out, "export", overwrite=overwrite, inputs=[source, src], option="--output",
                           command="export"):
-        return _export(src, out)
+        return _export(src, out, _quantisation_aware(src.parent))
 
 
-def _export(src: Path, out: Path) -> dict:
+def _export(src: Path, out: Path, quantisation_aware: bool = False) -> dict:
     if _is_generation_folder(src):
         return export_generator(src, out)
     model = AutoModelForSequenceClassification.from_pretrained(str(src)).eval()
@@ -80,7 +92,7 @@ def _export(src: Path, out: Path) -> dict:
     diff = float((before - after).abs().max())
     if diff > 1e-5:
         raise TextDistillError(f"exported model gives different logits (max difference {diff:.2e}); please report this")
-    onnx = export_classifier_onnx(model, tokenizer, out, PROBES)
+    onnx = export_classifier_onnx(model, tokenizer, out, PROBES, require_int8_match=quantisation_aware)
     return {
         "output": str(out),
         "files": sorted(p.name for p in out.iterdir()),

@@ -21,6 +21,7 @@ writes: the student and baseline folders, checkpoints, caches, summary and repor
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -33,16 +34,18 @@ import torch
 
 from textdistill.atomic import write_json
 from textdistill.config import RunConfig, TrainConfig, to_dict
+from textdistill.errors import TextDistillError
 from textdistill.models.size import count_parameters, folder_weights_bytes
 from textdistill.ownership import OwnedFolder
 from textdistill.pipeline.export import check_saved_student
 from textdistill.pipeline.phases import finished_phase, mark_finished, trained_phase
-from textdistill.pipeline.runs import apply_threads, check_sources, open_run_folder
+from textdistill.pipeline.runs import apply_threads, check_sources, open_run_folder, save_model
 from textdistill.pipeline.signal import SignalServer
 from textdistill.report.render import write_report
 from textdistill.tasks import TASKS
 from textdistill.tasks.base import Prepared, Task, Teacher, Training
-from textdistill.training.distributed import is_main
+from textdistill.training.checkpoints import load_weights
+from textdistill.training.distributed import is_main, wait_for_everyone
 from textdistill.training.loop import total_steps, train
 from textdistill.training.tracking import Tracking, check_installed, flat_numbers, start_tracking
 from textdistill.training.objectives import label_objective
@@ -154,15 +157,40 @@ def train_student(plan: Plan, max_steps: int | None = None) -> tuple[torch.nn.Mo
     if max_steps is not None:
         settings = dataclasses.replace(settings, max_steps=min(max_steps, settings.max_steps), checkpoint_every=0)
     student = plan.prepared.student
-    model, info = trained_phase(
-        plan.run_dir, "student", student, plan.prepared.tokenizer, plan.resume,
-        lambda folder, role: plan.task.load_model(cfg, folder, role),
-        lambda: train(student, t.student_data, t.objective, settings, name="student", run_dir=plan.run_dir,
-                      evaluate=t.evaluate, metric=plan.task.metric, count=t.count or plan.task.count,
-                      extra=t.extra, resume=plan.resume, identity=t.identity, tracking=plan.tracking))
+
+    def run_training():
+        with (t.student_form or contextlib.nullcontext)(student):  # fake quantisation lives only in the loop
+            return train(student, t.student_data, t.objective, settings, name="student", run_dir=plan.run_dir,
+                         evaluate=t.evaluate, metric=plan.task.metric, count=t.count or plan.task.count,
+                         extra=t.extra, extra_learning_rates=t.extra_learning_rates, resume=plan.resume,
+                         identity=t.identity, tracking=plan.tracking)
+
+    trained_before = plan.resume and finished_phase(plan.run_dir, "student") is not None
+    model, info = trained_phase(plan.run_dir, "student", student, plan.prepared.tokenizer, plan.resume,
+                                lambda folder, role: plan.task.load_model(cfg, folder, role), run_training)
     _restore_attention(plan.attention)  # time and save the models as they were loaded
+    if t.trains_teacher and max_steps is None:
+        keep_trained_teacher(plan, trained_before)
     info["teacher_signal_seconds"] = plan.signal_seconds
     return model, info
+
+
+def keep_trained_teacher(plan: Plan, trained_before: bool) -> None:
+    """After online distillation, the teacher trained in the student's loop is the run's teacher: frozen again,
+    saved as `teacher/` (what the report measures, and `bench` reads), or loaded from there when the student
+    phase had finished before this resume (`trained_before`)."""
+    teacher, folder = plan.teacher, plan.run_dir / "teacher"
+    teacher.model.eval().requires_grad_(False)
+    if trained_before:
+        if finished_phase(plan.run_dir, "teacher") is None:
+            raise TextDistillError(f"{plan.run_dir}: the student phase finished but the teacher trained with it was "
+                                   "not saved; start the run over with --overwrite")
+        load_weights(teacher.model, folder / "model.safetensors")
+    elif is_main():
+        save_model(teacher.model, teacher.tokenizer, folder)
+        mark_finished(plan.run_dir, "teacher", ["teacher/model.safetensors"], {})
+    wait_for_everyone()
+    teacher.folder = folder
 
 
 def train_baseline(plan: Plan) -> tuple[torch.nn.Module, dict]:
@@ -204,6 +232,7 @@ def evaluate_and_report(plan: Plan, models: dict[str, torch.nn.Module], runs: di
         "runs": {k: {kk: v for kk, v in r.items() if kk != "history"} for k, r in runs.items()},
         "export": export,
         "wall_seconds": seconds,
+        **_training_entries(plan.training.summary, runs),
         **task_entries,
         **({"sweep": sweep} if sweep else {}),
     }
@@ -214,6 +243,14 @@ def evaluate_and_report(plan: Plan, models: dict[str, torch.nn.Module], runs: di
     plan.tracking.log(flat_numbers({k: summary[k] for k in ("results", "runs", "sizes", "wall_seconds", "teachers")
                                     if k in summary}), step=runs["student"]["steps"])
     return summary
+
+
+def _training_entries(entries: dict, runs: dict[str, dict]) -> dict:
+    """The task's entries about how the student trained; an online run's cost is the student phase's wall time,
+    in which every model trained in the loop (teacher, peers) ran forward and backward at every step."""
+    if "online" in entries and "student" in runs:
+        entries = {**entries, "online": {**entries["online"], "train_seconds": runs["student"]["seconds"]}}
+    return entries
 
 
 def _attention_implementations(*models: torch.nn.Module) -> list[tuple[torch.nn.Module, str]]:

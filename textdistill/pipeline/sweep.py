@@ -1,5 +1,7 @@
 """`distill --sweep`: a small grid of settings tried on validation within a time budget, then the full run.
 
+The grid: student sizes x soft losses (with dkd's NCKD weights and adaptive_kl's gammas) x temperatures x alphas.
+
 Every trial is built from the phases of an ordinary run (`run.prepare`, `run.train_student`) for one
 setting and stops after the student phase, so trials train exactly as the final run does; the teacher is
 fine-tuned and scored once (the caches serve every later trial and the final run). A short probe first
@@ -31,6 +33,11 @@ log = logging.getLogger("textdistill")
 PROBE_STEPS = 10  # the loop logs elapsed time every 10 steps: the probe's last log is before its evaluation
 
 
+# The option of each soft loss that the sweep varies: loss field, sweep field, name in labels.
+SOFT_OPTIONS = {"dkd": ("dkd_beta", "dkd_betas", "NCKD weight"),
+                "adaptive_kl": ("adaptive_gamma", "adaptive_gammas", "gamma")}
+
+
 @dataclass(frozen=True)
 class Setting:
     """One point of the grid; None keeps the configured value."""
@@ -38,12 +45,17 @@ class Setting:
     layers: int | None
     temperature: float
     alpha: float | None
+    soft: str | None = None
+    soft_option: float | None = None  # SOFT_OPTIONS[soft]'s value
 
     def label(self) -> str:
         student = "student as configured" if self.layers is None else \
             f"{self.layers} layer{'s' if self.layers != 1 else ''}"
+        soft = "" if self.soft is None else f", {self.soft}"
+        if self.soft_option is not None:
+            soft += f" ({SOFT_OPTIONS[self.soft][2]} {self.soft_option:g})"
         alpha = "" if self.alpha is None else f", alpha {self.alpha:g} / beta {1 - self.alpha:g}"
-        return f"{student}, T {self.temperature:g}{alpha}"
+        return f"{student}{soft}, T {self.temperature:g}{alpha}"
 
 
 def spread_layers(count: int, n_teacher: int) -> list[int]:
@@ -51,8 +63,19 @@ def spread_layers(count: int, n_teacher: int) -> list[int]:
     return [round((i + 1) * n_teacher / count) - 1 for i in range(count)]
 
 
+def soft_choices(cfg: RunConfig) -> list[tuple[str | None, float | None]]:
+    """(soft loss, its option) pairs of `sweep.softs`: dkd once per `sweep.dkd_betas` value, adaptive_kl once
+    per `sweep.adaptive_gammas` value (the configured one when the list is empty); [(None, None)] keeps loss.soft."""
+    choices: list[tuple[str | None, float | None]] = []
+    for soft in cfg.sweep.softs or [None]:
+        values = getattr(cfg.sweep, SOFT_OPTIONS[soft][1]) if soft in SOFT_OPTIONS else ()
+        choices += [(soft, v) for v in values] if values else [(soft, None)]
+    return choices
+
+
 def sweep_grid(cfg: RunConfig, n_teacher: int | None) -> list[Setting]:
-    """Students x temperatures x alphas, in that order; named student sizes resolved against the teacher."""
+    """Students x soft losses x temperatures x alphas, in that order; named student sizes resolved against the
+    teacher."""
     sizes: list[int | None] = [None]
     if cfg.sweep.students:
         sizes = []
@@ -65,12 +88,18 @@ def sweep_grid(cfg: RunConfig, n_teacher: int | None) -> list[Setting]:
                 sizes.append(layers)
     temperatures = cfg.sweep.temperatures or [cfg.loss.temperature]
     alphas = cfg.sweep.alphas or [None]
-    return [Setting(s, t, a) for s, t, a in itertools.product(sizes, temperatures, alphas)]
+    return [Setting(s, t, a, soft, option)
+            for s, (soft, option), t, a in itertools.product(sizes, soft_choices(cfg), temperatures, alphas)]
 
 
 def apply_setting(cfg: RunConfig, setting: Setting, n_teacher: int | None) -> RunConfig:
-    """A copy of `cfg` with the setting's student size, temperature and alpha (beta = 1 - alpha)."""
+    """A copy of `cfg` with the setting's student size, soft loss (and its option), temperature and alpha
+    (beta = 1 - alpha)."""
     changes: dict = {"loss.temperature": setting.temperature}
+    if setting.soft is not None:
+        changes["loss.soft"] = setting.soft
+    if setting.soft_option is not None:
+        changes[f"loss.{SOFT_OPTIONS[setting.soft][0]}"] = setting.soft_option
     if setting.layers is not None:
         if cfg.student.init == "teacher_layers":
             changes["student.layers"] = tuple(spread_layers(setting.layers, n_teacher))
@@ -185,7 +214,8 @@ def _sweep_trials(cfg: RunConfig, run_dir: Path) -> tuple[RunConfig, dict]:
     trials, took = [], []
     for i, setting in enumerate(grid):
         record = {"setting": setting.label(), "layers": setting.layers, "temperature": setting.temperature,
-                  "alpha": setting.alpha, "steps": None, "validation_accuracy": None, "seconds": None}
+                  "alpha": setting.alpha, "soft": setting.soft, "soft_option": setting.soft_option, "steps": None,
+                  "validation_accuracy": None, "seconds": None}
         estimate = max(took) if took else cost(steps)
         if i >= n_fit or spent + estimate > budget:
             trials.append({**record, "status": "skipped: budget"})

@@ -117,6 +117,7 @@ def generation_markdown(summary: dict) -> str:
                     + (" + references" if g["with_references"] else "") + ")" if g["sequence_kd"] != "off" else "")
                  + (f", on-policy share {g['on_policy_fraction']}" if g["on_policy_fraction"] else ""))
     lines += ["", f"Objective: {objective}. Student: `{json.dumps(summary['student_config'])}`."]
+    lines += method_lines(summary)
     lines += ["", f"Export: `{summary['export']['folder']}` reloads with max logit difference "
                   f"{summary['export']['max_logit_difference']:.1e}."]
     examples = [(n, r["examples"]) for n, r in summary["results"].items() if r.get("examples")]
@@ -127,6 +128,24 @@ def generation_markdown(summary: dict) -> str:
                 lines.append(f"- {TITLES.get(name, name)}: `{e['output']}` (reference: `{e['reference']}`)")
     lines += ["", "Training curves: see report.html (data in metrics.jsonl).", ""]
     return "\n".join(lines)
+
+
+def method_lines(summary: dict) -> list[str]:
+    """What an online or quantisation-aware run did differently, and what it cost."""
+    lines = []
+    online = summary.get("online")
+    if online:
+        seconds = online.get("train_seconds")
+        lines += ["", f"**Online distillation ({online['mode']}).** Trained together in one loop: "
+                      f"{', '.join(online['trained'])} ({online['extra_trained_parameters']:,} parameters beside the "
+                      f"student's). Teacher-output cache: {online['teacher_cache']}. "
+                      + (f"The student phase, every model included, took {seconds:.0f} s." if seconds else "")]
+    quantisation = summary.get("quantisation")
+    if quantisation:
+        lines += ["", f"**Quantisation-aware.** The student trained fake-quantised as its int8 ONNX export after "
+                      f"{100 * quantisation['start']:.0f}% of the steps and was validated so; `textdistill bench` "
+                      "measures the int8 model's accuracy and speed."]
+    return lines
 
 
 def _soft_term(name: str) -> str:
@@ -156,6 +175,7 @@ def markdown_report(summary: dict) -> str:
                   + (f"T^2 * {_soft_term(loss['soft'])}, T = {loss['temperature']}" if loss["soft"] != "mse"
                      else "logit MSE")
                   + f". Student: `{json.dumps(summary['student_config'])}`."]
+    lines += method_lines(summary)
     for note in guidance(summary):
         lines += ["", f"**Note.** {note}"]
     for title, intro, table in _extra_tables(summary):

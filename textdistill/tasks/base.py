@@ -38,7 +38,7 @@ class Prepared:
 
     student: torch.nn.Module
     tokenizer: Any  # saved with the student (and the baseline)
-    rebuild: Callable[[], torch.nn.Module]  # the same initial weights again: the no-teacher baseline
+    rebuild: Callable[..., torch.nn.Module]  # the same initial weights again (the no-teacher baseline); seed=k: another
     data: Any  # the task's tokenised splits
     summary: dict = field(default_factory=dict)  # the task's summary entries known before training
 
@@ -55,8 +55,12 @@ class Training:
     identity: dict  # what a student checkpoint was trained on (data, teacher signal), checked on resume
     baseline_identity: dict
     sizes: dict  # example counts for the summary
-    extra: torch.nn.Module | None = None  # trained beside the student, never exported (projections)
+    extra: torch.nn.Module | None = None  # trained beside the student, never exported (projections, heads, peers)
     count: Callable[[Batch], Any] | None = None  # the student's units per term, when not the task's `count`
+    extra_learning_rates: dict[str, float] | None = None  # children of `extra` with their own learning rate
+    trains_teacher: bool = False  # online distillation: the teacher is trained in the student's loop
+    student_form: Callable[[torch.nn.Module], Any] | None = None  # a context the student trains inside (fake quant)
+    summary: dict = field(default_factory=dict)  # the task's summary entries about how the student trains
 
 
 class Task(Protocol):

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from textdistill.cache import Field, cache_key
-from textdistill.config import RunConfig
+from textdistill.config import RunConfig, to_dict
 from textdistill.data.augment import neighbour_table, token_variants
-from textdistill.data.batching import concat, sequential_batches, subset
+from textdistill.data.batching import WithFields, concat, sequential_batches, subset
 from textdistill.data.labelled import (ClassificationData, Encoded, EncodedSplits, check_max_length, encode_splits,
                                        load_classification_data)
 from textdistill.evaluation.metrics import classification_metrics
@@ -26,22 +26,28 @@ from textdistill.evaluation.predict import predict_logits
 from textdistill.evaluation.speed import measure_speed
 from textdistill.hashing import content_digest, folder_digest
 from textdistill.losses import IGNORE_INDEX
+from textdistill.models.inputs import model_inputs
 from textdistill.models.loading import (check_same_vocabulary, load_classifier, load_tokenizer, resolve_model_dir,
                                         teacher_label_order)
 from textdistill.models.onnx_teacher import onnx_logits, onnx_teacher_session, scoring_backend
+from textdistill.models.quantisation import fake_quantised
 from textdistill.models.students import construct_student
 from textdistill.models.vocab import (check_pruned_vocabulary, check_same_segmentation, id_map, pruned_tokenizer,
                                       remap_encoded, task_token_ids)
 from textdistill.models.width import calibration_batches
 from textdistill.pipeline.extra_teachers import ExtraTeacher, combined_scores, load_extra_teachers, teacher_results
+from textdistill.pipeline.representations import teacher_representations
 from textdistill.pipeline.signal import Signal, SignalServer
 from textdistill.pipeline.teacher import builtin_teacher, run_teacher
 from textdistill.precision import resolve_precision
 from textdistill.tasks.base import Prepared, Teacher, Training
-from textdistill.training.intermediate import (build_projections, check_models, resolve_layer_map, use_eager_attention,
-                                              uses_intermediate)
+from textdistill.training.intermediate import (build_projections, check_models, resolve_layer_map, teacher_inputs,
+                                              use_eager_attention, uses_intermediate)
 from textdistill.training.example_objectives import classification_objective
+from textdistill.training.heads import ContrastiveTerm, VIDHeads
 from textdistill.training.loop import count_examples
+from textdistill.training.objectives import fake_quant_evaluation, quantisation_aware
+from textdistill.training.online import online_training, trains_teacher
 from textdistill.training.schedules import class_balance_weights
 
 log = logging.getLogger("textdistill")
@@ -81,6 +87,13 @@ class ClassificationTask:
         return load_classification_data(cfg.data)
 
     def load_teacher(self, cfg: RunConfig, data: ClassificationData, resume: bool) -> ClassifierTeacher:
+        if cfg.teacher.path == "builtin" and trains_teacher(cfg):
+            # online: the pretrained base with a new head for the data's labels, fine-tuned in the student's loop
+            folder = resolve_model_dir(cfg.teacher.base, "teacher.base")
+            model = load_classifier(folder, "teacher.base", data.label_names, cfg.trust_remote_code)
+            tokenizer = load_tokenizer(folder, "teacher.base", cfg.trust_remote_code)
+            return ClassifierTeacher(folder, {"base": str(folder), "fine_tuned": "in the student's loop"}, model,
+                                     tokenizer, order=list(range(len(data.label_names))))
         if cfg.teacher.path == "builtin":
             folder, info = builtin_teacher(cfg, data, resume=resume)
         else:
@@ -100,8 +113,8 @@ class ClassificationTask:
         if cfg.student.init == "teacher_layers" and (cfg.student.hidden_size or cfg.student.num_heads):
             calibration = calibration_batches(splits.train, cfg.train.seed)  # ranks the teacher's residual dimensions
 
-        def rebuild():  # the student and the baseline start from the same weights
-            return construct_student(cfg.student, teacher.model, data.label_names, cfg.train.seed,
+        def rebuild(seed: int = cfg.train.seed):  # the student and the baseline start from the same weights
+            return construct_student(cfg.student, teacher.model, data.label_names, seed,
                                      cfg.trust_remote_code, kept_ids, calibration)
 
         student, construction = rebuild()
@@ -127,47 +140,75 @@ class ClassificationTask:
                                        cfg.data.augment_kinds, neighbours)
         own, own_augmented = student_splits(splits, augmented, student_tokenizer, data, cfg.data.max_length, kept_ids,
                                             len(tokenizer))
-        return Prepared(student, student_tokenizer, lambda: rebuild()[0],
+        return Prepared(student, student_tokenizer, lambda seed=cfg.train.seed: rebuild(seed)[0],
                         Splits(data, splits, own, augmented, own_augmented),
                         {"label_names": data.label_names, "construction": construction})
 
     def training(self, cfg: RunConfig, prepared: Prepared, teacher: ClassifierTeacher,
                  serve: SignalServer) -> Training:
         s: Splits = prepared.data
-        # The teacher is frozen and in eval mode, so its logits are a pure function of the input: scoring each
-        # training example once gives exactly what a call at every step would, at a fraction of the cost.
-        scores = teacher_scores(serve, cfg, teacher, {"train": s.teacher.train, "unlabeled": s.teacher.unlabeled,
-                                                      "augmented": s.augmented})
         own = s.student
-        own.train.teacher_logits = scores["train"]
-        if own.unlabeled is not None:
-            own.unlabeled.teacher_logits = scores["unlabeled"]
+        online = cfg.online.mode != "off"
+        scores = {}
+        if not online:
+            # The teacher is frozen and in eval mode, so its logits are a pure function of the input: scoring
+            # each training example once gives exactly what a call at every step would, at a fraction of the cost.
+            scores = teacher_scores(serve, cfg, teacher, {"train": s.teacher.train, "unlabeled": s.teacher.unlabeled,
+                                                          "augmented": s.augmented})
+            own.train.teacher_logits = scores["train"]
+            if own.unlabeled is not None:
+                own.unlabeled.teacher_logits = scores["unlabeled"]
+            if s.student_augmented is not None:
+                s.student_augmented.teacher_logits = scores["augmented"]
         train_set = concat(own.train, own.unlabeled) if own.unlabeled is not None else own.train
         # variants add data, not steps: the budget is the labelled (and unlabelled) text's
         budget = len(train_set)
         if s.student_augmented is not None:
-            s.student_augmented.teacher_logits = scores["augmented"]
             train_set = concat(train_set, s.student_augmented)
-        if cfg.loss.class_balance:
+        if cfg.loss.class_balance:  # offline only (config_checks): the weights come from the cached teacher logits
             gold = own.train.labels[own.train.labels != IGNORE_INDEX]
             train_set = dataclasses.replace(train_set, example_weights=class_balance_weights(
                 train_set.teacher_logits, gold, len(s.data.label_names)))
-        objective, extra = student_objective(cfg, prepared.student, teacher.model)
         # a checkpoint only continues on the data and teacher outputs it was trained on
         data_identity = {"train": _digest(s.teacher.train)}
         identity = {**data_identity, "unlabeled": _digest(s.teacher.unlabeled), "augmented": _digest(s.augmented),
-                    "teacher_scores": content_digest(scores)}
+                    "teacher_scores": content_digest(scores) if scores else None}
+        summary, rates, student_form = {}, None, None
+        if online:
+            setup = online_training(cfg, teacher.model, lambda k: self._peer(cfg, prepared, k),
+                                    _student_positions, _teacher_positions(teacher.order))
+            objective, extra, rates = setup.objective, setup.extra, setup.learning_rates
+            identity["online"] = to_dict(cfg.online)
+            summary["online"] = setup.summary
+        else:
+            objective, extra = student_objective(cfg, prepared.student, teacher.model)
+        if cfg.loss.contrastive_weight > 0:
+            representations = teacher_representations(
+                serve, teacher.model, teacher.folder, [s.teacher.train, s.teacher.unlabeled, s.augmented],
+                cfg.teacher.batch_size, cfg.data.max_length)  # [N, D_t], in train_set's order
+            fill_bank(extra["contrastive"], representations, cfg.train.seed)
+            train_set = WithFields(train_set, teacher_repr=representations, example_index=torch.arange(len(train_set)))
+            identity["teacher_representations"] = content_digest(representations)
 
         def evaluate(m):
             logits = predict_logits(m, own.validation, cfg.teacher.batch_size)
             return classification_metrics(logits.argmax(-1), own.validation.labels, s.data.label_names)
 
+        if cfg.quantisation.aware:  # judged as it will be served: fake-quantised like the int8 export
+            objective = quantisation_aware(objective, cfg.quantisation.start)
+            evaluate, student_form = fake_quant_evaluation(evaluate), fake_quantised
+            summary["quantisation"] = {"aware": True, "start": cfg.quantisation.start}
         sizes = {"train": len(s.teacher.train), "validation": len(s.teacher.validation), "test": len(s.teacher.test),
                  "unlabeled": len(s.teacher.unlabeled) if s.teacher.unlabeled is not None else 0,
                  "augmented": len(s.augmented) if s.augmented is not None else 0}
         count = count_labelled if cfg.loss.label_normalization == "labelled" else None
         return Training(train_set, own.train, objective, budget, evaluate, identity, data_identity, sizes, extra,
-                        count)
+                        count, extra_learning_rates=rates, trains_teacher=online and trains_teacher(cfg),
+                        student_form=student_form, summary=summary)
+
+    def _peer(self, cfg: RunConfig, prepared: Prepared, k: int) -> torch.nn.Module:
+        """Mutual learning's k-th extra student: built like the run's student, with seed train.seed + k."""
+        return prepared.rebuild(seed=cfg.train.seed + k)
 
     def load_model(self, cfg: RunConfig, folder: Path, role: str) -> torch.nn.Module:
         return load_classifier(folder, role, trust_remote_code=cfg.trust_remote_code)
@@ -245,23 +286,67 @@ def student_splits(splits: EncodedSplits, augmented: Encoded | None, student_tok
 
 
 def student_objective(cfg: RunConfig, student: torch.nn.Module, teacher: torch.nn.Module):
-    """The distillation objective and its extra trained module (projections; None without matching).
+    """The distillation objective and its extra trained module (None when nothing is trained beside the
+    student): the width projections of intermediate matching, VID's heads, the contrastive heads and bank.
 
     Intermediate matching is resolved and checked here, at start-up, before any training.
     """
-    if not uses_intermediate(cfg.loss):
-        return classification_objective(cfg.loss), None
-    matches = resolve_layer_map(cfg.loss, student.config.num_hidden_layers, teacher.config.num_hidden_layers)
-    check_models(cfg.loss, student, teacher)
-    if cfg.loss.attention_weight > 0:
-        use_eager_attention(student)
-        use_eager_attention(teacher)
+    loss = cfg.loss
     torch.manual_seed(cfg.train.seed)
-    projections = build_projections(cfg.loss, matches, student, teacher)
-    log.info("intermediate matching: layers %s (student, teacher); %d projection(s), outside the student",
-             [(m.student_layer, m.teacher_layer) for m in matches], len(projections.maps))
-    extra = projections if len(projections.maps) else None
-    return classification_objective(cfg.loss, teacher, matches, projections), extra
+    parts: dict[str, torch.nn.Module] = {}
+    matches = projections = vid = contrastive = None
+    if uses_intermediate(loss):
+        matches = resolve_layer_map(loss, student.config.num_hidden_layers, teacher.config.num_hidden_layers)
+        check_models(loss, student, teacher)
+        if loss.attention_weight > 0:
+            use_eager_attention(student)
+            use_eager_attention(teacher)
+        if loss.hidden_loss == "vid":  # VID's regressors bridge the widths: projections for the embeddings only
+            vid = VIDHeads([f"layer{m.student_layer}_to{m.teacher_layer}" for m in matches],
+                           student.config.hidden_size, teacher.config.hidden_size)
+            parts["vid"] = vid
+        projections = build_projections(loss, [] if vid is not None else matches, student, teacher)
+        log.info("intermediate matching: layers %s (student, teacher); %d projection(s)%s, outside the student",
+                 [(m.student_layer, m.teacher_layer) for m in matches], len(projections.maps),
+                 " and VID heads" if vid is not None else "")
+        if len(projections.maps):
+            parts["projections"] = projections
+    if loss.contrastive_weight > 0:
+        contrastive = ContrastiveTerm(student.config.hidden_size, teacher.config.hidden_size, loss.contrastive_dim,
+                                      loss.contrastive_temperature, loss.contrastive_bank)
+        parts["contrastive"] = contrastive
+    objective = classification_objective(loss, teacher if matches else None, matches, projections, vid=vid,
+                                         contrastive=contrastive)
+    if not parts:
+        return objective, None
+    # projections alone stay the extra module itself, as checkpoints written before the other heads hold them
+    return objective, projections if set(parts) == {"projections"} else torch.nn.ModuleDict(parts)
+
+
+def fill_bank(contrastive: ContrastiveTerm, representations: torch.Tensor, seed: int) -> None:
+    """The memory bank filled, before the first step, with the cached teacher representations of random
+    training examples (a seeded draw, so a rerun sees the same negatives)."""
+    if contrastive.bank is None:
+        return
+    size = contrastive.bank.representations.shape[0]
+    ids = torch.randperm(len(representations), generator=torch.Generator().manual_seed(seed))[:size]
+    contrastive.bank.push(representations[ids], ids)
+
+
+def _student_positions(model: torch.nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every example is a position for online training: logits `[B, C]`, labels `[B]` (IGNORE_INDEX unlabelled)."""
+    return model(**model_inputs(batch)).logits, batch["targets"]
+
+
+def _teacher_positions(order: list[int]):
+    """As `_student_positions` for the teacher: it reads its own token ids (`teacher_input_ids` beside a pruned
+    student vocabulary) and its logits are put in the data's label order (`order`)."""
+
+    def positions(model: torch.nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs = model_inputs(batch)
+        return model(**teacher_inputs(batch, inputs)).logits[:, order], batch["targets"]  # [B, C], [B]
+
+    return positions
 
 
 def teacher_scores(serve: SignalServer, cfg: RunConfig, teacher: ClassifierTeacher,

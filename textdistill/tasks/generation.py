@@ -33,8 +33,10 @@ from textdistill.pipeline.signal import Signal, SignalServer
 from textdistill.tasks.base import Prepared, Teacher, Training
 from textdistill.training.distributed import is_main, wait_for_everyone
 from textdistill.training.loop import total_steps
+from textdistill.training.online import online_training
 from textdistill.training.token_objectives import (cached_topk_objective, count_target_tokens, live_teacher_objective,
-                                                   on_policy_objective, reference_objective, student_samples)
+                                                   on_policy_objective, reference_objective, student_samples,
+                                                   token_positions)
 
 log = logging.getLogger("textdistill")
 
@@ -81,7 +83,7 @@ class GenerationTask:
         summary = {"data_kind": data.kind, "shared_vocabulary": shared,
                    "student_config": {**to_dict(cfg.student), "layers": student_layers(cfg, teacher.model)},
                    "generation": to_dict(cfg.generation)}
-        return Prepared(student, student_tokenizer, lambda: build_student(cfg, teacher.model),
+        return Prepared(student, student_tokenizer, lambda seed=cfg.train.seed: build_student(cfg, teacher.model, seed),
                         Splits(data, splits["train"], splits["validation"], splits["test"], shared), summary)
 
     def training(self, cfg: RunConfig, prepared: Prepared, teacher: Teacher, serve: SignalServer) -> Training:
@@ -96,7 +98,13 @@ class GenerationTask:
             train_set = dataclasses.replace(train_set, teacher_topk=serve(
                 topk_signal(teacher.model, train_set, g.topk, loss.temperature, s.shared, digest,
                             cfg.teacher.batch_size)))
-        if loss.beta == 0 and not loss.beta_end:
+        online = None
+        if cfg.online.mode != "off":  # the teacher (or peers) trained in the loop, scored live: nothing cached
+            online = online_training(cfg, teacher.model,
+                                     lambda k: build_student(cfg, teacher.model, cfg.train.seed + k),
+                                     token_positions, token_positions, s.shared)
+            objective = online.objective
+        elif loss.beta == 0 and not loss.beta_end:
             objective = reference_objective(loss)
         elif g.topk:
             objective = cached_topk_objective(loss, s.shared)
@@ -113,9 +121,14 @@ class GenerationTask:
 
         sizes = {"train": len(s.train), "train_used": len(train_set), "validation": len(s.validation),
                  "test": len(s.test)}
+        identity = {"train": _digest(train_set), "teacher": digest}
+        if online is None:
+            return Training(train_set, s.train, objective, len(train_set), evaluate, identity,
+                            baseline_identity={"train": _digest(s.train)}, sizes=sizes)
         return Training(train_set, s.train, objective, len(train_set), evaluate,
-                        identity={"train": _digest(train_set), "teacher": digest},
-                        baseline_identity={"train": _digest(s.train)}, sizes=sizes)
+                        {**identity, "online": to_dict(cfg.online)}, {"train": _digest(s.train)}, sizes,
+                        extra=online.extra, extra_learning_rates=online.learning_rates,
+                        trains_teacher=online.trains_teacher, summary={"online": online.summary})
 
     def load_model(self, cfg: RunConfig, folder: Path, role: str) -> torch.nn.Module:
         return load_generation_model(folder, self.name, role, cfg.trust_remote_code)
@@ -203,13 +216,15 @@ def student_layers(cfg: RunConfig, teacher: torch.nn.Module) -> dict[str, list[i
     return keep
 
 
-def build_student(cfg: RunConfig, teacher: torch.nn.Module) -> torch.nn.Module:
-    """The student by `student.init`: teacher layers kept, a smaller config, or a pretrained folder."""
+def build_student(cfg: RunConfig, teacher: torch.nn.Module, seed: int | None = None) -> torch.nn.Module:
+    """The student by `student.init`: teacher layers kept, a smaller config (random init by `seed`, default
+    train.seed), or a pretrained folder."""
     s = cfg.student
     if s.init == "pretrained":
         return load_generation_model(Path(s.path), cfg.task, "student.path", cfg.trust_remote_code)
     if s.init == "shrink":
-        return shrunk(teacher, s.num_layers, s.hidden_size, s.num_heads, s.intermediate_size, cfg.train.seed)
+        return shrunk(teacher, s.num_layers, s.hidden_size, s.num_heads, s.intermediate_size,
+                      cfg.train.seed if seed is None else seed)
     return keep_layers(teacher, student_layers(cfg, teacher))
 
 

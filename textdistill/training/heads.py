@@ -13,6 +13,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from textdistill.losses import info_nce_student_to_teacher, vid_nll
+
 
 class VIDHead(torch.nn.Module):
     """VID's variational Gaussian q(h_t | h_s) = N(mu(h_s), diag sigma^2) (Ahn et al. 2019,
@@ -121,3 +123,48 @@ class MemoryBank(torch.nn.Module):
         if exclude_ids is not None:
             keep &= ~torch.isin(self.ids, exclude_ids.long()) | (self.ids < 0)
         return self.representations[keep]
+
+
+class VIDHeads(torch.nn.Module):
+    """One `VIDHead` per matched layer pair, by name (`layer{s}_to{t}`): `loss.hidden_loss: vid`.
+
+    `forward(name, h_s, h_t)` is VID's per-position negative log-likelihood of the teacher's states given the
+    student's, `[B, L, D_s], [B, L, D_t] -> [B, L]` (`losses.vid_nll`); the regressor also bridges a width
+    mismatch, so VID needs no projection.
+    """
+
+    def __init__(self, names: list[str], student_width: int, teacher_width: int):
+        super().__init__()
+        self.heads = torch.nn.ModuleDict({name: VIDHead(student_width, teacher_width) for name in names})
+
+    def forward(self, name: str, student_hidden: torch.Tensor, teacher_hidden: torch.Tensor) -> torch.Tensor:
+        head = self.heads[name]
+        return vid_nll(head(student_hidden), teacher_hidden, head.variance())
+
+
+class ContrastiveTerm(torch.nn.Module):
+    """Contrastive distillation's trainable part: the projection heads, the temperature and the optional memory
+    bank of teacher representations (`loss.contrastive_*`).
+
+    `forward(student_repr [B, D_s], teacher_repr [B, D_t], ids [B]) -> [B]` is
+    `losses.info_nce_student_to_teacher` on the projected representations, with the bank's stored teacher
+    representations (other examples only, through the current teacher head) as extra negatives; in training
+    mode the batch's teacher representations then enter the bank.
+    """
+
+    def __init__(self, student_width: int, teacher_width: int, dim: int, temperature: float, bank_size: int = 0):
+        super().__init__()
+        self.heads = ContrastiveHeads(student_width, teacher_width, dim)
+        self.bank = MemoryBank(bank_size, teacher_width) if bank_size else None
+        self.temperature = temperature
+
+    def forward(self, student_repr: torch.Tensor, teacher_repr: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        student, teacher = self.heads(student_repr, teacher_repr)  # [B, dim] each
+        negatives = None
+        if self.bank is not None:
+            stored = self.bank.negatives(exclude_ids=ids)  # [M, D_t], a copy: pushing below leaves it intact
+            negatives = self.heads.teacher(stored) if stored.shape[0] else None  # [M, dim]
+        loss = info_nce_student_to_teacher(student, teacher, self.temperature, negatives)  # [B]
+        if self.bank is not None and self.training:
+            self.bank.push(teacher_repr, ids)
+        return loss

@@ -70,14 +70,19 @@ def count_examples(batch: Batch) -> int:
     return batch["input_ids"].shape[0]
 
 
-def _optimizer(modules: list[torch.nn.Module], cfg: TrainConfig) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
-    for param in (p for m in modules for p in m.parameters()):
-        if not param.requires_grad:
-            continue
-        # biases and LayerNorm gains are not weight-decayed (BERT's recipe)
-        (no_decay if param.dim() < 2 else decay).append(param)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+def _optimizer(modules: list[torch.nn.Module], cfg: TrainConfig,
+               own_rates: list[tuple[torch.nn.Module, float]] = ()) -> torch.optim.Optimizer:
+    """AdamW over `modules` at train.learning_rate, and over each of `own_rates`' modules at its own rate."""
+    groups = []
+    for part, lr in [(modules, cfg.learning_rate)] + [([m], lr) for m, lr in own_rates]:
+        decay, no_decay = [], []
+        for param in (p for m in part for p in m.parameters()):
+            if not param.requires_grad:
+                continue
+            # biases and LayerNorm gains are not weight-decayed (BERT's recipe)
+            (no_decay if param.dim() < 2 else decay).append(param)
+        groups += [{"params": decay, "weight_decay": cfg.weight_decay, "lr": lr},
+                   {"params": no_decay, "weight_decay": 0.0, "lr": lr}]
     return torch.optim.AdamW(groups, lr=cfg.learning_rate)
 
 
@@ -171,17 +176,20 @@ def train(
     metric: str = "accuracy",
     count: Count = count_examples,
     extra: torch.nn.Module | None = None,
+    extra_learning_rates: dict[str, float] | None = None,
     resume: bool = False,
     identity: dict | None = None,
     tracking: Tracking | None = None,
 ) -> TrainResult:
     """Train `model` in place; with `evaluate`, keep the best state by `metric` and restore it at the end.
 
-    `extra` holds trained modules that are not part of the model (projection layers): optimised and
-    checkpointed with it, never exported. With `resume`, training continues from the newest checkpoint
-    of `name` in `run_dir/checkpoints` and ends with the weights an uninterrupted run would have;
-    `identity` (e.g. the checksum of the teacher outputs) must then match the checkpoint's. `tracking` (the
-    run's experiment trackers) gets every line `metrics.jsonl` gets.
+    `extra` holds trained modules that are not part of the model (projection layers, heads, a teacher or
+    peers trained online): optimised and checkpointed with it, never exported. The children of `extra` named
+    in `extra_learning_rates` train at their own peak rate and have their gradients clipped on their own (a
+    teacher fine-tuned in the loop must not shrink the student's step). With `resume`, training continues
+    from the newest checkpoint of `name` in `run_dir/checkpoints` and ends with the weights an uninterrupted
+    run would have; `identity` (e.g. the checksum of the teacher outputs) must then match the checkpoint's.
+    `tracking` (the run's experiment trackers) gets every line `metrics.jsonl` gets.
     """
     torch.manual_seed(cfg.seed)
     if cfg.deterministic:
@@ -199,7 +207,11 @@ def train(
         model.get_input_embeddings().weight.requires_grad_(False)
     if extra is not None:
         extra.to(accelerator.device).train()
-    optimizer = _optimizer([model] if extra is None else [model, extra], cfg)
+    rates = extra_learning_rates or {}
+    own_rates = [(extra[name], lr) for name, lr in rates.items()]
+    shared = [model] if extra is None else [model, extra] if not rates else \
+        [model] + [m for name, m in extra.named_children() if name not in rates]
+    optimizer = _optimizer(shared, cfg, own_rates)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * steps), steps)
     set_dropout(model, cfg.dropout)
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -256,7 +268,8 @@ def train(
             for k, v in {"loss": loss, **terms}.items():
                 running[k] = running.get(k, 0) + v
             if cfg.max_grad_norm is not None:
-                accelerator.clip_grad_norm_(_trained_parameters(model, extra), cfg.max_grad_norm)
+                for parameters in _clipped_groups(shared, own_rates):
+                    accelerator.clip_grad_norm_(parameters, cfg.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -321,5 +334,8 @@ def train(
     return result
 
 
-def _trained_parameters(model: torch.nn.Module, extra: torch.nn.Module | None) -> list[torch.nn.Parameter]:
-    return list(model.parameters()) + (list(extra.parameters()) if extra is not None else [])
+def _clipped_groups(shared: list[torch.nn.Module],
+                    own_rates: list[tuple[torch.nn.Module, float]]) -> list[list[torch.nn.Parameter]]:
+    """The parameter sets whose gradient norm is clipped together: the model with the extra modules that share
+    its learning rate, then each module with its own rate."""
+    return [[p for m in shared for p in m.parameters()]] + [list(m.parameters()) for m, _ in own_rates]

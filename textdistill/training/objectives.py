@@ -7,6 +7,9 @@ here, so a loss, a weight schedule or a new term serves every task at once:
     ce   = alpha * sum CE(student, y)                     over labelled examples, or reference tokens
     soft = beta * T^2 * sum w * D(student_T, teacher_T)   D = LOSSES[loss.soft] (no T^2 for 'mse')
 
+The teacher signal may come from a frozen teacher (cached, or live) or from models trained in the same loop
+(`training/online.py`): the terms are the same functions either way.
+
 alpha, beta and T follow `loss.schedule`. Classification sums over examples
 (`training/example_objectives.py`), generation over target tokens (`training/token_objectives.py`); the
 loop divides by the units of the whole optimizer step.
@@ -19,6 +22,7 @@ import torch
 from textdistill.config import LossConfig
 from textdistill.losses import IGNORE_INDEX, LOSSES, chunked, cross_entropy, masked_sum
 from textdistill.models.inputs import Batch, logits_of
+from textdistill.models.quantisation import set_fake_quant
 from textdistill.training.schedules import scheduled
 
 
@@ -34,15 +38,24 @@ def soft_scale(cfg: LossConfig, temperature: float) -> float:
     return 1.0 if cfg.soft == "mse" else temperature**2
 
 
+def soft_options(cfg: LossConfig, labels: torch.Tensor | None = None) -> dict:
+    """The options of `LOSSES[cfg.soft]` beyond the temperature, from the config (and the positions' labels,
+    which only 'dkd' reads: its target class)."""
+    return {
+        "jsd": {"beta": cfg.jsd_beta},
+        "skew_kl": {"alpha": cfg.skew_alpha},
+        "skew_reverse_kl": {"alpha": cfg.skew_alpha},
+        "dkd": {"alpha": cfg.dkd_alpha, "beta": cfg.dkd_beta, "labels": labels},
+        "adaptive_kl": {"beta": cfg.adaptive_beta, "gamma": cfg.adaptive_gamma},
+    }.get(cfg.soft, {})
+
+
 def soft_loss(cfg: LossConfig, student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
-              chunk_size: int = 0) -> torch.Tensor:
-    """`LOSSES[cfg.soft]` per position, `[N, V], [N, V] -> [N]`, `chunk_size` positions at a time when set."""
+              chunk_size: int = 0, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """`LOSSES[cfg.soft]` per position, `[N, V], [N, V] (, labels [N]) -> [N]`, `chunk_size` positions at a time
+    when set. `labels` (IGNORE_INDEX where there is none) are read by 'dkd' only."""
     loss_fn = LOSSES[cfg.soft]
-    kwargs = {"temperature": temperature}
-    if cfg.soft == "jsd":
-        kwargs["beta"] = cfg.jsd_beta
-    elif cfg.soft in ("skew_kl", "skew_reverse_kl"):
-        kwargs["alpha"] = cfg.skew_alpha
+    kwargs = {"temperature": temperature, **soft_options(cfg, labels)}
     if chunk_size:
         return chunked(loss_fn, student_logits, teacher_logits, chunk_size, **kwargs)
     return loss_fn(student_logits, teacher_logits, **kwargs)
@@ -58,3 +71,26 @@ def label_objective():
         return {"ce": masked_sum(cross_entropy(logits, targets), targets != IGNORE_INDEX)}
 
     return objective
+
+
+def quantisation_aware(objective, start: float):
+    """Quantisation-aware training of the same objective: the student's fake quantisation
+    (`models.quantisation.fake_quantise`, put in place around the loop) is off for the first `start` share of
+    the steps and on after, so the student first learns in float, then adapts to its int8 export."""
+
+    def wrapped(model: torch.nn.Module, batch: Batch, progress: float = 0.0) -> dict[str, torch.Tensor]:
+        set_fake_quant(model, progress >= start)
+        return objective(model, batch, progress)
+
+    return wrapped
+
+
+def fake_quant_evaluation(evaluate):
+    """`evaluate` of a fake-quantised student with its fake quantisation on, whatever the training step left:
+    validation scores (and the best checkpoint) are those of the int8 model that will be served."""
+
+    def wrapped(model: torch.nn.Module) -> dict:
+        set_fake_quant(model, True)
+        return evaluate(model)
+
+    return wrapped

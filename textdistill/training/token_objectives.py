@@ -37,6 +37,13 @@ def count_target_tokens(batch: Batch) -> int:
     return int((batch["targets"] != IGNORE_INDEX).sum())
 
 
+def token_positions(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The target tokens as positions (online training, `training/online.py`): the model's logits there
+    `[N, V]` and the tokens `[N]`, N the batch's target tokens in row-major order."""
+    mask = batch["targets"] != IGNORE_INDEX  # [B, T]
+    return logits_of(model, batch)[mask], batch["targets"][mask]
+
+
 def token_terms(cfg: LossConfig, progress: float, student_logits: torch.Tensor, targets: torch.Tensor,
                 teacher_divergence=None) -> dict[str, torch.Tensor]:
     """The summed `ce` and `soft` terms. `student_logits [B, T, V]`, `targets [B, T]`; `teacher_divergence(T)`
@@ -71,7 +78,8 @@ def live_teacher_objective(cfg: LossConfig, teacher: torch.nn.Module, shared: in
             teacher_logits = logits_of(teacher, batch)[mask][:, :shared]  # [N, shared]
 
         def divergence(temperature):
-            return soft_loss(cfg, student_logits[mask][:, :shared], teacher_logits, temperature, chunk_size)  # [N]
+            return soft_loss(cfg, student_logits[mask][:, :shared], teacher_logits, temperature, chunk_size,
+                             batch["targets"][mask])  # [N]
 
         return token_terms(cfg, progress, student_logits, batch["targets"], divergence)
 
@@ -158,7 +166,8 @@ def on_policy_objective(cfg: LossConfig, generation: GenerationConfig, teacher: 
         with torch.no_grad():
             teacher_logits = logits_of(teacher, sampled)[mask][:, :shared]
         _, beta, temperature = loss_weights(cfg, progress)
-        kd = soft_loss(cfg, student_logits[mask][:, :shared], teacher_logits, temperature, generation.chunk_size)  # [N]
+        kd = soft_loss(cfg, student_logits[mask][:, :shared], teacher_logits, temperature, generation.chunk_size,
+                       sampled["targets"][mask])  # [N]
         scale = (batch["targets"] != IGNORE_INDEX).sum() / mask.sum().clamp(min=1)
         return {"soft_on_policy": beta * soft_scale(cfg, temperature) * kd.sum() * scale}
 
