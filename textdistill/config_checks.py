@@ -145,6 +145,9 @@ def _check_student(cfg: RunConfig) -> None:
         need(s.hidden_size % s.num_heads == 0,
              f"student.hidden_size {s.hidden_size} is not divisible by student.num_heads {s.num_heads}; "
              "pick sizes where it is")
+    need(s.source == "teacher" or s.init == "teacher_layers",
+         f"student.source {preview(s.source)} gives the layers of a 'teacher_layers' student, but student.init is "
+         f"{s.init!r}; set student.init to 'teacher_layers' or remove student.source")
     need(s.vocab == "teacher" or s.init != "pretrained",
          "student.vocab 'task' prunes the teacher's vocabulary, but student.init 'pretrained' brings its own "
          "tokenizer; set student.vocab to 'teacher' or student.init to 'teacher_layers' or 'shrink'")
