@@ -57,6 +57,7 @@ class Training:
     sizes: dict  # example counts for the summary
     extra: torch.nn.Module | None = None  # trained beside the student, never exported (projections)
     count: Callable[[Batch], Any] | None = None  # the student's units per term, when not the task's `count`
+    evaluate_teacher: Callable[[], dict] | None = None  # the teacher's validation metrics (`evaluate`'s names)
 
 
 class Task(Protocol):

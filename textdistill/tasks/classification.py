@@ -180,9 +180,13 @@ class ClassificationTask:
         sizes = {"train": len(s.teacher.train), "validation": len(s.teacher.validation), "test": len(s.teacher.test),
                  "unlabeled": len(s.teacher.unlabeled) if s.teacher.unlabeled is not None else 0,
                  "augmented": len(s.augmented) if s.augmented is not None else 0}
+        def evaluate_teacher():  # the teacher reads validation through its own tokenizer
+            logits = predict_logits(teacher.model, s.teacher.validation, cfg.teacher.batch_size)[:, teacher.order]
+            return classification_metrics(logits.argmax(-1), s.teacher.validation.labels, s.data.label_names)
+
         count = count_labelled if cfg.loss.label_normalization == "labelled" else None
         return Training(train_set, own.train, objective, budget, evaluate, identity, data_identity, sizes, extra,
-                        count)
+                        count, evaluate_teacher)
 
     def load_model(self, cfg: RunConfig, folder: Path, role: str) -> torch.nn.Module:
         return load_classifier(folder, role, trust_remote_code=cfg.trust_remote_code)

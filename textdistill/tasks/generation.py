@@ -115,7 +115,8 @@ class GenerationTask:
                  "test": len(s.test)}
         return Training(train_set, s.train, objective, len(train_set), evaluate,
                         identity={"train": _digest(train_set), "teacher": digest},
-                        baseline_identity={"train": _digest(s.train)}, sizes=sizes)
+                        baseline_identity={"train": _digest(s.train)}, sizes=sizes,
+                        evaluate_teacher=lambda: evaluate(teacher.model))
 
     def load_model(self, cfg: RunConfig, folder: Path, role: str) -> torch.nn.Module:
         return load_generation_model(folder, self.name, role, cfg.trust_remote_code)
