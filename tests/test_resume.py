@@ -307,19 +307,19 @@ def test_killed_and_interrupted_run_resumes_to_identical_weights(tmp_path, tiny_
     config = _write_config(tmp_path / "tiny.yaml", overrides)
     run_dir = Path(overrides["output_dir"])
 
-    # SIGKILL mid-way through the student's first epoch (10 steps), after its checkpoint of step 6: no
-    # chance to clean up
-    code, _ = _signal_when(_start(["--config", str(config)], "student:6"),
-                           run_dir / "checkpoints" / "student-step00000006", signal.SIGKILL)
+    # the baseline trains first. SIGKILL mid-way through its first epoch (10 steps), after its checkpoint of
+    # step 6: no chance to clean up
+    code, _ = _signal_when(_start(["--config", str(config)], "baseline:6"),
+                           run_dir / "checkpoints" / "baseline-step00000006", signal.SIGKILL)
     assert code == -signal.SIGKILL
-    # resumed, then Ctrl-C in the baseline's step 3 of 20: the step in progress (4) finishes, a checkpoint is
+    # resumed, then Ctrl-C in the student's step 3 of 20: the step in progress (4) finishes, a checkpoint is
     # saved there, exit 130
-    code, err = _signal_when(_start(["--resume", "--output_dir", str(run_dir)], "baseline:3"),
-                             run_dir / "checkpoints" / "baseline-step00000003", signal.SIGINT)
+    code, err = _signal_when(_start(["--resume", "--output_dir", str(run_dir)], "student:3"),
+                             run_dir / "checkpoints" / "student-step00000003", signal.SIGINT)
     assert code == 130, err
     stopped = int(err.split("stopped at step ")[1].split()[0])
-    assert stopped == 4 and f"baseline-step{stopped:08d}" in err and "--resume" in err
-    assert checkpoint_problem(run_dir / "checkpoints" / f"baseline-step{stopped:08d}") is None
+    assert stopped == 4 and f"student-step{stopped:08d}" in err and "--resume" in err
+    assert checkpoint_problem(run_dir / "checkpoints" / f"student-step{stopped:08d}") is None
     # resumed again (in this process, as Python users call it): finishes, skipping the finished phases
     run_distill(load_config(run_dir / "config.yaml"), resume=True)
 

@@ -4,6 +4,8 @@ from conftest import FILLER, NEGATIVE, POSITIVE
 from textdistill.config import load_config
 from textdistill.data.labelled import load_classification_data
 from textdistill.pipeline import teacher as teacher_mod
+from textdistill.pipeline.run import run_distill
+from textdistill.report.render import guidance
 
 
 def _cfg(tiny_overrides, teacher_dir, **extra):
@@ -181,3 +183,23 @@ def test_the_report_shows_the_teachers_validation_curve_and_search(tiny_override
     assert "## Teacher fine-tuning" in report and "## Teacher learning-rate search" in report
     kept = f"{summary['teacher']['learning_rate']:g}"
     assert any(line.startswith(f"| {kept} ") and line.rstrip().endswith("kept |") for line in report.splitlines())
+
+
+def test_a_teacher_no_better_than_the_student_alone_is_reported_before_distilling(tiny_overrides, data_files, caplog):
+    # the random tiny teacher guesses; the student trained alone learns the synthetic task
+    cfg = load_config(None, {**tiny_overrides, "data.test": str(data_files["validation"]), "train.epochs": 4})
+    with caplog.at_level("WARNING", logger="textdistill"):
+        summary = run_distill(cfg)
+    check = summary["teacher_check"]
+    assert check["teacher"] == summary["results"]["teacher"]["accuracy"]  # the same split, scored again
+    assert check["baseline"] == summary["runs"]["baseline"]["best_score"]
+    assert check["teacher"] <= check["baseline"]
+    warned = [r.getMessage() for r in caplog.records if "no better than the same student" in r.getMessage()]
+    assert len(warned) == 1
+    assert any("teacher.learning_rates" in line for line in guidance(summary))
+
+
+def test_without_a_baseline_there_is_no_teacher_check(tiny_overrides):
+    cfg = load_config(None, {**tiny_overrides, "report.baseline": False})
+    summary = run_distill(cfg)
+    assert "teacher_check" not in summary  # nothing to compare with

@@ -161,6 +161,9 @@ def _check_student(cfg: RunConfig) -> None:
         need(s.hidden_size % s.num_heads == 0,
              f"student.hidden_size {s.hidden_size} is not divisible by student.num_heads {s.num_heads}; "
              "pick sizes where it is")
+    need(s.source == "teacher" or s.init == "teacher_layers",
+         f"student.source {preview(s.source)} gives the layers of a 'teacher_layers' student, but student.init is "
+         f"{s.init!r}; set student.init to 'teacher_layers' or remove student.source")
     need(s.vocab == "teacher" or s.init != "pretrained",
          "student.vocab 'task' prunes the teacher's vocabulary, but student.init 'pretrained' brings its own "
          "tokenizer; set student.vocab to 'teacher' or student.init to 'teacher_layers' or 'shrink'")
@@ -220,6 +223,8 @@ def _check_online(cfg: RunConfig) -> None:
     need(cfg.teacher.path != "train", f"{mode} trains the teacher in the loop, but teacher.path 'train' trains a "
          "seq2seq teacher from scratch first; give an encoder-decoder folder as teacher.path")
     need(not cfg.teacher.extra_paths, f"{mode} trains one teacher in the loop; remove teacher.extra_paths")
+    need(cfg.student.source == "teacher", f"{mode} feeds the teacher the student's batches, but student.source "
+         f"{preview(cfg.student.source)} brings a tokenizer of its own; remove student.source or set online.mode: off")
     need(loss.hidden_loss == "none" and loss.attention_weight == 0 and loss.embedding_weight == 0
          and loss.contrastive_weight == 0,
          f"{mode} compares outputs only; set loss.hidden_loss: none and loss.attention_weight, "

@@ -260,6 +260,15 @@ class StudentConfig:
         "initialised; 'pretrained' loads `path`.",
     )
     path: str | None = doc(None, "Folder of a pretrained Hugging Face model, for init 'pretrained'.")
+    source: str = doc(
+        "teacher",
+        "The model whose layers, embeddings and tokenizer a 'teacher_layers' student is made of: 'teacher', or a "
+        "pretrained encoder ('minilm', 'mpnet' or a local folder), e.g. a small student for a large teacher. A "
+        "student whose tokenizer is not the teacher's learns from the teacher's outputs: the teacher reads the "
+        "same text (and the same variants, as text) through its own tokenizer; intermediate-layer matching "
+        "needs the teacher's tokenizer.",
+        tasks=CLASSIFICATION, instead="a generation student is made of the teacher's layers",
+    )
     layers: tuple[int, ...] | None = doc(
         None,
         "Teacher layers copied into the student (0-based), for 'teacher_layers'; for seq2seq the decoder's "

@@ -70,6 +70,7 @@ class Plan:
     signal_seconds: float  # making (or reading) the teacher signal
     attention: list = field(default_factory=list)  # each model's attention implementation as loaded
     tracking: Tracking = field(default_factory=Tracking)  # the run's experiment trackers (train.report_to)
+    teacher_check: dict | None = None  # the teacher's validation score against the baseline's
 
 
 def run_distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False, *, sweep: dict | None = None,
@@ -101,9 +102,13 @@ def _distill(cfg: RunConfig, folder: OwnedFolder, data, resume: bool, sweep: dic
         folder.started()  # prepared and checked: the run it replaces (if any) can go
         models: dict[str, torch.nn.Module] = {"teacher": plan.teacher.model}
         runs: dict[str, dict] = {}
+        # the baseline first: a teacher no better than the student trained alone is said before distilling
+        if cfg.report.baseline:
+            baseline, runs["baseline"] = train_baseline(plan)
+            plan.teacher_check = teacher_against_baseline(plan, runs["baseline"])
         models["student"], runs["student"] = train_student(plan)
         if cfg.report.baseline:
-            models["baseline"], runs["baseline"] = train_baseline(plan)
+            models["baseline"] = baseline
         if not is_main():
             return None
         return evaluate_and_report(plan, models, runs, time.perf_counter() - started, sweep)
@@ -193,6 +198,22 @@ def keep_trained_teacher(plan: Plan, trained_before: bool) -> None:
     teacher.folder = folder
 
 
+def teacher_against_baseline(plan: Plan, baseline: dict) -> dict | None:
+    """The teacher's validation score beside the best the same student reached alone; a warning when the
+    teacher is no better (distillation then passes on a teacher's errors, not its knowledge)."""
+    if plan.training.evaluate_teacher is None or plan.training.trains_teacher or baseline.get("best_score") is None:
+        return None  # (a teacher trained in the student's loop is judged after it)
+    metric = plan.task.metric
+    teacher_score = plan.training.evaluate_teacher()[metric]
+    check = {"metric": metric, "teacher": teacher_score, "baseline": baseline["best_score"]}
+    if teacher_score <= baseline["best_score"]:
+        log.warning("the teacher (validation %s %.4f) is no better than the same student trained alone (%.4f): "
+                    "distilling it will not beat the baseline. Train the teacher further (teacher.finetune, "
+                    "teacher.learning_rates), or use a stronger one (teacher.base, teacher.path)",
+                    metric, teacher_score, baseline["best_score"])
+    return check
+
+
 def train_baseline(plan: Plan) -> tuple[torch.nn.Module, dict]:
     """The no-teacher baseline: the student's initial weights and step budget, gold labels only."""
     cfg, t = plan.cfg, plan.training
@@ -231,6 +252,7 @@ def evaluate_and_report(plan: Plan, models: dict[str, torch.nn.Module], runs: di
         "results": results,
         "runs": {k: {kk: v for kk, v in r.items() if kk != "history"} for k, r in runs.items()},
         "export": export,
+        **({"teacher_check": plan.teacher_check} if plan.teacher_check else {}),
         "wall_seconds": seconds,
         **_training_entries(plan.training.summary, runs),
         **task_entries,

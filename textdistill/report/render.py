@@ -61,6 +61,14 @@ def guidance(summary: dict) -> list[str]:
             "(2-4), more soft weight (loss.beta), more epochs, extra unlabelled text (data.unlabeled), or a "
             "larger student (more student.layers); check the teacher's own accuracy first."
         )
+    check = summary.get("teacher_check")
+    if check and check["teacher"] <= check["baseline"]:
+        notes.append(
+            f"The teacher ({check['metric']} {check['teacher']:.4f} on validation) is no better than the same "
+            f"student trained alone ({check['baseline']:.4f}), so it has little to teach. Train the teacher to its "
+            "best first (teacher.learning_rates searches the learning rate; teacher.finetune.epochs), or use a "
+            "stronger one (teacher.base: mpnet, or teacher.path)."
+        )
     if s["accuracy"] < 0.95 * t["accuracy"]:
         notes.append(
             "The student keeps less than 95% of the teacher's accuracy. A larger student or longer "

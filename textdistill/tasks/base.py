@@ -61,6 +61,7 @@ class Training:
     trains_teacher: bool = False  # online distillation: the teacher is trained in the student's loop
     student_form: Callable[[torch.nn.Module], Any] | None = None  # a context the student trains inside (fake quant)
     summary: dict = field(default_factory=dict)  # the task's summary entries about how the student trains
+    evaluate_teacher: Callable[[], dict] | None = None  # the teacher's validation metrics (`evaluate`'s names)
 
 
 class Task(Protocol):

@@ -19,8 +19,9 @@ from textdistill.cache import Field, cache_key
 from textdistill.config import RunConfig, to_dict
 from textdistill.data.augment import neighbour_table, token_variants
 from textdistill.data.batching import WithFields, concat, sequential_batches, subset
-from textdistill.data.labelled import (ClassificationData, Encoded, EncodedSplits, check_max_length, encode_splits,
-                                       load_classification_data)
+from textdistill.data.labelled import (ClassificationData, Encoded, EncodedSplits, TextSplit, check_max_length,
+                                       encode, encode_splits, load_classification_data)
+from textdistill.errors import TextDistillError
 from textdistill.evaluation.metrics import classification_metrics
 from textdistill.evaluation.predict import predict_logits
 from textdistill.evaluation.speed import measure_speed
@@ -108,41 +109,55 @@ class ClassificationTask:
         tokenizer = teacher.tokenizer
         splits = encode_splits(tokenizer, data, cfg.data.max_length,
                                getattr(teacher.model.config, "max_position_embeddings", None))
-        kept_ids = task_vocabulary(tokenizer, data) if cfg.student.vocab == "task" else None
+        # the student's source: the model its layers, embeddings and tokenizer come from (the teacher by default)
+        source, source_tokenizer = student_source(cfg, data, teacher)
+        same = same_tokenizer(tokenizer, source_tokenizer)
+        if not same and uses_intermediate(cfg.loss):
+            raise TextDistillError(
+                "intermediate-layer matching (loss.hidden_loss, attention_weight, embedding_weight) compares the "
+                "teacher's and the student's tokens one by one, but the student's tokenizer is not the teacher's; "
+                "turn matching off or build the student from the teacher (student.source 'teacher')")
+        src = splits if same else encode_splits(source_tokenizer, data, cfg.data.max_length,
+                                                getattr(source.config, "max_position_embeddings", None))
+        kept_ids = task_vocabulary(source_tokenizer, data) if cfg.student.vocab == "task" else None
         calibration = None
         if cfg.student.init == "teacher_layers" and (cfg.student.hidden_size or cfg.student.num_heads):
-            calibration = calibration_batches(splits.train, cfg.train.seed)  # ranks the teacher's residual dimensions
+            calibration = calibration_batches(src.train, cfg.train.seed)  # ranks the source's residual dimensions
 
         def rebuild(seed: int = cfg.train.seed):  # the student and the baseline start from the same weights
-            return construct_student(cfg.student, teacher.model, data.label_names, seed,
+            return construct_student(cfg.student, source, data.label_names, seed,
                                      cfg.trust_remote_code, kept_ids, calibration)
 
         student, construction = rebuild()
-        student_tokenizer = tokenizer
-        if cfg.student.init == "pretrained":
-            student_tokenizer = load_tokenizer(Path(cfg.student.path), "student.path", cfg.trust_remote_code)
+        student_tokenizer = source_tokenizer
         rows = student.get_input_embeddings().num_embeddings
         if kept_ids is None:
-            check_same_vocabulary(tokenizer, student_tokenizer, rows)
+            check_same_vocabulary(source_tokenizer, student_tokenizer, rows)
         else:
-            student_tokenizer = pruned_tokenizer(tokenizer, kept_ids)
-            check_pruned_vocabulary(tokenizer, student_tokenizer, kept_ids, rows)
-            log.info("student vocabulary: %d of the teacher's %d tokens (the task's text and the special tokens)",
-                     len(kept_ids), len(tokenizer))
+            student_tokenizer = pruned_tokenizer(source_tokenizer, kept_ids)
+            check_pruned_vocabulary(source_tokenizer, student_tokenizer, kept_ids, rows)
+            log.info("student vocabulary: %d of the %d tokens of %s (the task's text and the special tokens)",
+                     len(kept_ids), len(source_tokenizer), "the teacher" if source is teacher.model else "its source")
         check_max_length(cfg.data.max_length, getattr(student.config, "max_position_embeddings", None))
-        augmented = None
+        variants = teacher_variants = None
         if cfg.data.augment_copies:
+            # variants are made in the student's source tokens; the teacher reads them as they are, or as text
             neighbours = None
             if "neighbours" in cfg.data.augment_kinds:
-                neighbours = neighbour_table(tokenizer, teacher.model.get_input_embeddings().weight, splits.train)
-            augmented = token_variants(splits.train, cfg.data.augment_copies, cfg.data.augment_share,
-                                       set(tokenizer.all_special_ids), tokenizer.mask_token_id, cfg.data.split_seed,
-                                       cfg.data.augment_kinds, neighbours)
-        own, own_augmented = student_splits(splits, augmented, student_tokenizer, data, cfg.data.max_length, kept_ids,
-                                            len(tokenizer))
+                neighbours = neighbour_table(source_tokenizer, source.get_input_embeddings().weight, src.train)
+            variants = token_variants(src.train, cfg.data.augment_copies, cfg.data.augment_share,
+                                      set(source_tokenizer.all_special_ids), source_tokenizer.mask_token_id,
+                                      cfg.data.split_seed, cfg.data.augment_kinds, neighbours)
+            teacher_variants = variants if same else retokenized(variants, source_tokenizer, tokenizer,
+                                                                 cfg.data.max_length)
+        own, own_augmented = student_splits(src, variants, student_tokenizer, data, cfg.data.max_length, kept_ids,
+                                            len(source_tokenizer))
+        summary = {"label_names": data.label_names, "construction": construction}
+        if not same:
+            summary["student_source"] = str(cfg.student.source if cfg.student.init == "teacher_layers"
+                                            else cfg.student.path)
         return Prepared(student, student_tokenizer, lambda seed=cfg.train.seed: rebuild(seed)[0],
-                        Splits(data, splits, own, augmented, own_augmented),
-                        {"label_names": data.label_names, "construction": construction})
+                        Splits(data, splits, own, teacher_variants, own_augmented), summary)
 
     def training(self, cfg: RunConfig, prepared: Prepared, teacher: ClassifierTeacher,
                  serve: SignalServer) -> Training:
@@ -201,10 +216,15 @@ class ClassificationTask:
         sizes = {"train": len(s.teacher.train), "validation": len(s.teacher.validation), "test": len(s.teacher.test),
                  "unlabeled": len(s.teacher.unlabeled) if s.teacher.unlabeled is not None else 0,
                  "augmented": len(s.augmented) if s.augmented is not None else 0}
+        def evaluate_teacher():  # the teacher reads validation through its own tokenizer
+            logits = predict_logits(teacher.model, s.teacher.validation, cfg.teacher.batch_size)[:, teacher.order]
+            return classification_metrics(logits.argmax(-1), s.teacher.validation.labels, s.data.label_names)
+
         count = count_labelled if cfg.loss.label_normalization == "labelled" else None
         return Training(train_set, own.train, objective, budget, evaluate, identity, data_identity, sizes, extra,
                         count, extra_learning_rates=rates, trains_teacher=online and trains_teacher(cfg),
-                        student_form=student_form, summary=summary)
+                        student_form=student_form, summary=summary,
+                        evaluate_teacher=evaluate_teacher)
 
     def _peer(self, cfg: RunConfig, prepared: Prepared, k: int) -> torch.nn.Module:
         """Mutual learning's k-th extra student: built like the run's student, with seed train.seed + k."""
@@ -283,6 +303,40 @@ def student_splits(splits: EncodedSplits, augmented: Encoded | None, student_tok
     if unlabeled is not None:
         check_same_segmentation(own.unlabeled.input_ids, unlabeled.input_ids, "unlabeled")
     return EncodedSplits(train, own.validation, own.test, unlabeled), remap_encoded(augmented, mapping, pad)
+
+
+def student_source(cfg: RunConfig, data: ClassificationData, teacher: Teacher):
+    """(model, tokenizer) the student is made from: the teacher; `student.source` for 'teacher_layers'; the
+    pretrained folder for 'pretrained' (which is loaded again as the student)."""
+    s = cfg.student
+    if s.init == "pretrained":
+        folder = Path(s.path)
+        model = load_classifier(folder, "student.path", data.label_names, cfg.trust_remote_code)
+        return model.eval(), load_tokenizer(folder, "student.path", cfg.trust_remote_code)
+    if s.init != "teacher_layers" or s.source == "teacher":
+        return teacher.model, teacher.tokenizer
+    folder = resolve_model_dir(s.source, "student.source")
+    model = load_classifier(folder, "student.source", data.label_names, cfg.trust_remote_code)
+    return model.eval(), load_tokenizer(folder, "student.source", cfg.trust_remote_code)
+
+
+def same_tokenizer(a, b) -> bool:
+    """Whether two tokenizers give every token the same id (what lets a student read the teacher's ids)."""
+    return a is b or a.get_vocab() == b.get_vocab()
+
+
+def retokenized(part: Encoded, source_tokenizer, tokenizer, max_length: int) -> Encoded:
+    """The examples of `part` (ids of `source_tokenizer`) read back as text and tokenised by `tokenizer`: how a
+    teacher with another tokenizer reads the student's variants. Segments follow the token type ids."""
+    special = set(source_tokenizer.all_special_ids)
+    texts, pairs = [], []
+    for i, ids in enumerate(part.input_ids):
+        types = part.token_type_ids[i] if part.token_type_ids else [0] * len(ids)
+        segments = [[t for t, s in zip(ids, types) if s == seg and t not in special] for seg in (0, 1)]
+        texts.append(source_tokenizer.decode(segments[0]))
+        pairs.append(source_tokenizer.decode(segments[1]))
+    split = TextSplit(texts=texts, pairs=pairs if any(pairs) else None)
+    return encode(tokenizer, split, part.labels.tolist(), max_length, "variants")
 
 
 def student_objective(cfg: RunConfig, student: torch.nn.Module, teacher: torch.nn.Module):

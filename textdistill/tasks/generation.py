@@ -124,11 +124,13 @@ class GenerationTask:
         identity = {"train": _digest(train_set), "teacher": digest}
         if online is None:
             return Training(train_set, s.train, objective, len(train_set), evaluate, identity,
-                            baseline_identity={"train": _digest(s.train)}, sizes=sizes)
+                            baseline_identity={"train": _digest(s.train)}, sizes=sizes,
+                            evaluate_teacher=lambda: evaluate(teacher.model))
         return Training(train_set, s.train, objective, len(train_set), evaluate,
                         {**identity, "online": to_dict(cfg.online)}, {"train": _digest(s.train)}, sizes,
                         extra=online.extra, extra_learning_rates=online.learning_rates,
-                        trains_teacher=online.trains_teacher, summary={"online": online.summary})
+                        trains_teacher=online.trains_teacher, summary={"online": online.summary},
+                        evaluate_teacher=lambda: evaluate(teacher.model))
 
     def load_model(self, cfg: RunConfig, folder: Path, role: str) -> torch.nn.Module:
         return load_generation_model(folder, self.name, role, cfg.trust_remote_code)
