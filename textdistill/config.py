@@ -1,8 +1,8 @@
 """Typed run configuration: YAML files and flags in, a frozen, checked `RunConfig` out.
 
 A run is described by one YAML file. YAML is only the serialisation: the file is parsed with
-`yaml.safe_load` (no tags, no code), then validated into the frozen dataclasses of `schema.py` and checked
-(`config_checks.py`). Precedence: defaults (the run's task's) < YAML file < CLI flags. Unknown keys and
+`yaml.safe_load` (no tags, no code), then validated into the frozen dataclasses of the `schema` package and
+checked (`config_checks.py`). Precedence: defaults (the run's task's) < YAML file < CLI flags. Unknown keys and
 wrong types are errors that list the valid choices (and suggest the closest name).
 """
 
