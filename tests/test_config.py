@@ -75,6 +75,16 @@ def test_wrong_type(tmp_path):
     assert "train.batch_size" in msg and "expected int" in msg
 
 
+def test_numbers_in_exponent_form_without_a_dot_are_numbers(tmp_path):
+    # YAML 1.1 reads 5e-5 as text; a learning rate written that way is meant as a number
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  dataset: rotten_tomatoes\ntrain:\n  learning_rate: 5e-5\nteacher:\n  learning_rates: [3e-5, 1E-4]\n")
+    cfg = load_config(path, {"loss.temperature": "2e0"})
+    assert cfg.train.learning_rate == 5e-5 and cfg.teacher.learning_rates == (3e-5, 1e-4)
+    assert cfg.loss.temperature == 2.0
+    assert "expected float" in _error(tmp_path, "data:\n  dataset: rotten_tomatoes\ntrain:\n  learning_rate: fast\n")
+
+
 def test_invalid_choice_lists_choices(tmp_path):
     msg = _error(tmp_path, "data:\n  dataset: rotten_tomatoes\nloss:\n  soft: cosine\n")
     assert "'cosine'" in msg and "'forward_kl'" in msg and "'mse'" in msg

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -28,6 +29,9 @@ __all__ = ["CLASSIFICATION", "GENERATION_TASKS", "STUDENT_SIZES", "TASK_NAMES", 
            "SweepConfig", "TeacherArchitecture", "TeacherConfig", "TrainConfig", "defaults", "field_tasks", "from_dict", "get", "iter_fields",
            "load_config", "replaced", "save_config", "to_dict"]
 
+
+# A number in exponent form without a dot (5e-5), which YAML 1.1 reads as text.
+_SCIENTIFIC = re.compile(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+")
 
 # Fields of the `generation` section before it was split by concept: a file that still uses them is told
 # where each one lives now.
@@ -97,6 +101,8 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif tp is float:
+        if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads 5e-5 (no dot) as text; it is meant as a number
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             # .nan and .inf are valid YAML but no setting means anything with them
             if abs(value) > 1e300 or not math.isfinite(value):
