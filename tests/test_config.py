@@ -22,7 +22,7 @@ def test_every_shipped_config_loads():
         assert isinstance(cfg, RunConfig), path
 
 
-def test_the_demo_runs_the_shipped_recipe_file_which_the_bbc_config_spells_out_too():
+def test_the_demo_runs_the_shipped_recipe_file_and_the_transfer_recipe_is_spelled_out_once_more_for_bbc():
     import dataclasses
 
     from textdistill.pipeline.commands import demo_config, shipped_config
@@ -33,10 +33,12 @@ def test_the_demo_runs_the_shipped_recipe_file_which_the_bbc_config_spells_out_t
     assert demo.output_dir == "runs/demo" and demo.data.dataset == "rotten_tomatoes"
     assert dataclasses.replace(demo, output_dir="x") == dataclasses.replace(
         load_config(CONFIG_DIR / "rotten_tomatoes.yaml"), output_dir="x")
+    transfer = load_config(CONFIG_DIR / "rotten_tomatoes_transfer.yaml")
     bbc = load_config(CONFIG_DIR / "bbc_news.yaml")
     for section in ("student", "loss", "train"):
-        assert getattr(demo, section) == getattr(bbc, section), section
-    assert demo.data.augment_copies == bbc.data.augment_copies
+        assert getattr(transfer, section) == getattr(bbc, section), section
+    assert demo.student == transfer.student and demo.loss == transfer.loss  # the demo only trains shorter
+    assert demo.data.augment_copies == transfer.data.augment_copies == bbc.data.augment_copies
 
 
 def test_every_shipped_accelerate_config_is_valid_for_accelerate():
