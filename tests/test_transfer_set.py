@@ -93,3 +93,21 @@ def test_a_run_with_both_weightings_trains_and_reports(tiny_overrides):
     summary = run_distill(cfg)
     assert summary["runs"]["student"]["steps"] == summary["runs"]["baseline"]["steps"]
     assert summary["loss"]["class_balance"] is True
+
+
+def test_the_cache_scores_each_variant_once_across_runs_and_seeds(tiny_overrides, tmp_path, monkeypatch, caplog):
+    # variants depend on data.split_seed, not train.seed: a second run and other seeds read their scores back
+    monkeypatch.setenv("TEXTDISTILL_CACHE", str(tmp_path / "cache"))
+    scored = []
+    for run, seed in (("a", 1), ("b", 1), ("c", 2), ("d", 3)):
+        caplog.clear()
+        cfg = load_config(None, {**tiny_overrides, "output_dir": str(tmp_path / run), "train.seed": seed,
+                                 "data.augment_copies": 3, "report.baseline": False, "train.epochs": 1})
+        with caplog.at_level("INFO", logger="textdistill"):
+            summary = run_distill(cfg)
+        lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("teacher scores of augmented")]
+        assert len(lines) == 1, lines
+        scored.append(lines[0])
+    n = 3 * summary["sizes"]["train"]
+    assert scored[0] == f"teacher scores of augmented: computed ({n} examples scored now)"
+    assert all(line == "teacher scores of augmented: from the cache (0 examples scored now)" for line in scored[1:])
