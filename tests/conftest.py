@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+import yaml
 from hypothesis import settings
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
@@ -21,6 +22,30 @@ SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 # machine does not turn slowness into a failure.
 settings.register_profile("textdistill", derandomize=True, database=None, deadline=None)
 settings.load_profile("textdistill")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread, and a busy machine slows two-thread runs a hundredfold; a module
+    asks for it with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def write_config(path: Path, overrides: dict) -> Path:
+    """A YAML config file at `path` from dotted overrides ({"train.epochs": 1} -> train: {epochs: 1})."""
+    nested: dict = {}
+    for dotted, value in overrides.items():
+        node = nested
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(nested))
+    return path
 
 
 def write_tokenizer(folder: Path, words: list[str]) -> BertTokenizerFast:

@@ -9,20 +9,12 @@ import torch
 import yaml
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
+from conftest import write_config
 from textdistill.cli import main, run
 
 
 def _write_config(tmp_path, overrides: dict) -> Path:
-    nested: dict = {}
-    for dotted, value in overrides.items():
-        node = nested
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(nested))
-    return path
+    return write_config(tmp_path / "tiny.yaml", overrides)
 
 
 def _fail(argv, capsys) -> str:

@@ -17,9 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-import yaml
 
-from conftest import FILLER, NEGATIVE, POSITIVE, synthetic_frame, tiny_bert, write_tokenizer
+from conftest import FILLER, NEGATIVE, POSITIVE, synthetic_frame, tiny_bert, write_config, write_tokenizer
 from textdistill.cli import main, run
 
 ALIAS_BOMB = "".join(
@@ -36,18 +35,6 @@ def listing_digest(root: Path, run_dir: Path) -> str:
         h.update(str(path.relative_to(root)).encode())
         h.update(hashlib.sha256(path.read_bytes()).digest() if path.is_file() else b"/")
     return h.hexdigest()
-
-
-def write_config(path: Path, overrides: dict) -> Path:
-    nested: dict = {}
-    for dotted, value in overrides.items():
-        node = nested
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    path.write_text(yaml.safe_dump(nested))
-    return path
 
 
 def one_line_error(argv: list[str], capsys) -> str:

@@ -7,14 +7,12 @@ import copy
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-import yaml
 from safetensors.torch import load_file
 from transformers import BertConfig, BertForSequenceClassification
 
-from conftest import FILLER, NEGATIVE, POSITIVE, tiny_bert, write_tokenizer
+from conftest import FILLER, NEGATIVE, POSITIVE, tiny_bert, write_config, write_tokenizer
 from textdistill.cli import run
 from textdistill.config import LossConfig, load_config
 from textdistill.errors import TextDistillError
@@ -35,13 +33,7 @@ from textdistill.training.token_objectives import token_positions
 T = 2.0
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # (conftest.py)
 
 
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, rel: float = 1e-5) -> None:
@@ -380,16 +372,7 @@ def test_sweep_grid_covers_the_soft_losses_and_their_options(tiny_overrides):
 # ---- end to end through the CLI, one tiny run per method --------------------------------------------------------
 
 def _config(tmp_path, overrides: dict) -> Path:
-    nested: dict = {}
-    for dotted, value in overrides.items():
-        node = nested
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(nested))
-    return path
+    return write_config(tmp_path / "tiny.yaml", overrides)
 
 
 METHODS = {

@@ -15,13 +15,7 @@ from textdistill.pipeline.run import run_distill
 from textdistill.training.ensemble import combine_teacher_logits, teacher_mixture_weights
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and a busy machine slows two-thread runs a hundredfold."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # (conftest.py)
 
 
 def _probs(logits, temperature):

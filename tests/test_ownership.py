@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import write_config
 from folder_state import snapshot, start_holder
 from textdistill.cli import main
 from textdistill.config import load_config
@@ -19,19 +20,6 @@ from textdistill.pipeline import commands
 from textdistill.pipeline.run import run_distill
 
 QUICK = {"train.max_steps": 2, "report.baseline": False, "report.latency_examples": 2, "report.throughput_batches": 1}
-
-
-def _write_config(path: Path, overrides: dict) -> Path:
-    nested: dict = {}
-    for dotted, value in overrides.items():
-        node = nested
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(nested))
-    return path
 
 
 def _fail(argv, capsys) -> str:
@@ -146,8 +134,8 @@ def test_overwrite_refuses_a_project_folder_the_cwd_and_a_legacy_run(tmp_path, r
     (project / ".git").mkdir(parents=True)
     (project / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
     (project / "data.csv").write_text("text,label\ngood,pos\n")
-    config = _write_config(project / "config.yaml", {**tiny_overrides, **QUICK, "output_dir": "."})
-    other = _write_config(tmp_path / "other.yaml", {**tiny_overrides, **QUICK, "output_dir": str(project)})
+    config = write_config(project / "config.yaml", {**tiny_overrides, **QUICK, "output_dir": "."})
+    other = write_config(tmp_path / "other.yaml", {**tiny_overrides, **QUICK, "output_dir": str(project)})
     # a run written before markers existed: config.yaml and results, no marker
     legacy = runs / "legacy"
     (legacy / "student").mkdir(parents=True)
@@ -173,7 +161,7 @@ def test_overwrite_refuses_home_even_with_a_marker(tmp_path, tiny_overrides, mon
     home = tmp_path / "home"
     _old_run(home)  # even a folder textdistill made is not replaced when it is home
     monkeypatch.setenv("HOME", str(home))
-    config = _write_config(tmp_path / "c.yaml", {**tiny_overrides, **QUICK, "output_dir": "~"})
+    config = write_config(tmp_path / "c.yaml", {**tiny_overrides, **QUICK, "output_dir": "~"})
     before = snapshot(tmp_path, skip=tmp_path / "textdistill-cache")
     msg = _fail(["distill", "--config", str(config), "--overwrite"], capsys)
     assert f"refusing to use {str(home)!r}" in msg and "home folder" in msg

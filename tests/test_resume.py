@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from safetensors.torch import load_file
 
-from conftest import FILLER, NEGATIVE, POSITIVE, synthetic_frame, tiny_bert, write_tokenizer
+from conftest import FILLER, NEGATIVE, POSITIVE, synthetic_frame, tiny_bert, write_config, write_tokenizer
 from textdistill.config import LossConfig, TrainConfig, load_config
 from textdistill.data.batching import bucketed_batches
 from textdistill.data.labelled import TextSplit, encode
@@ -31,13 +30,7 @@ from textdistill.training.checkpoints import checkpoint_problem, list_checkpoint
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and a busy machine slows two-thread runs a hundredfold."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # (conftest.py)
 
 
 # --- the loop on its own: fast, crash simulated by an exception -----------------------------------------
@@ -264,18 +257,6 @@ def test_changed_settings_are_refused_on_resume(tmp_path, encoded):
 
 # --- the whole command, killed for real --------------------------------------------------------------
 
-def _write_config(path: Path, overrides: dict) -> Path:
-    nested: dict = {}
-    for dotted, value in overrides.items():
-        node = nested
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    path.write_text(yaml.safe_dump(nested))
-    return path
-
-
 def _start(args: list[str], pause_at: str) -> subprocess.Popen:
     """`textdistill -q distill ARGS`, paused after the checkpoint `pause_at` ('name:step') until signalled."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TEXTDISTILL_PAUSE_AT": pause_at}
@@ -304,7 +285,7 @@ def _signal_when(process: subprocess.Popen, path: Path, signum: int) -> tuple[in
 def test_killed_and_interrupted_run_resumes_to_identical_weights(tmp_path, tiny_overrides):
     overrides = {**tiny_overrides, "train.checkpoint_every": 3, "train.threads": 1}
     reference = run_distill(load_config(None, {**overrides, "output_dir": str(tmp_path / "reference")}))
-    config = _write_config(tmp_path / "tiny.yaml", overrides)
+    config = write_config(tmp_path / "tiny.yaml", overrides)
     run_dir = Path(overrides["output_dir"])
 
     # the baseline trains first. SIGKILL mid-way through its first epoch (10 steps), after its checkpoint of

@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from textdistill.cli import main, run
@@ -15,13 +14,7 @@ from textdistill.pipeline import sweep as sweep_mod
 from textdistill.pipeline.sweep import Setting, apply_setting, plan_trials, run_sweep, spread_layers, sweep_grid
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and a busy machine slows two-thread runs a hundredfold."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # (conftest.py)
 
 
 def test_plan_trials_shortens_then_skips():
