@@ -398,6 +398,61 @@ def test_corrupt_cached_teacher_is_fine_tuned_again(tmp_path, tiny_overrides, te
     assert file_digest(weights) == info["weights_sha256"]
 
 
+def test_a_stopped_teacher_fine_tune_continues_on_the_next_run_without_resume(tmp_path, tiny_overrides, teacher_dir,
+                                                                              monkeypatch, caplog):
+    """The built-in teacher's fine-tune, crashed after its checkpoint of step 2 of 4, is continued by the next
+    run that wants it (no --resume: the cache key fixes everything that trains it) to the weights of an
+    uninterrupted fine-tune; a checkpoint that cannot be read is trained again from the start, with a warning."""
+    from textdistill.data.labelled import load_classification_data
+    from textdistill.hashing import file_digest
+    from textdistill.pipeline import teacher as teacher_mod
+    from textdistill.training import loop
+
+    cfg = load_config(None, {**tiny_overrides, "teacher.path": "builtin", "teacher.base": str(teacher_dir),
+                             "teacher.finetune.max_steps": 4, "teacher.finetune.checkpoint_every": 2,
+                             "teacher.finetune.progress": False, "train.threads": 1})
+    data = load_classification_data(cfg.data)
+    monkeypatch.setenv("TEXTDISTILL_CACHE", str(tmp_path / "reference"))
+    reference = file_digest(teacher_mod.builtin_teacher(cfg, data)[0] / "model.safetensors")
+
+    real_save, trained = loop.save_checkpoint, []
+
+    def crash_after_step_2(root, name, progress, **kwargs):
+        found = real_save(root, name, progress, **kwargs)
+        if progress.step == 2:
+            raise Crash
+        return found
+
+    def counting(model, batch, progress):
+        trained.append(progress)  # the share of the steps done before this one
+        return objective(model, batch, progress)
+
+    def stop_after_step_2(cache: str) -> None:
+        monkeypatch.setenv("TEXTDISTILL_CACHE", str(tmp_path / cache))
+        monkeypatch.setattr(loop, "save_checkpoint", crash_after_step_2)
+        with pytest.raises(Crash):
+            teacher_mod.builtin_teacher(cfg, data)
+        monkeypatch.setattr(loop, "save_checkpoint", real_save)
+
+    objective = teacher_mod.label_objective()
+    monkeypatch.setattr(teacher_mod, "label_objective", lambda: counting)
+    stop_after_step_2("cache")
+    del trained[:]
+    folder, info = teacher_mod.builtin_teacher(cfg, data)
+    assert not info["cached"] and file_digest(folder / "model.safetensors") == reference
+    assert min(trained) == 0.5, trained  # steps 3 and 4 only
+    assert any("resuming from teacher-step00000002" in r.message for r in caplog.records)
+    assert not folder.with_name(folder.name + ".work").exists()
+
+    stop_after_step_2("cache2")
+    work = next((tmp_path / "cache2" / "teachers").glob("*.work"))
+    (next((work / "checkpoints").glob("teacher-step*")) / "model.safetensors").write_bytes(b"broken")
+    del trained[:]
+    folder, info = teacher_mod.builtin_teacher(cfg, data)
+    assert file_digest(folder / "model.safetensors") == reference and min(trained) == 0.0, trained
+    assert any("cannot be continued" in r.message and "starting it again" in r.message for r in caplog.records)
+
+
 def test_resume_is_refused_when_the_data_or_the_teacher_outputs_changed(tmp_path, tiny_overrides, teacher_dir,
                                                                          monkeypatch):
     import pandas as pd

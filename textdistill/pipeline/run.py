@@ -132,7 +132,7 @@ def prepare(cfg: RunConfig, run_dir: Path, resume: bool, data=None, tracking: Tr
     `tracking` gets the student's and the baseline's metrics (none for a sweep's trials)."""
     task = TASKS[cfg.task]
     data = task.load_data(cfg) if data is None else data
-    teacher = task.load_teacher(cfg, data, resume)
+    teacher = task.load_teacher(cfg, data)
     prepared = task.build_student(cfg, data, teacher)
     attention = _attention_implementations(prepared.student, teacher.model)
     serve = SignalServer()

@@ -21,7 +21,7 @@ from textdistill.cache import cache_root
 from textdistill.config import RunConfig
 from textdistill.data.pairs import GenerationData, TokenData, encode_pairs
 from textdistill.evaluation.generative import heldout_nll
-from textdistill.pipeline.teacher_cache import cached_teacher
+from textdistill.pipeline.teacher_cache import TRAINING_NAME, cached_teacher
 from textdistill.training.loop import train
 from textdistill.training.objectives import label_objective
 from textdistill.training.token_objectives import count_target_tokens
@@ -103,10 +103,9 @@ def teacher_key(cfg: RunConfig, data: GenerationData) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def trained_seq2seq_teacher(cfg: RunConfig, data: GenerationData, resume: bool = False,
-                            warn: bool = True) -> tuple[Path, dict]:
-    """The teacher folder for this data and these settings: trained once, then read from the cache; `warn`
-    says how many examples were truncated."""
+def trained_seq2seq_teacher(cfg: RunConfig, data: GenerationData, warn: bool = True) -> tuple[Path, dict]:
+    """The teacher folder for this data and these settings: trained once (a stopped training is continued),
+    then read from the cache; `warn` says how many examples were truncated."""
     folder = cache_root() / "gen_teachers" / teacher_key(cfg, data)
     a, d = cfg.teacher.architecture, cfg.data
 
@@ -124,7 +123,7 @@ def trained_seq2seq_teacher(cfg: RunConfig, data: GenerationData, resume: bool =
 
         log.info("teacher: training a %d-layer encoder-decoder from scratch (cached afterwards at %s)",
                  a.num_layers, folder)
-        result = train(model, train_set, label_objective(), cfg.teacher.finetune, name="teacher", run_dir=work,
+        result = train(model, train_set, label_objective(), cfg.teacher.finetune, name=TRAINING_NAME, run_dir=work,
                        evaluate=evaluate, metric="neg_loss", count=count_target_tokens, resume=resume)
         shuffled = source_shuffled_loss(model, validation, cfg.teacher.batch_size)
         best = -result.best_score if result.best_score is not None else None
@@ -136,4 +135,4 @@ def trained_seq2seq_teacher(cfg: RunConfig, data: GenerationData, resume: bool =
                                   "steps": result.steps, "validation_loss": best,
                                   "validation_loss_sources_shuffled": shuffled}
 
-    return cached_teacher(folder, train_teacher, resume)
+    return cached_teacher(folder, train_teacher)

@@ -16,7 +16,8 @@ from textdistill.data.labelled import ClassificationData, encode_splits, load_cl
 from textdistill.evaluation.metrics import classification_metrics
 from textdistill.evaluation.predict import predict_logits
 from textdistill.models.loading import load_classifier, load_tokenizer, resolve_model_dir
-from textdistill.pipeline.teacher_cache import TEACHER_INFO, cached_teacher, open_teacher_folder, train_teacher_into
+from textdistill.pipeline.teacher_cache import (TEACHER_INFO, TRAINING_NAME, cached_teacher, open_teacher_folder,
+                                                train_teacher_into)
 from textdistill.hashing import update_with_folder
 from textdistill.training.loop import train
 from textdistill.training.objectives import label_objective
@@ -66,7 +67,7 @@ def fine_tune(cfg: RunConfig, data: ClassificationData, warn: bool = True):
             logits = predict_logits(m, splits.validation, cfg.teacher.batch_size)
             return classification_metrics(logits.argmax(-1), splits.validation.labels, data.label_names)
 
-        result = train(model, splits.train, label_objective(), cfg.teacher.finetune, name="teacher", run_dir=work,
+        result = train(model, splits.train, label_objective(), cfg.teacher.finetune, name=TRAINING_NAME, run_dir=work,
                        evaluate=evaluate, resume=resume)
         test_logits = predict_logits(model, splits.test, cfg.teacher.batch_size)
         test = classification_metrics(test_logits.argmax(-1), splits.test.labels, data.label_names)
@@ -82,18 +83,20 @@ def fine_tune(cfg: RunConfig, data: ClassificationData, warn: bool = True):
     return train_teacher
 
 
-def builtin_teacher(cfg: RunConfig, data: ClassificationData, resume: bool = False) -> tuple[Path, dict]:
-    """The fine-tuned built-in teacher for this data, trained once and cached under a content key.
+def builtin_teacher(cfg: RunConfig, data: ClassificationData) -> tuple[Path, dict]:
+    """The fine-tuned built-in teacher for this data, trained once and cached under a content key. A fine-tune
+    that was stopped (Ctrl-C, a killed process) continues from its newest checkpoint in the cache on the next
+    run that wants the same teacher, with or without `--resume`: the key fixes everything that trains it.
 
     With `teacher.learning_rates`, each rate is a fine-tuning of its own (cached like any other) and the one
     with the best validation accuracy is the teacher (the first on ties); its info lists every trial.
     """
     if not cfg.teacher.learning_rates:
-        return _fine_tuned(cfg, data, resume)
+        return _fine_tuned(cfg, data)
     trials = []
     for lr in cfg.teacher.learning_rates:
         log.info("teacher: learning-rate search, trial %g", lr)
-        trials.append(_fine_tuned(replaced(cfg, {"teacher.finetune.learning_rate": lr}), data, resume))
+        trials.append(_fine_tuned(replaced(cfg, {"teacher.finetune.learning_rate": lr}), data))
     folder, info = max(trials, key=lambda t: t[1].get("validation_accuracy") or 0.0)  # max keeps the first
     search = [{k: i.get(k) for k in ("learning_rate", "validation_accuracy", "steps", "train_seconds", "cached")}
               for _, i in trials]
@@ -102,13 +105,13 @@ def builtin_teacher(cfg: RunConfig, data: ClassificationData, resume: bool = Fal
     return folder, {**info, "search": search}
 
 
-def _fine_tuned(cfg: RunConfig, data: ClassificationData, resume: bool) -> tuple[Path, dict]:
+def _fine_tuned(cfg: RunConfig, data: ClassificationData) -> tuple[Path, dict]:
     folder = cache_root() / "teachers" / teacher_cache_key(cfg, data)
     if not (folder / TEACHER_INFO).is_file():
         log.info("teacher: fine-tuning %s on the training data until validation stops improving (cached afterwards "
-                 "at %s)", cfg.teacher.base, folder)
+                 "at %s; if stopped, the next run continues it)", cfg.teacher.base, folder)
     # quiet about truncation: the run tokenises the same splits with this tokenizer next and says it there
-    return cached_teacher(folder, fine_tune(cfg, data, warn=False), resume)
+    return cached_teacher(folder, fine_tune(cfg, data, warn=False))
 
 
 def run_teacher(cfg: RunConfig, output: str | Path | None = None, overwrite: bool = False) -> dict:

@@ -3,7 +3,9 @@ every task: trained once, cached under a key of everything that determines their
 
 A made teacher is a plain Hugging Face folder plus `textdistill_teacher.json` (how it was made, and the
 sha256 of its weights), written last, so its presence marks a complete teacher. Training runs in
-`<folder>.work` on every process (data parallelism); the main process alone writes. A cached teacher
+`<folder>.work` on every process (data parallelism); the main process alone writes. A training that was
+stopped (Ctrl-C, a killed process) continues from its newest sound checkpoint there on the next run that wants
+the same teacher: the key fixes everything that trains it. A cached teacher
 whose weights no longer match their recorded checksum (a truncated copy, a disk error) is never loaded:
 it is trained again.
 """
@@ -24,6 +26,7 @@ from textdistill.hashing import digest_problem, file_digest
 from textdistill.locking import wait_lock
 from textdistill.ownership import OwnedFolder, owned_work_folder, remove_owned
 from textdistill.pipeline.runs import on_main_process, save_model
+from textdistill.training.checkpoints import newest_checkpoint, resume_problem
 from textdistill.training.distributed import is_main, wait_for_everyone
 
 log = logging.getLogger("textdistill")
@@ -32,23 +35,25 @@ TEACHER_INFO = "textdistill_teacher.json"
 # `train(work, resume)` trains a teacher with its checkpoints in the folder `work` (continuing from the newest
 # one with `resume`), on every process, and returns the model, its tokenizer and what to record about it.
 TrainTeacher = Callable[[Path, bool], tuple[torch.nn.Module, object, dict]]
+TRAINING_NAME = "teacher"  # the name the teachers' trainings give the loop (their checkpoints' prefix)
 
 
-def cached_teacher(folder: Path, train: TrainTeacher, resume: bool = False) -> tuple[Path, dict]:
-    """The teacher in `folder` (under the cache root): reused when sound, else trained by `train` and saved.
+def cached_teacher(folder: Path, train: TrainTeacher) -> tuple[Path, dict]:
+    """The teacher in `folder` (under the cache root): reused when sound, else trained by `train` and saved;
+    a stopped training of it is continued.
 
     Returns the folder and its info, with `cached` saying whether it was reused. One process makes a given
     teacher: another run wanting it waits for the key's lock, then reuses what the first one saved.
     """
     lock = wait_lock(folder.with_name(folder.name + ".lock"), f"the teacher {folder}") if is_main() else None
     try:
-        return _cached_teacher(folder, train, resume)
+        return _cached_teacher(folder, train)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _cached_teacher(folder: Path, train: TrainTeacher, resume: bool) -> tuple[Path, dict]:
+def _cached_teacher(folder: Path, train: TrainTeacher) -> tuple[Path, dict]:
     wait_for_everyone()  # the other processes look once the main one holds the lock
     info_path = folder / TEACHER_INFO
     if info_path.is_file():
@@ -63,8 +68,21 @@ def _cached_teacher(folder: Path, train: TrainTeacher, resume: bool) -> tuple[Pa
         if is_main():
             info_path.unlink()
     started = time.perf_counter()
-    info = train_teacher_into(folder, train, resume, started)
+    info = train_teacher_into(folder, train, _can_continue(folder.with_name(folder.name + ".work")), started)
     return folder, {**info, "cached": False}
+
+
+def _can_continue(work: Path) -> bool:
+    """Whether a stopped training in `work` can be continued; one that cannot (no sound checkpoint, another
+    version's checkpoint format) is started again, with a warning, since nothing else will ever use it."""
+    if not work.is_dir():
+        return False
+    problem = resume_problem(work / "checkpoints", TRAINING_NAME) if is_main() else None
+    if problem is not None:
+        log.warning("the stopped training in %s cannot be continued (%s); starting it again", work, problem)
+    elif is_main() and newest_checkpoint(work / "checkpoints", TRAINING_NAME) is not None:
+        log.info("teacher: continuing the stopped training in %s", work)
+    return problem is None
 
 
 def train_teacher_into(folder: Path, train: TrainTeacher, resume: bool = False, started: float | None = None) -> dict:

@@ -74,7 +74,7 @@ class Task(Protocol):
     def load_data(self, cfg: RunConfig) -> Any:
         """Read and split the configured examples."""
 
-    def load_teacher(self, cfg: RunConfig, data: Any, resume: bool) -> Teacher:
+    def load_teacher(self, cfg: RunConfig, data: Any) -> Teacher:
         """The frozen teacher, made first (and cached) when the config asks for one made here."""
 
     def build_student(self, cfg: RunConfig, data: Any, teacher: Teacher) -> Prepared:

@@ -87,7 +87,7 @@ class ClassificationTask:
     def load_data(self, cfg: RunConfig) -> ClassificationData:
         return load_classification_data(cfg.data)
 
-    def load_teacher(self, cfg: RunConfig, data: ClassificationData, resume: bool) -> ClassifierTeacher:
+    def load_teacher(self, cfg: RunConfig, data: ClassificationData) -> ClassifierTeacher:
         if cfg.teacher.path == "builtin" and trains_teacher(cfg):
             # online: the pretrained base with a new head for the data's labels, fine-tuned in the student's loop
             folder = resolve_model_dir(cfg.teacher.base, "teacher.base")
@@ -96,7 +96,7 @@ class ClassificationTask:
             return ClassifierTeacher(folder, {"base": str(folder), "fine_tuned": "in the student's loop"}, model,
                                      tokenizer, order=list(range(len(data.label_names))))
         if cfg.teacher.path == "builtin":
-            folder, info = builtin_teacher(cfg, data, resume=resume)
+            folder, info = builtin_teacher(cfg, data)
         else:
             folder, info = resolve_model_dir(cfg.teacher.path, "teacher.path"), {}
         tokenizer = load_tokenizer(folder, "teacher", cfg.trust_remote_code)

@@ -62,8 +62,8 @@ class GenerationTask:
     def load_data(self, cfg: RunConfig) -> GenerationData:
         return load_generation_data(cfg.data)
 
-    def load_teacher(self, cfg: RunConfig, data: GenerationData, resume: bool) -> Teacher:
-        folder, info = teacher_folder(cfg, data, resume)
+    def load_teacher(self, cfg: RunConfig, data: GenerationData) -> Teacher:
+        folder, info = teacher_folder(cfg, data)
         tokenizer = load_tokenizer(folder, "teacher", cfg.trust_remote_code)
         model = load_generation_model(folder, self.name, "teacher.path", cfg.trust_remote_code)
         model.requires_grad_(False)  # frozen: scored without gradients, never updated
@@ -190,7 +190,7 @@ class GenerationTask:
         return {"teacher": str(out), **info}
 
 
-def teacher_folder(cfg: RunConfig, data: GenerationData, resume: bool) -> tuple[Path, dict]:
+def teacher_folder(cfg: RunConfig, data: GenerationData) -> tuple[Path, dict]:
     """The teacher's folder: given, the built-in SmolLM2 (converted once, by the main process), or trained here."""
     if cfg.teacher.path == "builtin":
         from textdistill.models import builtin_lm
@@ -203,7 +203,7 @@ def teacher_folder(cfg: RunConfig, data: GenerationData, resume: bool) -> tuple[
         from textdistill.pipeline.seq2seq_teacher import trained_seq2seq_teacher
 
         # quiet about truncation: the run tokenises the same splits with this tokenizer next and says it there
-        return trained_seq2seq_teacher(cfg, data, resume, warn=False)
+        return trained_seq2seq_teacher(cfg, data, warn=False)
     return resolve_model_dir(cfg.teacher.path, "teacher.path"), {}
 
 

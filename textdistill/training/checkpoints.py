@@ -163,6 +163,22 @@ def save_checkpoint(root: Path, name: str, progress: Progress, *, accelerator, m
     return final
 
 
+def resume_problem(root: Path, name: str) -> str | None:
+    """Why the newest checkpoint of `name` under `root` cannot be resumed by this version, or None (also when
+    there is none: training then starts from the beginning)."""
+    try:
+        found = newest_checkpoint(root, name)
+    except TextDistillError as e:
+        return str(e)
+    if found is None:
+        return None
+    try:
+        fmt = json.loads((found / "state.json").read_text(encoding="utf-8")).get("format")
+    except (OSError, ValueError, AttributeError):
+        return f"{found.name}/state.json is unreadable"
+    return None if fmt == FORMAT else f"{found.name} has checkpoint format {fmt!r}, this version reads {FORMAT}"
+
+
 def restore_checkpoint(folder: Path, *, accelerator, model, extra, optimizer, scheduler, best_path: Path,
                        cfg: TrainConfig, identity: dict) -> Progress:
     """Load a checkpoint written by `save_checkpoint` into the loop's objects; return its progress."""
