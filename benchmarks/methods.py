@@ -17,9 +17,12 @@ a seed (same student, seed and step budget), so only the default recipe's run tr
 - co-training: `online.mode: co_training` from the pretrained (not fine-tuned) teacher base, the teacher
   learning for the first quarter of the steps (one epoch of the four; the built-in fine-tune runs until its
   validation accuracy stops improving, several epochs), frozen
-  after; hidden-state matching off (an online mode compares outputs only); its wall time is set against
-  the teacher's fine-tune plus the default recipe's distill run;
-- mutual: `online.mode: mutual`, teacher and student as peers, both from the pretrained base;
+  after; hidden-state matching off (an online mode compares outputs only); on the labelled text alone
+  (`data.augment_copies: 0`): a teacher in the loop learns only from the labelled examples of a batch (1 in
+  9 with the recipe's 8 variants per text) and scores every variant live, so the transfer set would starve
+  it of labels; its wall time is set against the teacher's fine-tune plus the default recipe's distill run;
+- mutual: `online.mode: mutual`, teacher and student as peers, both from the pretrained base, on the
+  labelled text alone like co-training;
 - quantisation-aware: `quantisation.aware: true`; then `textdistill bench` on it and on the default
   recipe's run gives the int8 ONNX accuracy and batch-1 latency of both (today's dynamic int8 of the float
   student against the quantisation-aware student's).
@@ -50,9 +53,10 @@ METHODS = {
     "+ contrastive": ["--loss.contrastive_weight", "0.1", "--loss.contrastive_bank", "4096"],
     "quantisation-aware": ["--quantisation.aware", "true"],
     "+ vid (hidden states)": ["--loss.hidden_loss", "vid"],
-    "co-training": ["--online.mode", "co_training", "--online.teacher_share", "0.25", "--loss.hidden_loss", "none"],
+    "co-training": ["--online.mode", "co_training", "--online.teacher_share", "0.25", "--loss.hidden_loss", "none",
+                    "--data.augment_copies", "0"],
     "mutual (teacher + student)": ["--online.mode", "mutual", "--loss.hidden_loss", "none",
-                                   "--loss.soft_weighting", "none"],
+                                   "--loss.soft_weighting", "none", "--data.augment_copies", "0"],
 }
 ONLINE = ("co-training", "mutual (teacher + student)")
 QAT = "quantisation-aware"
