@@ -26,7 +26,7 @@ from textdistill.hashing import digest_problem, file_digest
 from textdistill.locking import wait_lock
 from textdistill.ownership import OwnedFolder, owned_work_folder, remove_owned
 from textdistill.pipeline.runs import on_main_process, save_model
-from textdistill.training.checkpoints import newest_checkpoint, resume_problem
+from textdistill.training.checkpoints import resume_problem
 from textdistill.training.distributed import is_main, wait_for_everyone
 
 log = logging.getLogger("textdistill")
@@ -77,11 +77,11 @@ def _can_continue(work: Path) -> bool:
     version's checkpoint format) is started again, with a warning, since nothing else will ever use it."""
     if not work.is_dir():
         return False
+    # the main process decides: it empties the folder before the others look (train_teacher_into), so they
+    # find no checkpoint to continue from when it starts again; the loop logs the checkpoint it continues from
     problem = resume_problem(work / "checkpoints", TRAINING_NAME) if is_main() else None
     if problem is not None:
         log.warning("the stopped training in %s cannot be continued (%s); starting it again", work, problem)
-    elif is_main() and newest_checkpoint(work / "checkpoints", TRAINING_NAME) is not None:
-        log.info("teacher: continuing the stopped training in %s", work)
     return problem is None
 
 
