@@ -211,6 +211,7 @@ def test_sigterm_stops_at_a_step_boundary_with_a_checkpoint(tmp_path, encoded, u
     with pytest.raises(Interrupted) as e:
         _train(tmp_path, encoded, objective=objective)
     assert e.value.code == 128 + signal.SIGTERM and "stopped at step 3" in str(e.value)
+    assert str(e.value).endswith("continue with --resume")
     assert [s for s, _ in list_checkpoints(tmp_path / "checkpoints", "student")] == [2, 3]
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone after training
     model, extra, _ = _train(tmp_path, encoded, resume=True)
@@ -451,6 +452,32 @@ def test_a_stopped_teacher_fine_tune_continues_on_the_next_run_without_resume(tm
     folder, info = teacher_mod.builtin_teacher(cfg, data)
     assert file_digest(folder / "model.safetensors") == reference and min(trained) == 0.0, trained
     assert any("cannot be continued" in r.message and "starting it again" in r.message for r in caplog.records)
+
+
+def test_a_signal_during_a_cached_teacher_fine_tune_says_the_next_run_continues_it(tmp_path, tiny_overrides,
+                                                                                   teacher_dir, monkeypatch):
+    """Not "continue with --resume": the cache continues a stopped teacher by itself."""
+    from textdistill.data.labelled import load_classification_data
+    from textdistill.pipeline import teacher as teacher_mod
+    from textdistill.training.stopping import Interrupted
+
+    cfg = load_config(None, {**tiny_overrides, "teacher.path": "builtin", "teacher.base": str(teacher_dir),
+                             "teacher.finetune.max_steps": 4, "teacher.finetune.progress": False,
+                             "train.threads": 1})
+    monkeypatch.setenv("TEXTDISTILL_CACHE", str(tmp_path / "cache"))
+    objective, calls = teacher_mod.label_objective(), {"n": 0}
+
+    def terminated_in_step_2(model, batch, progress):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return objective(model, batch, progress)
+
+    monkeypatch.setattr(teacher_mod, "label_objective", lambda: terminated_in_step_2)
+    with pytest.raises(Interrupted) as e:
+        teacher_mod.builtin_teacher(cfg, load_classification_data(cfg.data))
+    assert "stopped at step" in str(e.value) and "--resume" not in str(e.value)
+    assert str(e.value).endswith("the next run that wants this teacher continues from it")
 
 
 def test_resume_is_refused_when_the_data_or_the_teacher_outputs_changed(tmp_path, tiny_overrides, teacher_dir,

@@ -28,6 +28,7 @@ from textdistill.ownership import OwnedFolder, owned_work_folder, remove_owned
 from textdistill.pipeline.runs import on_main_process, save_model
 from textdistill.training.checkpoints import resume_problem
 from textdistill.training.distributed import is_main, wait_for_everyone
+from textdistill.training.stopping import Interrupted
 
 log = logging.getLogger("textdistill")
 TEACHER_INFO = "textdistill_teacher.json"
@@ -68,7 +69,10 @@ def _cached_teacher(folder: Path, train: TrainTeacher) -> tuple[Path, dict]:
         if is_main():
             info_path.unlink()
     started = time.perf_counter()
-    info = train_teacher_into(folder, train, _can_continue(folder.with_name(folder.name + ".work")), started)
+    try:
+        info = train_teacher_into(folder, train, _can_continue(folder.with_name(folder.name + ".work")), started)
+    except Interrupted as stopped:  # the cache continues it by itself: no --resume needed
+        raise stopped.with_hint("the next run that wants this teacher continues from it") from None
     return folder, {**info, "cached": False}
 
 

@@ -321,7 +321,7 @@ def train(
                 last_good = f"the last good checkpoint is {found}"
             if signum:
                 raise Interrupted(f"{name}: stopped at step {step} by signal {signum}; checkpoint saved in "
-                                  f"{found}; continue with --resume", signum)
+                                  f"{found}", signum)
             if progress.finished:
                 break
     bar.close()

@@ -16,11 +16,16 @@ from textdistill.errors import TextDistillError
 
 
 class Interrupted(KeyboardInterrupt):
-    """The run stopped on a signal after saving a checkpoint; `code` is the shell's exit status (128 + signal)."""
+    """The run stopped on a signal after saving a checkpoint; `code` is the shell's exit status (128 + signal).
+    The message ends with how to continue, `hint`; a caller that continues differently swaps it
+    (`with_hint`)."""
 
-    def __init__(self, message: str, signum: int):
-        super().__init__(message)
-        self.code = 128 + signum
+    def __init__(self, message: str, signum: int, hint: str = "continue with --resume"):
+        super().__init__(f"{message}; {hint}")
+        self.message, self.signum, self.code = message, signum, 128 + signum
+
+    def with_hint(self, hint: str) -> "Interrupted":
+        return Interrupted(self.message, self.signum, hint)
 
 
 class StopRequest:
