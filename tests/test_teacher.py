@@ -112,9 +112,11 @@ def test_teacher_scores_are_computed_again_when_the_teachers_files_change(tiny_o
     assert teacher_folder_digest(folder) != digest and run("new_tokenizer")[0]
 
 
-def test_training_stops_when_validation_stops_improving_and_keeps_the_best_weights(tiny_overrides, tmp_path):
+def test_training_stops_when_validation_stops_improving_and_keeps_the_best_weights(tiny_overrides, tmp_path,
+                                                                                    caplog):
     """A validation curve that rises then falls: training stops `patience` evaluations after the peak (not
-    before `min_steps`), and the model ends with the weights it had at the peak."""
+    before `min_steps`), and the model ends with the weights it had at the peak. After each evaluation the
+    log says between which steps it will end."""
     import torch
 
     from conftest import tiny_bert
@@ -143,13 +145,19 @@ def test_training_stops_when_validation_stops_improving_and_keeps_the_best_weigh
         result = train(model, data, label_objective(), cfg, name="t", run_dir=run_dir, evaluate=evaluate)
         return model, seen, result
 
+    caplog.set_level("INFO", logger="textdistill")
     model, seen, result = run(0)
     assert result.steps == 8 and len(seen) == 4  # peak at the 2nd evaluation, two without improvement
+    outlook = [r.message.split("; ends ")[1].split(",")[0] for r in caplog.records if "; ends " in r.message]
+    assert outlook == ["between step 6 and 24", "between step 8 and 24", "between step 8 and 24"]
     assert result.best_step == 4 and result.best_score == 0.70
     final = model.state_dict()
     assert all(torch.equal(final[k], seen[1][k]) for k in final)  # the peak's weights, not the last ones
     assert not all(torch.equal(final[k], seen[3][k]) for k in final)
+    caplog.clear()
     _, seen, result = run(12)  # no early stop before step 12: the later peak is found, then two evaluations
+    assert [r.message.split("; ends ")[1].split(",")[0] for r in caplog.records if "; ends " in r.message][:3] == \
+        ["between step 12 and 24"] * 3
     assert result.best_step == 12 and result.best_score == 0.99 and result.steps == 16 and len(seen) == 8
 
 

@@ -136,7 +136,16 @@ def _setup_logging(quiet: bool) -> None:
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-    handler = logging.StreamHandler(sys.stderr)
+    from tqdm.auto import tqdm
+
+    class BarSafe(logging.StreamHandler):
+        def emit(self, record: logging.LogRecord) -> None:  # above a running progress bar, not through it
+            try:
+                tqdm.write(self.format(record), file=self.stream)
+            except Exception:
+                self.handleError(record)
+
+    handler = BarSafe(sys.stderr)
 
     class Format(logging.Formatter):
         def format(self, record: logging.LogRecord) -> str:

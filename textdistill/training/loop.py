@@ -38,7 +38,7 @@ from textdistill.training.distributed import check_data_parallel, process_share
 from textdistill.precision import autocast, resolve_precision, set_dropout
 from textdistill.training.checkpoints import (Progress, check_name, keep_metrics_until, load_weights,
                                               newest_checkpoint, restore_checkpoint, save_checkpoint, save_weights)
-from textdistill.training.stopping import FiniteWatch, Interrupted, StopRequest
+from textdistill.training.stopping import FiniteWatch, Interrupted, StopRequest, earliest_end
 from textdistill.training.tracking import Tracking
 
 Objective = Callable[[torch.nn.Module, Batch, float], dict[str, torch.Tensor]]
@@ -308,6 +308,10 @@ def train(
                             bar.write(f"{name}: early stop at step {step}, best {metric} "
                                       f"{progress.best_score:.4f} at step {progress.best_step}")
                         progress.finished = True
+                if main and not progress.finished and step < steps:
+                    _log_outlook(name, step, steps, metric, scores[metric], progress,
+                                 earliest_end(step, progress.since_best, cfg.early_stopping_patience, eval_every,
+                                              cfg.min_steps, steps), time.perf_counter() - start)
 
             progress.finished = progress.finished or step == steps
             # with several processes, agreeing on a stop is a collective: ask only at log steps
@@ -332,6 +336,17 @@ def train(
         load_weights(model, best_path)
     model.eval()
     return result
+
+
+def _log_outlook(name: str, step: int, steps: int, metric: str, score: float, progress: Progress, earliest: int,
+                 elapsed: float) -> None:
+    """After an evaluation: the score, the best so far, and when the training will end (between the first step
+    early stopping could end it and the last), in minutes at the rate so far; the bar's ETA is the latest."""
+    per_step = elapsed / step
+    when = (f"at step {steps}" if earliest == steps else f"between step {earliest} and {steps}")
+    minutes = " and ".join(f"{(end - step) * per_step / 60:.0f}" for end in dict.fromkeys((earliest, steps)))
+    log.info("%s: step %d, validation %s %.4f (best %.4f at step %d); ends %s, %s min from now at %.2f s a step",
+             name, step, metric, score, progress.best_score, progress.best_step, when, minutes, per_step)
 
 
 def _clipped_groups(shared: list[torch.nn.Module],

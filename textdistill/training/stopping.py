@@ -15,6 +15,18 @@ import torch
 from textdistill.errors import TextDistillError
 
 
+def earliest_end(step: int, since_best: int, patience: int | None, eval_every: int, min_steps: int, steps: int) -> int:
+    """The first step at which early stopping can end a training evaluated at `step`, with `since_best`
+    evaluations without improvement so far: every later evaluation (each `eval_every` steps) failing to
+    improve, and none before `min_steps`; `steps` without early stopping or when that comes first."""
+    if patience is None:
+        return steps
+    end = step + max(patience - since_best, 1) * eval_every
+    if end < min_steps:
+        end = math.ceil(min_steps / eval_every) * eval_every
+    return min(end, steps)
+
+
 class Interrupted(KeyboardInterrupt):
     """The run stopped on a signal after saving a checkpoint; `code` is the shell's exit status (128 + signal).
     The message ends with how to continue, `hint`; a caller that continues differently swaps it
