@@ -105,14 +105,16 @@ def test_classification_objective_is_the_whole_formula():
     cfg = LossConfig(alpha=0.3, beta=0.7, temperature=T, soft_weighting="confidence")
     terms = classification_objective(cfg)(student, batch, 0.0)
     assert set(terms) == {"ce", "soft"}
-    logits = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.double()  # [4, 2]
+    with torch.no_grad():  # the reference needs no gradient
+        logits = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.double()  # [4, 2]
     teacher = batch["teacher_logits"].double()
     p, q = torch.softmax(teacher / T, -1), torch.softmax(logits / T, -1)
     kl = (p * (p.log() - q.log())).sum(-1)  # [4]
     w = torch.softmax(teacher, -1).max(-1).values  # the teacher's top probability
     ce = sum(-torch.log_softmax(logits[i], -1)[y] for i, y in enumerate(batch["targets"].tolist()) if y != IGNORE_INDEX)
-    assert float(sum(terms.values())) == pytest.approx(float(0.3 * ce + 0.7 * T**2 * (w * kl).sum()), rel=1e-5)
-    assert float(terms["ce"]) == pytest.approx(float(0.3 * ce), rel=1e-5)
+    total = float(sum(t.detach() for t in terms.values()))
+    assert total == pytest.approx(float(0.3 * ce + 0.7 * T**2 * (w * kl).sum()), rel=1e-5)
+    assert float(terms["ce"].detach()) == pytest.approx(float(0.3 * ce), rel=1e-5)
 
 
 def test_baseline_starts_from_the_students_initial_weights(tiny_overrides, monkeypatch):
