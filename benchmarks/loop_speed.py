@@ -15,8 +15,9 @@ Variants:
   run with nothing cached pays) plus one epoch of `train`, once with each scoring backend: PyTorch
   (float32, or bf16 autocast where native) and ONNX Runtime float32 (the teacher's export is made once
   before the rounds, as a run finds it cached after its first; its one-off time is printed; opening the
-  session and checking it against PyTorch is timed). The ratio against the target is the one of the
-  backend `cached_teacher_logits` picks by default ('auto');
+  session and checking it against PyTorch is timed), and ONNX Runtime with int8 weights (`teacher.scoring:
+  int8`; its quantised copy is made with the export). The ratio against the target is the one of the
+  backend `cached_teacher_logits` picks by default ('auto'), then the int8 one's;
 - textdistill steady: one epoch of `train` with the teacher's logits from the cache (every later epoch,
   and every later run on the same teacher and data);
 - student alone: the same `train` with labels only, no teacher at all: the limit.
@@ -59,7 +60,7 @@ from transformers import BertConfig, BertForSequenceClassification
 
 from textdistill.config import LossConfig, TrainConfig
 from textdistill.data.labelled import Encoded
-from textdistill.models.onnx_teacher import exported_teacher, scoring_backend
+from textdistill.models.onnx_teacher import exported_teacher, quantised_teacher, scoring_backend
 from textdistill.tasks.classification import cached_teacher_logits
 from textdistill.training.loop import train
 from textdistill.training.example_objectives import classification_objective
@@ -202,10 +203,12 @@ def main() -> None:
           f"ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', '')} "
           f"MKL_ENABLE_INSTRUCTIONS={os.environ.get('MKL_ENABLE_INSTRUCTIONS', '')}")
     start = time.perf_counter()
-    exported_teacher(teacher, "bench-teacher")
-    print(f"one-off ONNX export of the teacher (cached across runs): {time.perf_counter() - start:.1f}s")
+    quantised_teacher(exported_teacher(teacher, "bench-teacher")[0])
+    print(f"one-off ONNX export of the teacher and its int8 copy (cached across runs): "
+          f"{time.perf_counter() - start:.1f}s")
     first_names = {"pytorch": f"textdistill, first epoch, PyTorch scoring ({'bf16' if precision == 'bf16' else 'fp32'})",
-                   "onnxruntime": "textdistill, first epoch, ONNX Runtime scoring (fp32)"}
+                   "onnxruntime": "textdistill, first epoch, ONNX Runtime scoring (fp32)",
+                   "int8": "textdistill, first epoch, ONNX Runtime scoring (int8)"}
     scoring_times: dict[str, list[float]] = {}
 
     def td_first(backend: str) -> float:
@@ -231,7 +234,8 @@ def main() -> None:
             first, steady = textbrewer_run(tb, teacher, copy.deepcopy(student0), data, batch_size, True, work / "tbc")
             add("textbrewer cached, first epoch", first)
             add("textbrewer cached, steady state", steady)
-        for backend in (("pytorch", "onnxruntime") if r % 2 == 0 else ("onnxruntime", "pytorch")):
+        backends = ("pytorch", "onnxruntime", "int8")
+        for backend in (backends if r % 2 == 0 else backends[::-1]):
             add(first_names[backend], td_first(backend))
         add("textdistill, steady state (cached)", textdistill_epoch(copy.deepcopy(student0), data, batch_size,
                                                                    classification_objective(LossConfig()), work,
@@ -254,10 +258,12 @@ def main() -> None:
           f"{auto_backend} scoring, the default here)")
     other = "pytorch" if auto_backend == "onnxruntime" else "onnxruntime"
     print(f"  the same with {other} scoring{' ' * (15 - len(other))}{rate[first_names[other]] / plain:6.2f}")
+    print(f"  the same with int8 scoring (teacher.scoring) {rate[first_names['int8']] / plain:6.2f}  (>= 2)")
     print(f"  textdistill steady / student alone        {steady / rate['student alone (no teacher)']:6.2f}  (>= 0.9)")
     scoring = {k: statistics.median(v) for k, v in scoring_times.items()}
     print(f"\nteacher scoring alone (median s): PyTorch {scoring['pytorch']:.2f}, ONNX Runtime {scoring['onnxruntime']:.2f} "
-          f"({scoring['pytorch'] / scoring['onnxruntime']:.2f}x)")
+          f"({scoring['pytorch'] / scoring['onnxruntime']:.2f}x), ONNX Runtime int8 {scoring['int8']:.2f} "
+          f"({scoring['pytorch'] / scoring['int8']:.2f}x)")
     flops = step_flops(student0, data, batch_size)
     fp32 = matmul_gflops(torch.float32)
     bf16 = matmul_gflops(torch.bfloat16) if precision == "bf16" else None  # emulated bf16 is no ceiling

@@ -4,9 +4,9 @@
 
 A MiniLM-shaped teacher (6 layers, hidden 384, random weights: speed does not depend on them), 2 threads:
 1. forward of 32 x 128 tokens in float32, under bfloat16 autocast, with bfloat16 weights, and in ONNX
-   Runtime float32 (the export `cached_teacher_logits` scores with) and int8 (dynamic quantisation, not
-   used for scoring; medians over the rounds, interleaved), with the largest |logit difference| from
-   float32 and the largest |logit| (the scale);
+   Runtime float32 (the export `cached_teacher_logits` scores with) and int8 (the quantised copy
+   `teacher.scoring: int8` scores with; medians over the rounds, interleaved), with the largest |logit
+   difference| from float32 and the largest |logit| (the scale);
 2. `predict_logits` under bf16 autocast at several batch sizes, for texts of 128 and of 32 tokens: the
    measurement behind the 4,096-token cap on inference batches (`data/batching.py`).
 """
@@ -23,12 +23,11 @@ import tempfile
 import time
 
 import torch
-from onnxruntime.quantization import QuantType, quantize_dynamic
 from transformers import BertConfig, BertForSequenceClassification
 
 from textdistill.data.labelled import Encoded
 from textdistill.evaluation.predict import predict_logits
-from textdistill.models.onnx_teacher import exported_teacher, open_session
+from textdistill.models.onnx_teacher import exported_teacher, open_session, quantised_teacher
 
 
 def synthetic(n: int, length: int) -> Encoded:
@@ -59,10 +58,7 @@ def main() -> None:
     os.environ["TEXTDISTILL_CACHE"] = work
     path = exported_teacher(teacher, "scoring-speed")[0]
     session = open_session(path)
-    # int8 weights (dynamic quantisation): not used for scoring (its logits move by a few % of their scale),
-    # measured as the lower-precision option for CPUs without native bfloat16
-    quantize_dynamic(str(path), str(path.with_name("model.int8.onnx")), weight_type=QuantType.QInt8)
-    int8 = open_session(path.with_name("model.int8.onnx"))
+    int8 = open_session(quantised_teacher(path))  # teacher.scoring: int8
     feed = {"input_ids": x["input_ids"].numpy(), "attention_mask": x["attention_mask"].numpy(),
             "token_type_ids": torch.zeros_like(x["input_ids"]).numpy()}
     variants = {"float32": lambda: teacher(**x).logits, "bf16 autocast": autocast,

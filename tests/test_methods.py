@@ -96,6 +96,7 @@ def test_shared_method_fields_serve_every_task():
     ({"online.mode": "mutual", "loss.soft_weighting": "confidence"}, "soft_weighting: none"),
     ({"online.mode": "co_training", "loss.class_balance": True}, "class_balance: false"),
     ({"online.mode": "co_training", "loss.label_normalization": "labelled"}, "label_normalization: examples"),
+    ({"online.mode": "co_training", "teacher.scoring": "int8"}, "set teacher.scoring: auto"),
     ({"online.mode": "co_training", "online.teacher_learning_rate": 0}, "teacher_learning_rate must be positive"),
     ({"online.mode": "co_training", "student.source": "minilm"}, "a tokenizer of its own"),
     ({"online.mode": "mutual", "online.teacher_share": 0.5}, "teacher_share is for online.mode 'co_training'"),

@@ -14,7 +14,7 @@ from textdistill.models.onnx_teacher import (exported_teacher, hidden_state_name
                                              onnx_teacher_session, probe_examples, relative_difference,
                                              scoring_backend)
 from textdistill.hashing import folder_digest as teacher_folder_digest
-from textdistill.tasks.classification import cached_teacher_logits
+from textdistill.tasks.classification import cached_teacher_logits, int8_scoring
 
 VOCAB = 40
 # float32 ONNX Runtime against PyTorch: other kernels, other summation order; measured about 2e-7
@@ -155,3 +155,52 @@ def test_onnx_and_pytorch_scores_are_cached_apart(teacher, caplog):
     assert "scoring with PyTorch" not in caplog.text
     assert relative_difference(fast, slow) < RTOL
     assert len(list((cache_root() / "scores").iterdir())) == 2  # one entry per backend
+
+
+def test_int8_scoring_reads_the_quantised_copy_within_its_tolerance_and_is_cached_apart(teacher, caplog):
+    examples = data(teacher)
+    full = cached_teacher_logits(teacher, examples, 4, "digest", 32, "no", backend="onnxruntime")
+    int8 = cached_teacher_logits(teacher, examples, 4, "digest", 32, "no", backend="int8")
+    assert "ONNX Runtime, int8 weights (logits within" in caplog.text and "scoring with PyTorch" not in caplog.text
+    # int8 weights moved the logits (by rounding, not by a wrong graph)
+    assert 10 * RTOL < relative_difference(int8, full) < onnx_teacher.INT8_TOLERANCE
+    assert len(list((cache_root() / "scores").iterdir())) == 2  # one entry each
+    folder = next((cache_root() / "onnx").iterdir())
+    assert (folder / "model.int8.onnx").is_file() and (folder / "int8.json").is_file()
+    caplog.clear()  # a second call reads the scores back, and the quantised copy is not made again
+    again = cached_teacher_logits(teacher, examples, 4, "digest", 32, "no", backend="int8")
+    assert torch.equal(again, int8) and "quantising" not in caplog.text and "from the cache" in caplog.text
+
+
+def _validation(n: int) -> Encoded:
+    labels = torch.arange(n) % 3
+    return Encoded(input_ids=[[1, 2]] * n, token_type_ids=None, labels=labels, lengths=[2] * n)
+
+
+def _scored_with(wrong: int):
+    """Logits of a full-precision teacher right on every example and an int8 one wrong on the first `wrong`."""
+    def scored(part, name, backend):
+        predicted = part.labels.clone()
+        if backend == "int8":
+            predicted[:wrong] = (predicted[:wrong] + 1) % 3
+        return torch.nn.functional.one_hot(predicted, 3).float()
+    return scored
+
+
+def test_an_int8_teacher_is_used_only_within_a_point_of_full_precision_on_validation(teacher, caplog):
+    validation = _validation(200)
+    backend, measured = int8_scoring(teacher, "digest", validation, _scored_with(2), "teacher")
+    assert backend == "int8" and measured["used"]
+    assert measured["validation_agreement"] == pytest.approx(0.99, rel=1e-6)
+    assert measured["validation_accuracy"] == pytest.approx(0.99, rel=1e-6)
+    assert measured["full_precision_validation_accuracy"] == 1.0
+    caplog.clear()
+    backend, measured = int8_scoring(teacher, "digest", validation, _scored_with(3), "teacher")  # 1.5 points lost
+    assert backend == "auto" and not measured["used"]
+    assert "more than 1 point lost, so scoring in full precision" in caplog.text
+
+
+def test_int8_scoring_without_a_session_stays_in_full_precision(teacher, monkeypatch, caplog):
+    monkeypatch.setattr(onnx_teacher, "export_teacher", lambda m, p: (_ for _ in ()).throw(RuntimeError("no")))
+    backend, measured = int8_scoring(teacher, "digest", _validation(10), _scored_with(0), "teacher")
+    assert backend == "auto" and measured == {"used": False, "reason": "no ONNX Runtime session matched the teacher"}

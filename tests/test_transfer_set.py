@@ -111,3 +111,17 @@ def test_the_cache_scores_each_variant_once_across_runs_and_seeds(tiny_overrides
     n = 3 * summary["sizes"]["train"]
     assert scored[0] == f"teacher scores of augmented: computed ({n} examples scored now)"
     assert all(line == "teacher scores of augmented: from the cache (0 examples scored now)" for line in scored[1:])
+
+
+def test_a_run_scored_by_the_int8_teacher_reports_its_validation_check(tiny_overrides, caplog):
+    cfg = load_config(None, {**tiny_overrides, "teacher.scoring": "int8", "data.augment_copies": 1,
+                             "report.baseline": False, "train.epochs": 1})
+    with caplog.at_level("INFO", logger="textdistill"):
+        summary = run_distill(cfg)
+    check = summary["teacher_scoring"]["int8"]["teacher"]
+    assert set(check) == {"used", "validation_agreement", "validation_accuracy", "full_precision_validation_accuracy"}
+    assert 0 <= check["validation_agreement"] <= 1
+    assert check["used"] == (check["validation_accuracy"] >= check["full_precision_validation_accuracy"] - 0.01)
+    scored = [r.getMessage() for r in caplog.records if r.getMessage().startswith("teacher scores of")]
+    assert [m.split(":")[0] for m in scored] == ["teacher scores of validation", "teacher scores of validation (int8)",
+                                                 "teacher scores of train", "teacher scores of augmented"]

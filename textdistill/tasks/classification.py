@@ -164,12 +164,13 @@ class ClassificationTask:
         s: Splits = prepared.data
         own = s.student
         online = cfg.online.mode != "off"
-        scores = {}
+        scores, scoring = {}, {}
         if not online:
             # The teacher is frozen and in eval mode, so its logits are a pure function of the input: scoring
             # each training example once gives exactly what a call at every step would, at a fraction of the cost.
-            scores = teacher_scores(serve, cfg, teacher, {"train": s.teacher.train, "unlabeled": s.teacher.unlabeled,
-                                                          "augmented": s.augmented})
+            scores, scoring = teacher_scores(serve, cfg, teacher, {"train": s.teacher.train,
+                                                                   "unlabeled": s.teacher.unlabeled,
+                                                                   "augmented": s.augmented}, s.teacher.validation)
             own.train.teacher_logits = scores["train"]
             if own.unlabeled is not None:
                 own.unlabeled.teacher_logits = scores["unlabeled"]
@@ -188,7 +189,7 @@ class ClassificationTask:
         data_identity = {"train": _digest(s.teacher.train)}
         identity = {**data_identity, "unlabeled": _digest(s.teacher.unlabeled), "augmented": _digest(s.augmented),
                     "teacher_scores": content_digest(scores) if scores else None}
-        summary, rates, student_form = {}, None, None
+        summary, rates, student_form = ({"teacher_scoring": scoring} if scoring else {}), None, None
         if online:
             setup = online_training(cfg, teacher.model, lambda k: self._peer(cfg, prepared, k),
                                     _student_positions, _teacher_positions(teacher.order))
@@ -404,23 +405,59 @@ def _teacher_positions(order: list[int]):
 
 
 def teacher_scores(serve: SignalServer, cfg: RunConfig, teacher: ClassifierTeacher,
-                   parts: dict[str, Encoded | None]) -> dict[str, torch.Tensor]:
+                   parts: dict[str, Encoded | None], validation: Encoded) -> tuple[dict[str, torch.Tensor], dict]:
     """The teacher's logits ([N, C], in the data's label order) for each part; with extra teachers, their
     targets combined (`extra_teachers.combined_scores`). Each teacher's scores of each part are one signal,
-    named in its log line ('teacher scores of train', 'teacher 2 scores of augmented')."""
+    named in its log line ('teacher scores of train', 'teacher 2 scores of augmented'). Also returns how
+    they were scored where `teacher.scoring` is 'int8' (`int8_scoring`), for the run's summary."""
     precision = resolve_precision(cfg.train.mixed_precision)
     teachers = [(teacher.model, teacher.folder, teacher.order)] + [(e.model, e.path, e.order) for e in teacher.extras]
-    scores = {}
+    scores, checks = {}, {}
     for i, (model, folder, order) in enumerate(teachers):
         digest = folder_digest(Path(folder))
+        who = "teacher" if len(teachers) == 1 else f"teacher {i + 1}"
+
+        def scored(part: Encoded, name: str, backend: str) -> torch.Tensor:
+            signal = score_signal(model, part, cfg.teacher.batch_size, digest, cfg.data.max_length, precision,
+                                  backend, label=f"{who} scores of {name}")
+            return torch.from_numpy(np.array(serve(signal)["logits"]))[:, order].contiguous()
+
+        backend = "auto"
+        if cfg.teacher.scoring == "int8":
+            backend, checks[who] = int8_scoring(model, digest, validation, scored, who)
         for name, part in parts.items():
             if part is not None:
-                who = "teacher" if len(teachers) == 1 else f"teacher {i + 1}"
-                signal = score_signal(model, part, cfg.teacher.batch_size, digest, cfg.data.max_length, precision,
-                                      label=f"{who} scores of {name}")
-                logits = torch.from_numpy(np.array(serve(signal)["logits"]))
-                scores[name if i == 0 else f"{name}@{i}"] = logits[:, order].contiguous()
-    return combined_scores(scores, len(teachers), cfg)
+                scores[name if i == 0 else f"{name}@{i}"] = scored(part, name, backend)
+    return combined_scores(scores, len(teachers), cfg), ({"int8": checks} if checks else {})
+
+
+INT8_MAX_DROP = 0.01  # validation accuracy an int8 teacher may lose against full precision before it is refused
+
+
+def int8_scoring(model: torch.nn.Module, digest: str, validation: Encoded, scored, who: str) -> tuple[str, dict]:
+    """('int8' or 'auto', what was measured): the int8 teacher is used where it runs (a CPU) and keeps its
+    validation accuracy within INT8_MAX_DROP of the full-precision teacher's. `scored(part, name, backend)`
+    gives a teacher's cached logits in the data's label order."""
+    device = next(model.parameters()).device
+    if device.type != "cpu":
+        log.info("teacher scoring: int8 runs on a CPU; the %s scores on %s in full precision", who, device)
+        return "auto", {"used": False, "reason": f"the teacher is on {device}"}
+    if onnx_teacher_session(model, digest, int8=True) is None:  # logged there
+        return "auto", {"used": False, "reason": "no ONNX Runtime session matched the teacher"}
+    labelled = validation.labels != IGNORE_INDEX
+    full = scored(validation, "validation", "auto").argmax(-1)
+    int8 = scored(validation, "validation (int8)", "int8").argmax(-1)
+    measured = {"validation_agreement": float((full == int8)[labelled].float().mean()),
+                "validation_accuracy": float((int8 == validation.labels)[labelled].float().mean()),
+                "full_precision_validation_accuracy": float((full == validation.labels)[labelled].float().mean())}
+    used = measured["validation_accuracy"] >= measured["full_precision_validation_accuracy"] - INT8_MAX_DROP
+    log.log(logging.INFO if used else logging.WARNING,
+            "teacher scoring: the %s with int8 weights agrees with full precision on %.1f%% of validation, "
+            "accuracy %.2f%% against %.2f%%: %s", who, 100 * measured["validation_agreement"],
+            100 * measured["validation_accuracy"], 100 * measured["full_precision_validation_accuracy"],
+            "scoring with int8 weights" if used else
+            f"more than {100 * INT8_MAX_DROP:.0f} point lost, so scoring in full precision (teacher.scoring 'auto')")
+    return ("int8" if used else "auto"), {"used": used, **measured}
 
 
 def score_signal(teacher: torch.nn.Module, part: Encoded, batch_size: int, teacher_digest: str,
@@ -432,19 +469,24 @@ def score_signal(teacher: torch.nn.Module, part: Encoded, batch_size: int, teach
     precision and backend; scored in length-sorted chunks of a few batches, each one saved, so an
     interrupted build resumes. `precision` 'bf16' scores under bfloat16 autocast (faster on a CPU with
     native bf16; docs/measurements.md). `backend` 'auto' scores float32 on a CPU through ONNX Runtime
-    (`models/onnx_teacher.py`; PyTorch if its check fails), else PyTorch; 'pytorch' or 'onnxruntime' force one.
+    (`models/onnx_teacher.py`; PyTorch if its check fails), else PyTorch; 'pytorch' or 'onnxruntime' force one;
+    'int8' scores through ONNX Runtime with int8 weights (`teacher.scoring`; PyTorch if its check fails).
     """
     n_labels = teacher.config.num_labels
     settings = {"max_length": max_length, "labels": n_labels}
     if precision != "no":  # float32 keys stay as they were, so existing caches remain valid
         settings["precision"] = precision
-    if backend not in ("auto", "pytorch", "onnxruntime"):
-        raise ValueError(f"backend must be 'auto', 'pytorch' or 'onnxruntime', not {backend!r}")
+    if backend not in ("auto", "pytorch", "onnxruntime", "int8"):
+        raise ValueError(f"backend must be 'auto', 'pytorch', 'onnxruntime' or 'int8', not {backend!r}")
     if backend == "auto":
         backend = scoring_backend(precision, next(teacher.parameters()).device)
-    session = onnx_teacher_session(teacher, teacher_digest) if backend == "onnxruntime" else None
+    session = None
+    if backend in ("onnxruntime", "int8"):
+        session = onnx_teacher_session(teacher, teacher_digest, int8=backend == "int8")
     if session is not None:  # float32 too, but other kernels (logits differ at 1e-6): never the same entry
-        settings["backend"] = "onnxruntime"
+        settings["backend"] = "onnxruntime-int8" if backend == "int8" else "onnxruntime"
+        if backend == "int8":  # ONNX Runtime scores the same whatever the run's autocast
+            settings.pop("precision", None)
     key = cache_key("classification-logits", teacher_digest, settings,
                     np.asarray(part.lengths, dtype=np.int64),
                     np.asarray([i for ids in part.input_ids for i in ids], dtype=np.int64),
