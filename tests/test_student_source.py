@@ -57,3 +57,37 @@ def test_matching_intermediate_layers_across_tokenizers_is_refused_before_traini
         run_distill(cfg)
     with pytest.raises(TextDistillError, match="student.source"):
         load_config(None, {**tiny_overrides, "student.source": str(source_dir), "student.init": "shrink"})
+
+
+def test_a_fine_tuned_source_is_fine_tuned_once_and_both_student_and_baseline_are_made_of_it(
+        tiny_overrides, source_dir, tmp_path, monkeypatch, caplog):
+    import torch
+    from safetensors.torch import load_file
+
+    import textdistill.tasks.classification as classification
+    from textdistill.cache import cache_root
+
+    built = []  # the source model each student (student, baseline) is made of
+    real = classification.construct_student
+    monkeypatch.setattr(classification, "construct_student",
+                        lambda spec, source, *a, **k: built.append(source) or real(spec, source, *a, **k))
+    overrides = {**tiny_overrides, "student.source": str(source_dir), "student.layers": [0, 2],
+                 "student.fine_tune_source": True, "teacher.finetune.max_steps": 3,
+                 "teacher.finetune.progress": False}
+    with caplog.at_level("INFO", logger="textdistill"):
+        summary = run_distill(load_config(None, overrides))
+    assert summary["student_source"] == f"{source_dir} (fine-tuned on the labelled data)"
+    # the fine-tuned source, cached like a teacher
+    [folder] = [f.parent for f in (cache_root() / "teachers").glob("*/textdistill_teacher.json")]
+    assert json.loads((folder / "textdistill_teacher.json").read_text())["base"] == str(source_dir)
+    fine_tuned, pretrained = load_file(folder / "model.safetensors"), load_file(source_dir / "model.safetensors")
+    name = "bert.encoder.layer.2.attention.self.query.weight"
+    assert not torch.equal(fine_tuned[name], pretrained[name])
+    assert len(built) == 2 and all(torch.equal(m.state_dict()[name], fine_tuned[name]) for m in built)
+    assert sum("fine-tuning" in r.getMessage() for r in caplog.records) == 1
+    caplog.clear()  # a second run reads the fine-tuned source back
+    with caplog.at_level("INFO", logger="textdistill"):
+        run_distill(load_config(None, {**overrides, "output_dir": str(tmp_path / "again")}))
+    assert not any("fine-tuning" in r.getMessage() for r in caplog.records)
+    with pytest.raises(TextDistillError, match="student.fine_tune_source"):
+        load_config(None, {**tiny_overrides, "student.fine_tune_source": True})

@@ -161,6 +161,9 @@ def _check_student(cfg: RunConfig) -> None:
         need(s.hidden_size % s.num_heads == 0,
              f"student.hidden_size {s.hidden_size} is not divisible by student.num_heads {s.num_heads}; "
              "pick sizes where it is")
+    need(not s.fine_tune_source or (s.init == "teacher_layers" and s.source != "teacher"),
+         "student.fine_tune_source fine-tunes student.source before the student is made of it; set student.source to "
+         "an encoder other than the teacher (e.g. 'minilm') with student.init 'teacher_layers', or remove it")
     need(s.source == "teacher" or s.init == "teacher_layers",
          f"student.source {preview(s.source)} gives the layers of a 'teacher_layers' student, but student.init is "
          f"{s.init!r}; set student.init to 'teacher_layers' or remove student.source")

@@ -37,6 +37,7 @@ from textdistill.cache import cache_key, cache_root
 from textdistill.data.batching import INFERENCE_TOKENS, sequential_batches
 from textdistill.data.labelled import Encoded
 from textdistill.evaluation.predict import predict_logits
+from textdistill.models.onnx import quiet_export
 from textdistill.atomic import atomic_write
 
 log = logging.getLogger("textdistill")
@@ -47,7 +48,7 @@ OPSET = 17
 TOLERANCE = 1e-4
 # the same bound for int8 weights, which move logits by about 1e-2 of their scale (docs/measurements.md): a
 # wrong graph differs by the scale itself
-INT8_TOLERANCE = 0.1
+INT8_WEIGHTS_TOLERANCE = 0.1
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -173,8 +174,9 @@ def quantised_teacher(path: Path, rebuild: bool = False) -> Path:
         if not rebuild and out.is_file() and _read_key(meta) == key:
             return out
         log.info("teacher scoring: quantising the exported teacher's weights to int8 (once per teacher)")
-        atomic_write(out, lambda tmp: quantize_dynamic(str(path), str(tmp), weight_type=QuantType.QInt8,
-                                                       per_channel=True, reduce_range=True))
+        with quiet_export():  # ONNX Runtime's advice to pre-process; the check against PyTorch decides
+            atomic_write(out, lambda tmp: quantize_dynamic(str(path), str(tmp), weight_type=QuantType.QInt8,
+                                                           per_channel=True, reduce_range=True))
         atomic_write(meta, lambda tmp: tmp.write_text(json.dumps({"key": key, **settings}), encoding="utf-8"))
     return out
 
@@ -258,11 +260,11 @@ def onnx_teacher_session(teacher: torch.nn.Module, teacher_digest: str, toleranc
     """An ONNX Runtime session of `teacher` whose logits match PyTorch's, or None, logged, when there is none.
 
     The check runs PyTorch and the session on `probe_examples` in batches of two (padding, two lengths),
-    within `tolerance` (TOLERANCE, or INT8_TOLERANCE for the `int8` weights). A cached export that fails it
-    is exported once more (it may be stale or damaged); a fresh one that fails, or an export that raises (an
+    within `tolerance` (TOLERANCE, or INT8_WEIGHTS_TOLERANCE for the `int8` weights). A cached export that
+    fails it is exported once more (it may be stale or damaged); a fresh one that fails, or an export that raises (an
     architecture the exporter does not handle), leaves scoring to PyTorch.
     """
-    tolerance = tolerance if tolerance is not None else INT8_TOLERANCE if int8 else TOLERANCE
+    tolerance = tolerance if tolerance is not None else INT8_WEIGHTS_TOLERANCE if int8 else TOLERANCE
     probe = probe_examples(teacher)
     reference = predict_logits(teacher, probe, batch_size=2)
     problem = ""

@@ -41,8 +41,9 @@ class TeacherConfig:
     base: str = doc(
         "minilm",
         "Pretrained encoder fine-tuned when `path` is 'builtin': 'minilm' (the packaged "
-        "all-MiniLM-L6-v2), 'mpnet' (all-mpnet-base-v2 from five packaged parts, 12 layers, a GPU-sized "
-        "teacher; see docs/guide/students.md for its install command) or a local Hugging Face folder.",
+        "all-MiniLM-L6-v2), 'mpnet' (all-mpnet-base-v2 from five packaged parts, 12 layers, 109M parameters: "
+        "about an hour to fine-tune on 2 CPU cores; see docs/guide/students.md for its install command) or a "
+        "local Hugging Face folder.",
         tasks=CLASSIFICATION, instead="teacher.path names the generation teacher",
     )
     extra_paths: tuple[str, ...] = doc(
@@ -111,6 +112,13 @@ class StudentConfig:
         "student whose tokenizer is not the teacher's learns from the teacher's outputs: the teacher reads the "
         "same text (and the same variants, as text) through its own tokenizer; intermediate-layer matching "
         "needs the teacher's tokenizer.",
+        tasks=CLASSIFICATION, instead="a generation student is made of the teacher's layers",
+    )
+    fine_tune_source: bool = doc(
+        False,
+        "Fine-tune `source` on the labelled data first (the built-in teacher's recipe, cached like it) and build "
+        "the student, and the no-teacher baseline, from the fine-tuned layers: a student made of a small encoder "
+        "that already knows the task, as a 'teacher_layers' student of the teacher itself does.",
         tasks=CLASSIFICATION, instead="a generation student is made of the teacher's layers",
     )
     layers: tuple[int, ...] | None = doc(

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from textdistill.cache import Field, cache_key
-from textdistill.config import RunConfig, to_dict
+from textdistill.config import RunConfig, replaced, to_dict
 from textdistill.data.augment import neighbour_table, token_variants
 from textdistill.data.batching import WithFields, concat, sequential_batches, subset
 from textdistill.data.labelled import (ClassificationData, Encoded, EncodedSplits, TextSplit, check_max_length,
@@ -156,6 +156,8 @@ class ClassificationTask:
         if not same:
             summary["student_source"] = str(cfg.student.source if cfg.student.init == "teacher_layers"
                                             else cfg.student.path)
+            if cfg.student.fine_tune_source:
+                summary["student_source"] += " (fine-tuned on the labelled data)"
         return Prepared(student, student_tokenizer, lambda seed=cfg.train.seed: rebuild(seed)[0],
                         Splits(data, splits, own, teacher_variants, own_augmented), summary)
 
@@ -316,7 +318,12 @@ def student_source(cfg: RunConfig, data: ClassificationData, teacher: Teacher):
         return model.eval(), load_tokenizer(folder, "student.path", cfg.trust_remote_code)
     if s.init != "teacher_layers" or s.source == "teacher":
         return teacher.model, teacher.tokenizer
-    folder = resolve_model_dir(s.source, "student.source")
+    if s.fine_tune_source:  # the built-in teacher's recipe on `source`, cached like any built-in teacher
+        folder, info = builtin_teacher(replaced(cfg, {"teacher.base": s.source}), data)
+        log.info("student source: %s fine-tuned on the labelled data (validation accuracy %.2f%%)", s.source,
+                 100 * (info.get("validation_accuracy") or 0.0))
+    else:
+        folder = resolve_model_dir(s.source, "student.source")
     model = load_classifier(folder, "student.source", data.label_names, cfg.trust_remote_code)
     return model.eval(), load_tokenizer(folder, "student.source", cfg.trust_remote_code)
 
