@@ -39,6 +39,35 @@ def test_auto_is_bf16_exactly_where_the_hardware_is_native():
     assert make_accelerator(TrainConfig(mixed_precision="bf16")).mixed_precision == "no"
 
 
+@pytest.mark.parametrize("bf16_seconds,expected", [(0.5, "bf16"), (0.8, "bf16"), (0.9, "no"), (2.0, "no")])
+def test_auto_takes_bf16_on_a_cpu_only_where_its_matmul_is_measured_faster(monkeypatch, caplog, bf16_seconds,
+                                                                            expected):
+    import textdistill.precision as precision
+
+    timed = []
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)  # the flag alone decides nothing
+    monkeypatch.setattr(precision, "_matmul_seconds",
+                        lambda dtype: timed.append(dtype) or (1.0 if dtype == torch.float32 else bf16_seconds))
+    precision.bf16_faster_on_cpu.cache_clear()
+    try:
+        with caplog.at_level("INFO", logger="textdistill"):
+            assert resolve_precision("auto", "cpu") == expected
+            assert resolve_precision("auto", "cpu") == expected
+        assert timed == [torch.float32, torch.bfloat16]  # timed once per process
+        assert f"runs at {1 / bf16_seconds:.2f}x float32's speed" in caplog.text
+    finally:
+        precision.bf16_faster_on_cpu.cache_clear()
+
+
+def test_a_cpu_without_the_flags_gets_float32_without_timing(monkeypatch):
+    import textdistill.precision as precision
+
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, name, lambda: False)
+    monkeypatch.setattr(precision, "_matmul_seconds", lambda dtype: pytest.fail("timed without the flags"))
+    assert resolve_precision("auto", "cpu") == "no"
+
+
 def test_one_process_trains_in_float32_then_bf16(tmp_path):
     tok, enc = _encoded(tmp_path)
     before = tiny_bert(len(tok.get_vocab())).state_dict()
