@@ -13,7 +13,7 @@ Variants:
   (caching pass + training) and its steady-state epoch (the second) are timed apart;
 - textdistill first epoch: teacher scoring through textdistill's cross-run cache from empty (what a
   run with nothing cached pays) plus one epoch of `train`, once with each scoring backend: PyTorch
-  (float32, or bf16 autocast where 'auto' picks it) and ONNX Runtime float32 (the teacher's export is made once
+  (float32, or bf16 autocast where native) and ONNX Runtime float32 (the teacher's export is made once
   before the rounds, as a run finds it cached after its first; its one-off time is printed; opening the
   session and checking it against PyTorch is timed), and ONNX Runtime with int8 weights (`teacher.scoring:
   int8`; its quantised copy is made with the export). The ratio against the target is the one of the
@@ -21,7 +21,7 @@ Variants:
 - textdistill steady: one epoch of `train` with the teacher's logits from the cache (every later epoch,
   and every later run on the same teacher and data);
 - student alone: the same `train` with labels only, no teacher at all: the limit.
-textdistill runs with its defaults (bf16 autocast where 'auto' picks it, frozen word embeddings, dropout 0);
+textdistill runs with its defaults (bf16 autocast where native, frozen word embeddings, dropout 0);
 `--precision no` makes it train and score in float32, as it does on a CPU without native bfloat16.
 A CPU without native bfloat16 is approximated for PyTorch by
 

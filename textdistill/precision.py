@@ -1,12 +1,15 @@
-"""Which floating-point precision to compute in: bfloat16 where the hardware does it natively and faster.
+"""Which floating-point precision to compute in: bfloat16 where the hardware does it natively.
 
 On CPUs with AVX512-BF16 or AMX, oneDNN can run bfloat16 matmuls faster than float32 (the teacher's forward
 gains more than a small student's training step, whose small matmuls weigh less; docs/measurements.md has
-the numbers), and autocast keeps weights, gradients and optimizer state in float32. But the flag is not the
-speed: one CPU that reports AVX512-BF16 ran bfloat16 matmuls at 4.2x float32's throughput, another at 0.5x.
-So on a CPU 'auto' times one bfloat16 and one float32 matmul (once per process, milliseconds) and takes
-bfloat16 only where it is clearly faster. Without native support bfloat16 is emulated and slower, so 'auto'
-falls back to float32 there without timing anything.
+the numbers), and autocast keeps weights, gradients and optimizer state in float32. Without native
+support, bfloat16 is emulated and slower, so 'auto' falls back to float32 there.
+
+The flag is not the speed: one CPU that reports AVX512-BF16 ran bfloat16 matmuls at 4.2x float32's
+throughput, another at 0.5x. Where 'auto' picks bfloat16 on a CPU, one matmul is timed in each precision
+(once per process, milliseconds) and a slow bfloat16 is logged with the setting that avoids it. 'auto'
+itself still follows the flag: on Rotten Tomatoes, float32 on such a CPU trained twice as fast but its
+students scored lower (docs/measurements.md, 2026-12-07), so the choice is the user's.
 """
 
 from __future__ import annotations
@@ -20,13 +23,9 @@ import torch
 
 log = logging.getLogger("textdistill")
 
-# 'auto' takes bfloat16 on a CPU only when its matmul takes at most this share of float32's time
-BF16_MAX_TIME_SHARE = 0.8
-
 
 def native_bf16(device: torch.device | str = "cpu") -> bool:
-    """True when `device` computes bfloat16 matmuls natively (not emulated) and, on a CPU, measurably faster
-    than float32 (`bf16_faster_on_cpu`)."""
+    """True when `device` computes bfloat16 matmuls natively (not emulated)."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
@@ -34,18 +33,19 @@ def native_bf16(device: torch.device | str = "cpu") -> bool:
         return False
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     # private torch helpers (present since torch 2.1); a torch without them just gets float32
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks) and bf16_faster_on_cpu()
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 @functools.cache
-def bf16_faster_on_cpu() -> bool:
-    """Whether a bfloat16 matmul takes at most BF16_MAX_TIME_SHARE of a float32 one's time on this CPU,
-    timed once per process; logged."""
-    fp32, bf16 = _matmul_seconds(torch.float32), _matmul_seconds(torch.bfloat16)
-    faster = bf16 <= BF16_MAX_TIME_SHARE * fp32
-    log.info("precision: a bfloat16 matmul runs at %.2fx float32's speed on this CPU, so 'auto' computes in %s",
-             fp32 / max(bf16, 1e-9), "bfloat16" if faster else "float32")
-    return faster
+def bf16_speed_on_cpu() -> float:
+    """A bfloat16 matmul's speed as a multiple of float32's on this CPU, timed once per process; logged with
+    a hint where bfloat16 is the slower one."""
+    ratio = _matmul_seconds(torch.float32) / max(_matmul_seconds(torch.bfloat16), 1e-9)
+    if ratio < 1:
+        log.info("precision: 'auto' computes in bfloat16 (this CPU reports it natively), but a bfloat16 matmul "
+                 "runs at %.2fx float32's speed here; train.mixed_precision: no trains faster on this CPU "
+                 "(measured to change accuracy too: docs/measurements.md)", ratio)
+    return ratio
 
 
 def _matmul_seconds(dtype: torch.dtype, rounds: int = 5) -> float:
@@ -66,7 +66,11 @@ def resolve_precision(setting: str, device: torch.device | str | None = None) ->
         return setting
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return "bf16" if native_bf16(device) else "no"
+    if not native_bf16(device):
+        return "no"
+    if torch.device(device).type == "cpu":
+        bf16_speed_on_cpu()  # a hint where the flag promises more than the CPU gives
+    return "bf16"
 
 
 def autocast(precision: str, device: torch.device | str):

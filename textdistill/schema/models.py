@@ -88,7 +88,7 @@ class TeacherConfig:
     scoring: Literal["auto", "int8"] = doc(
         "auto",
         "How the frozen teacher scores the training data once (the scores are cached): 'auto' in full precision "
-        "(ONNX Runtime float32 on a CPU, bfloat16 autocast where the CPU runs it faster, the GPU's precision on "
+        "(ONNX Runtime float32 on a CPU, bfloat16 autocast where the CPU has it natively, the GPU's precision on "
         "a GPU); 'int8' through ONNX Runtime with int8 weights, about twice as fast on a CPU: a slightly "
         "different teacher, so it is checked on validation first and not used if its accuracy there is more "
         "than a point below the full-precision teacher's. CPU only: a GPU scores as with 'auto'.",

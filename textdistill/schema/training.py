@@ -32,8 +32,8 @@ class TrainConfig:
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = doc(
         "auto",
         "Autocast precision of training and of teacher scoring: 'auto' (bfloat16 where the CPU or GPU "
-        "computes it natively and faster: AVX512-BF16 or AMX CPUs whose bfloat16 matmul is timed faster than "
-        "float32's, once per process; bf16-capable GPUs; else float32), 'no' (float32), "
+        "computes it natively: AVX512-BF16 or AMX CPUs, bf16-capable GPUs; else float32; a CPU whose bfloat16 "
+        "is timed slower than float32 gets a log line saying so), 'no' (float32), "
         "'bf16', or 'fp16' (GPU only). Weights and optimizer state stay float32; evaluation runs in float32.",
     )
     dropout: float | None = doc(
