@@ -113,11 +113,18 @@ def test_the_cache_scores_each_variant_once_across_runs_and_seeds(tiny_overrides
     assert all(line == "teacher scores of augmented: from the cache (0 examples scored now)" for line in scored[1:])
 
 
-def test_a_run_scored_by_the_int8_teacher_reports_its_validation_check(tiny_overrides, caplog):
+def test_a_run_scored_by_the_int8_teacher_reports_its_validation_check(tiny_overrides, caplog, monkeypatch):
+    import textdistill.tasks.classification as classification
+
+    opened = []  # the int8 session is opened and checked once for validation, train and variants
+    real = classification.onnx_teacher_session
+    monkeypatch.setattr(classification, "onnx_teacher_session",
+                        lambda *a, **k: opened.append(k.get("int8")) or real(*a, **k))
     cfg = load_config(None, {**tiny_overrides, "teacher.scoring": "int8", "data.augment_copies": 1,
                              "report.baseline": False, "train.epochs": 1})
     with caplog.at_level("INFO", logger="textdistill"):
         summary = run_distill(cfg)
+    assert opened.count(True) == 1
     check = summary["teacher_scoring"]["int8"]["teacher"]
     assert set(check) == {"used", "validation_agreement", "validation_accuracy", "full_precision_validation_accuracy"}
     assert 0 <= check["validation_agreement"] <= 1

@@ -423,15 +423,16 @@ def teacher_scores(serve: SignalServer, cfg: RunConfig, teacher: ClassifierTeach
     for i, (model, folder, order) in enumerate(teachers):
         digest = folder_digest(Path(folder))
         who = "teacher" if len(teachers) == 1 else f"teacher {i + 1}"
+        sessions = {}  # this teacher's checked ONNX Runtime sessions, opened once for all its parts
 
         def scored(part: Encoded, name: str, backend: str) -> torch.Tensor:
             signal = score_signal(model, part, cfg.teacher.batch_size, digest, cfg.data.max_length, precision,
-                                  backend, label=f"{who} scores of {name}")
+                                  backend, label=f"{who} scores of {name}", sessions=sessions)
             return torch.from_numpy(np.array(serve(signal)["logits"]))[:, order].contiguous()
 
         backend = "auto"
         if cfg.teacher.scoring == "int8":
-            backend, checks[who] = int8_scoring(model, digest, validation, scored, who)
+            backend, checks[who] = int8_scoring(model, digest, validation, scored, who, sessions)
         for name, part in parts.items():
             if part is not None:
                 scores[name if i == 0 else f"{name}@{i}"] = scored(part, name, backend)
@@ -441,15 +442,16 @@ def teacher_scores(serve: SignalServer, cfg: RunConfig, teacher: ClassifierTeach
 INT8_MAX_DROP = 0.01  # validation accuracy an int8 teacher may lose against full precision before it is refused
 
 
-def int8_scoring(model: torch.nn.Module, digest: str, validation: Encoded, scored, who: str) -> tuple[str, dict]:
+def int8_scoring(model: torch.nn.Module, digest: str, validation: Encoded, scored, who: str,
+                 sessions: dict | None = None) -> tuple[str, dict]:
     """('int8' or 'auto', what was measured): the int8 teacher is used where it runs (a CPU) and keeps its
     validation accuracy within INT8_MAX_DROP of the full-precision teacher's. `scored(part, name, backend)`
-    gives a teacher's cached logits in the data's label order."""
+    gives a teacher's cached logits in the data's label order; `sessions` is its memo (`checked_session`)."""
     device = next(model.parameters()).device
     if device.type != "cpu":
         log.info("teacher scoring: int8 runs on a CPU; the %s scores on %s in full precision", who, device)
         return "auto", {"used": False, "reason": f"the teacher is on {device}"}
-    if onnx_teacher_session(model, digest, int8=True) is None:  # logged there
+    if checked_session(sessions if sessions is not None else {}, model, digest, "int8") is None:  # logged there
         return "auto", {"used": False, "reason": "no ONNX Runtime session matched the teacher"}
     labelled = validation.labels != IGNORE_INDEX
     full = scored(validation, "validation", "auto").argmax(-1)
@@ -467,9 +469,17 @@ def int8_scoring(model: torch.nn.Module, digest: str, validation: Encoded, score
     return ("int8" if used else "auto"), {"used": used, **measured}
 
 
+def checked_session(sessions: dict, teacher: torch.nn.Module, teacher_digest: str, backend: str):
+    """`onnx_teacher_session` for 'onnxruntime' or 'int8', opened and checked once per `sessions` memo (one
+    per teacher in a run): None, remembered too, where there is no session that matches PyTorch."""
+    if backend not in sessions:
+        sessions[backend] = onnx_teacher_session(teacher, teacher_digest, int8=backend == "int8")
+    return sessions[backend]
+
+
 def score_signal(teacher: torch.nn.Module, part: Encoded, batch_size: int, teacher_digest: str,
                  max_length: int | None, precision: str = "no", backend: str = "auto",
-                 label: str = "teacher scores") -> Signal:
+                 label: str = "teacher scores", sessions: dict | None = None) -> Signal:
     """[N, C] teacher logits (the teacher's own label order) of a tokenised split.
 
     Keyed by the teacher folder (weights, config, tokenizer), the token ids, max_length, the scoring
@@ -488,8 +498,8 @@ def score_signal(teacher: torch.nn.Module, part: Encoded, batch_size: int, teach
     if backend == "auto":
         backend = scoring_backend(precision, next(teacher.parameters()).device)
     session = None
-    if backend in ("onnxruntime", "int8"):
-        session = onnx_teacher_session(teacher, teacher_digest, int8=backend == "int8")
+    if backend in ("onnxruntime", "int8"):  # `sessions`: a memo shared by calls on the same teacher
+        session = checked_session(sessions if sessions is not None else {}, teacher, teacher_digest, backend)
     if session is not None:  # float32 too, but other kernels (logits differ at 1e-6): never the same entry
         settings["backend"] = "onnxruntime-int8" if backend == "int8" else "onnxruntime"
         if backend == "int8":  # ONNX Runtime scores the same whatever the run's autocast
