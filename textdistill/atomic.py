@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,14 +24,15 @@ def write_failed(path: str | Path, error: BaseException) -> TextDistillError:
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp)` on a temporary file beside `path`, fsync it, then rename it over `path`."""
+    """Call `write(tmp)` on a temporary file beside `path`, fsync it, then rename it over `path`.
+
+    The file gets the permissions of any new file (0666 less the umask), not a temporary file's 0600, so a
+    cache or a model folder shared between users stays readable by them."""
     path = Path(path)
     tmp: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        tmp = Path(tmp_name)
+        tmp = new_temporary(path)
         write(tmp)
         fsync_file(tmp)
         os.replace(tmp, path)
@@ -42,6 +43,17 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
         if tmp is not None:
             with contextlib.suppress(OSError):
                 tmp.unlink()
+
+
+def new_temporary(path: Path) -> Path:
+    """A new empty file beside `path`, named for this process, with the usual permissions."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
 
 
 def fsync_file(path: Path) -> None:

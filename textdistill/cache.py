@@ -26,7 +26,6 @@ import hashlib
 import json
 import logging
 import os
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from textdistill.atomic import atomic_write
 from textdistill.errors import TextDistillError
 from textdistill.hashing import file_digest
 from textdistill.locking import locked
@@ -81,14 +81,7 @@ def cache_key(*parts) -> str:
 
 
 def _write_json(path: Path, value: dict) -> None:
-    """Atomic, under a name of this process: a reader sees the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8") as f:  # the usual permissions, unlike mkstemp's 0600
-            json.dump(value, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(value, indent=1, sort_keys=True), encoding="utf-8"))
 
 
 def _problem(folder: Path, key: str, count: int, fields: dict[str, Field]) -> str | None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import html
 import json
-import os
 import random
 import re
 import shutil
@@ -23,6 +22,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from textdistill.atomic import atomic_write
 from textdistill.cache import cache_root
 from textdistill.errors import TextDistillError
 
@@ -148,10 +148,7 @@ def _cached(name: str, build) -> object:
         except ValueError:
             pass  # a damaged file is rebuilt
     value = build()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(value, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(value, ensure_ascii=False), encoding="utf-8"))
     return value
 
 
