@@ -172,6 +172,21 @@ def test_int8_scoring_reads_the_quantised_copy_within_its_tolerance_and_is_cache
     assert torch.equal(again, int8) and "quantising" not in caplog.text and "from the cache" in caplog.text
 
 
+
+def test_the_int8_probe_refuses_a_wrong_graph_and_leaves_rounding_to_the_validation_check(teacher, monkeypatch,
+                                                                                          caplog):
+    # a wrong graph: the int8 copy of another teacher of the same shape
+    other = tiny_bert(VOCAB, layers=4, labels=("a", "b", "c"), seed=7).eval()
+    wrong = onnx_teacher.quantised_teacher(exported_teacher(other, "other")[0])
+    real = onnx_teacher.quantised_teacher
+    monkeypatch.setattr(onnx_teacher, "quantised_teacher", lambda path, rebuild=False: wrong)
+    assert onnx_teacher_session(teacher, "digest", int8=True) is None
+    assert "ONNX Runtime not used (its logits differ from PyTorch's by" in caplog.text
+    # rounding that moves random-token probes by a quarter of their scale (as a 12-layer teacher's did) passes
+    monkeypatch.setattr(onnx_teacher, "quantised_teacher", real)
+    monkeypatch.setattr(onnx_teacher, "relative_difference", lambda values, reference: 0.25)
+    assert onnx_teacher_session(teacher, "digest", int8=True) is not None
+
 def _validation(n: int) -> Encoded:
     labels = torch.arange(n) % 3
     return Encoded(input_ids=[[1, 2]] * n, token_type_ids=None, labels=labels, lengths=[2] * n)

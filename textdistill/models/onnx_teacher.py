@@ -46,10 +46,11 @@ OPSET = 17
 # max |ONNX Runtime - PyTorch| over the largest |PyTorch logit|: float32 sessions measure about 1e-6 (other
 # kernels, other summation order); anything near this bound means a wrong graph, not rounding
 TOLERANCE = 1e-4
-# the same bound for int8 weights, which move a 6-layer teacher's logits by about 1e-2 of their scale and a
-# wrong graph's by the scale itself; a 12-layer mpnet moved by 0.25 on random-token probes and was refused
-# (docs/measurements.md): for deep teachers the validation check (tasks/classification.py) should decide
-INT8_WEIGHTS_TOLERANCE = 0.1
+# the same bound for int8 weights: it only catches a wrong graph (logits off by their whole scale or more).
+# Rounding moves a 6-layer teacher's logits by about 1e-2 of their scale on random-token probes and a 12-layer
+# mpnet's by 0.25 (docs/measurements.md), which says little about real text: whether the rounding costs
+# accuracy is decided on validation (`int8_scoring` in tasks/classification.py)
+INT8_WEIGHTS_TOLERANCE = 0.5
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
