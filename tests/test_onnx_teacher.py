@@ -155,6 +155,9 @@ def test_onnx_and_pytorch_scores_are_cached_apart(teacher, caplog):
     assert "scoring with PyTorch" not in caplog.text
     assert relative_difference(fast, slow) < RTOL
     assert len(list((cache_root() / "scores").iterdir())) == 2  # one entry per backend
+    caplog.clear()  # ONNX Runtime scores the same under any autocast: a bf16 run reads the float32 run's entry
+    again = cached_teacher_logits(teacher, examples, 4, "digest", 32, "bf16", backend="onnxruntime")
+    assert "from the cache" in caplog.text and torch.equal(again, fast)
 
 
 def test_int8_scoring_reads_the_quantised_copy_within_its_tolerance_and_is_cached_apart(teacher, caplog):

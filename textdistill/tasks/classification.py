@@ -502,8 +502,7 @@ def score_signal(teacher: torch.nn.Module, part: Encoded, batch_size: int, teach
         session = checked_session(sessions if sessions is not None else {}, teacher, teacher_digest, backend)
     if session is not None:  # float32 too, but other kernels (logits differ at 1e-6): never the same entry
         settings["backend"] = "onnxruntime-int8" if backend == "int8" else "onnxruntime"
-        if backend == "int8":  # ONNX Runtime scores the same whatever the run's autocast
-            settings.pop("precision", None)
+        settings.pop("precision", None)  # ONNX Runtime scores the same whatever the run's autocast
     key = cache_key("classification-logits", teacher_digest, settings,
                     np.asarray(part.lengths, dtype=np.int64),
                     np.asarray([i for ids in part.input_ids for i in ids], dtype=np.int64),
