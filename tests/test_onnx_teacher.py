@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import textdistill.models.onnx_teacher as onnx_teacher
+import textdistill.tasks.classification as classification
 from conftest import tiny_bert
 from textdistill.cache import cache_root
 from textdistill.data.labelled import Encoded
@@ -158,6 +159,21 @@ def test_onnx_and_pytorch_scores_are_cached_apart(teacher, caplog):
     caplog.clear()  # ONNX Runtime scores the same under any autocast: a bf16 run reads the float32 run's entry
     again = cached_teacher_logits(teacher, examples, 4, "digest", 32, "bf16", backend="onnxruntime")
     assert "from the cache" in caplog.text and torch.equal(again, fast)
+
+
+def test_cached_float32_onnx_scores_are_read_without_opening_a_session(teacher, monkeypatch, caplog):
+    examples = data(teacher)
+    opened = []
+    real = onnx_teacher_session
+    monkeypatch.setattr(classification, "onnx_teacher_session", lambda *a, **k: opened.append(1) or real(*a, **k))
+    first = cached_teacher_logits(teacher, examples, 4, "digest", 32, "no", backend="onnxruntime")
+    assert len(opened) == 1
+    caplog.clear()
+    again = cached_teacher_logits(teacher, examples, 4, "digest", 32, "no", backend="onnxruntime")
+    assert torch.equal(again, first) and "from the cache" in caplog.text and len(opened) == 1
+    # other examples are not cached: the session is opened to score them
+    cached_teacher_logits(teacher, data(teacher, seed=3), 4, "digest", 32, "no", backend="onnxruntime")
+    assert len(opened) == 2 and "ONNX Runtime not used" not in caplog.text
 
 
 def test_int8_scoring_reads_the_quantised_copy_within_its_tolerance_and_is_cached_apart(teacher, caplog):

@@ -84,6 +84,11 @@ def _write_json(path: Path, value: dict) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(value, indent=1, sort_keys=True), encoding="utf-8"))
 
 
+def is_cached(folder: Path, key: str, count: int, fields: dict[str, Field]) -> bool:
+    """Whether `folder` holds a complete, intact cache of this key and layout (what `cached_outputs` would read)."""
+    return (Path(folder) / "complete.json").is_file() and _problem(Path(folder), key, count, fields) is None
+
+
 def _problem(folder: Path, key: str, count: int, fields: dict[str, Field]) -> str | None:
     """None when `folder` is a complete cache of this key and layout with intact files, else what is wrong."""
     try:
@@ -144,7 +149,7 @@ def cached_outputs(
     waited for.
     """
     folder = Path(folder)
-    if (folder / "complete.json").is_file() and _problem(folder, key, count, fields) is None:
+    if is_cached(folder, key, count, fields):
         return _open(folder, count, fields, "r"), {"cached": True, "computed": 0}
     with locked(folder / LOCK, f"the teacher cache {folder}"):
         if (folder / "complete.json").is_file():  # sealed while this process waited, or sealed but broken

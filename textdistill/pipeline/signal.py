@@ -16,12 +16,13 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from textdistill.cache import Field, cache_root, cached_outputs
+from textdistill.cache import Field, cache_root, cached_outputs, is_cached
 from textdistill.training.distributed import is_main, process_state, share_from_main
 
 log = logging.getLogger("textdistill")
@@ -39,6 +40,16 @@ class Signal:
     batches: Sequence[list[int]]  # every example once; sorted by length so the teacher pads little
     label: str  # what the log line calls it: 'teacher scores of train', 'top-5 teacher', ...
     unit: str = "examples scored"
+
+
+def signal_folder(kind: str, key: str) -> Path:
+    """Where the cache keeps a signal of this kind and key."""
+    return cache_root() / kind / key[:32]
+
+
+def is_signal_cached(signal: Signal) -> bool:
+    """Whether serving `signal` would read it from the cache, computing nothing."""
+    return is_cached(signal_folder(signal.kind, signal.key), signal.key, signal.count, signal.fields)
 
 
 class SignalServer:
@@ -64,7 +75,7 @@ class SignalServer:
 def _build(signal: Signal) -> dict[str, np.ndarray]:
     # a bar on terminals only (tqdm's disable=None); logs and CI keep the one-line summary below
     with tqdm(total=signal.count, desc=signal.label, unit="ex", disable=None, leave=False, mininterval=1.0) as bar:
-        arrays, info = cached_outputs(cache_root() / signal.kind / signal.key[:32], signal.key, signal.count,
+        arrays, info = cached_outputs(signal_folder(signal.kind, signal.key), signal.key, signal.count,
                                       signal.fields, signal.compute, signal.batches, progress=bar.update)
     log.info("%s: %s (%d %s now)", signal.label, "from the cache" if info["cached"] else "computed",
              info["computed"], signal.unit)

@@ -38,7 +38,7 @@ from textdistill.models.vocab import (check_pruned_vocabulary, check_same_segmen
 from textdistill.models.width import calibration_batches
 from textdistill.pipeline.extra_teachers import ExtraTeacher, combined_scores, load_extra_teachers, teacher_results
 from textdistill.pipeline.representations import teacher_representations
-from textdistill.pipeline.signal import Signal, SignalServer
+from textdistill.pipeline.signal import Signal, SignalServer, is_signal_cached
 from textdistill.pipeline.teacher import builtin_teacher, run_teacher
 from textdistill.precision import resolve_precision
 from textdistill.tasks.base import Prepared, Teacher, Training
@@ -488,6 +488,7 @@ def score_signal(teacher: torch.nn.Module, part: Encoded, batch_size: int, teach
     native bf16; docs/measurements.md). `backend` 'auto' scores float32 on a CPU through ONNX Runtime
     (`models/onnx_teacher.py`; PyTorch if its check fails), else PyTorch; 'pytorch' or 'onnxruntime' force one;
     'int8' scores through ONNX Runtime with int8 weights (`teacher.scoring`; PyTorch if its check fails).
+    Float32 ONNX Runtime scores already in the cache are read without exporting or opening a session.
     """
     n_labels = teacher.config.num_labels
     settings = {"max_length": max_length, "labels": n_labels}
@@ -497,25 +498,38 @@ def score_signal(teacher: torch.nn.Module, part: Encoded, batch_size: int, teach
         raise ValueError(f"backend must be 'auto', 'pytorch', 'onnxruntime' or 'int8', not {backend!r}")
     if backend == "auto":
         backend = scoring_backend(precision, next(teacher.parameters()).device)
-    session = None
-    if backend in ("onnxruntime", "int8"):  # `sessions`: a memo shared by calls on the same teacher
-        session = checked_session(sessions if sessions is not None else {}, teacher, teacher_digest, backend)
-    if session is not None:  # float32 too, but other kernels (logits differ at 1e-6): never the same entry
-        settings["backend"] = "onnxruntime-int8" if backend == "int8" else "onnxruntime"
-        settings.pop("precision", None)  # ONNX Runtime scores the same whatever the run's autocast
-    key = cache_key("classification-logits", teacher_digest, settings,
-                    np.asarray(part.lengths, dtype=np.int64),
-                    np.asarray([i for ids in part.input_ids for i in ids], dtype=np.int64),
-                    np.asarray([i for ids in (part.token_type_ids or []) for i in ids], dtype=np.int64))
+    fields = {"logits": Field((n_labels,))}
     batches = sequential_batches(part.lengths, batch_size)
     chunks = [sum(batches[i : i + 4], []) for i in range(0, len(batches), 4)]
+    memo = sessions if sessions is not None else {}  # a memo shared by calls on the same teacher
 
-    def score(index: list[int]) -> dict[str, torch.Tensor]:
-        if session is not None:
-            return {"logits": onnx_logits(session, subset(part, index), batch_size)}
+    def signal(settings: dict, score) -> Signal:
+        key = cache_key("classification-logits", teacher_digest, settings,
+                        np.asarray(part.lengths, dtype=np.int64),
+                        np.asarray([i for ids in part.input_ids for i in ids], dtype=np.int64),
+                        np.asarray([i for ids in (part.token_type_ids or []) for i in ids], dtype=np.int64))
+        return Signal("scores", key, len(part), fields, score, chunks, label)
+
+    def in_pytorch(index: list[int]) -> dict[str, torch.Tensor]:
         return {"logits": predict_logits(teacher, subset(part, index), batch_size, precision=precision)}
 
-    return Signal("scores", key, len(part), {"logits": Field((n_labels,))}, score, chunks, label)
+    if backend in ("onnxruntime", "int8"):  # float32 too, but other kernels (logits differ at 1e-6): own entry
+        # no autocast precision: ONNX Runtime scores the same whatever the run's autocast
+        onnx = {**{k: v for k, v in settings.items() if k != "precision"},
+                "backend": "onnxruntime-int8" if backend == "int8" else "onnxruntime"}
+
+        def in_onnx(index: list[int]) -> dict[str, torch.Tensor]:
+            session = checked_session(memo, teacher, teacher_digest, backend)
+            if session is None:  # only float32 gets here without a session: PyTorch's logits are within 1e-6
+                return in_pytorch(index)
+            return {"logits": onnx_logits(session, subset(part, index), batch_size)}
+
+        cached = signal(onnx, in_onnx)
+        if backend == "onnxruntime" and backend not in memo and is_signal_cached(cached):
+            return cached  # float32 scores already made: no session is opened (or exported) to read them
+        if checked_session(memo, teacher, teacher_digest, backend) is not None:
+            return cached
+    return signal(settings, in_pytorch)
 
 
 def cached_teacher_logits(teacher: torch.nn.Module, part: Encoded, batch_size: int, teacher_digest: str,
