@@ -3,6 +3,7 @@ term balanced over the classes the gold labels give."""
 
 import copy
 
+import pytest
 import torch
 
 from conftest import tiny_bert
@@ -111,6 +112,26 @@ def test_the_cache_scores_each_variant_once_across_runs_and_seeds(tiny_overrides
     n = 3 * summary["sizes"]["train"]
     assert scored[0] == f"teacher scores of augmented: computed ({n} examples scored now)"
     assert all(line == "teacher scores of augmented: from the cache (0 examples scored now)" for line in scored[1:])
+
+
+@pytest.mark.parametrize("scoring, expected", [("auto", ("bf16", False)), ("float32", ("no", True))])
+def test_float32_scoring_scores_in_full_precision_whatever_the_training_autocast(tiny_overrides, monkeypatch,
+                                                                                scoring, expected):
+    import textdistill.tasks.classification as classification
+
+    calls = []  # (autocast precision, an ONNX Runtime session was opened) of every teacher signal
+    real = classification.score_signal
+
+    def recording(*args, sessions=None, **kwargs):
+        signal = real(*args, sessions=sessions, **kwargs)
+        calls.append((args[5], any(session is not None for session in (sessions or {}).values())))
+        return signal
+
+    monkeypatch.setattr(classification, "score_signal", recording)
+    cfg = load_config(None, {**tiny_overrides, "teacher.scoring": scoring, "train.mixed_precision": "bf16",
+                             "report.baseline": False, "train.epochs": 1})
+    run_distill(cfg)
+    assert calls and set(calls) == {expected}
 
 
 def test_a_run_scored_by_the_int8_teacher_reports_its_validation_check(tiny_overrides, caplog, monkeypatch):

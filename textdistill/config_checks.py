@@ -241,7 +241,7 @@ def _check_online(cfg: RunConfig) -> None:
     need(not cfg.quantisation.aware, f"{mode} and quantisation.aware cannot be combined yet; distil offline for "
          "quantisation-aware training")
     need(cfg.teacher.scoring == "auto", f"{mode} runs the changing teacher live at every step, so there are no "
-         "cached scores for teacher.scoring 'int8' to make; set teacher.scoring: auto")
+         f"cached scores for teacher.scoring {cfg.teacher.scoring!r} to make; set teacher.scoring: auto")
     g = cfg.generation
     need(g.topk == 0 and g.sequence_kd == "off" and g.on_policy_fraction == 0,
          f"{mode} scores the changing teacher live at every step; set generation.topk: 0, sequence_kd: off and "

@@ -85,11 +85,13 @@ class TeacherConfig:
     batch_size: int = doc(128, "Batch size when a model scores data without gradients (teacher signal, "
                                "evaluation); batches of long texts are cut to 4,096 padded tokens, which runs "
                                "faster on a CPU.")
-    scoring: Literal["auto", "int8"] = doc(
+    scoring: Literal["auto", "float32", "int8"] = doc(
         "auto",
-        "How the frozen teacher scores the training data once (the scores are cached): 'auto' in full precision "
-        "(ONNX Runtime float32 on a CPU, bfloat16 autocast where the CPU has it natively, the GPU's precision on "
-        "a GPU); 'int8' through ONNX Runtime with int8 weights, about twice as fast on a CPU: a slightly "
+        "How the frozen teacher scores the training data once (the scores are cached): 'auto' in the run's "
+        "precision (`train.mixed_precision`: ONNX Runtime float32 on a CPU, bfloat16 autocast where the CPU "
+        "has it natively, the GPU's precision on a GPU); 'float32' in float32 whatever the training's autocast "
+        "(ONNX Runtime on a CPU, PyTorch on a GPU; on a CPU whose bfloat16 is slow it is also the faster); "
+        "'int8' through ONNX Runtime with int8 weights, about twice as fast on a CPU: a slightly "
         "different teacher, so it is checked on validation first and not used if its accuracy there is more "
         "than a point below the full-precision teacher's. CPU only: a GPU scores as with 'auto'.",
         tasks=CLASSIFICATION, instead="generation teachers score in the run's precision",

@@ -417,7 +417,8 @@ def teacher_scores(serve: SignalServer, cfg: RunConfig, teacher: ClassifierTeach
     targets combined (`extra_teachers.combined_scores`). Each teacher's scores of each part are one signal,
     named in its log line ('teacher scores of train', 'teacher 2 scores of augmented'). Also returns how
     they were scored where `teacher.scoring` is 'int8' (`int8_scoring`), for the run's summary."""
-    precision = resolve_precision(cfg.train.mixed_precision)
+    # 'float32': full-precision scores whatever the training's autocast (ONNX Runtime on a CPU)
+    precision = "no" if cfg.teacher.scoring == "float32" else resolve_precision(cfg.train.mixed_precision)
     teachers = [(teacher.model, teacher.folder, teacher.order)] + [(e.model, e.path, e.order) for e in teacher.extras]
     scores, checks = {}, {}
     for i, (model, folder, order) in enumerate(teachers):
