@@ -176,6 +176,16 @@ def test_cached_float32_onnx_scores_are_read_without_opening_a_session(teacher, 
     assert len(opened) == 2 and "ONNX Runtime not used" not in caplog.text
 
 
+
+def test_float32_scores_keyed_as_onnx_but_made_without_a_session_are_float32(teacher, monkeypatch):
+    # a cache found sealed, then unusable by the time it is read, with no session to rebuild it: PyTorch
+    # rebuilds it in float32 (the key's precision), not in the run's bf16 autocast
+    examples = data(teacher)
+    monkeypatch.setattr(classification, "is_signal_cached", lambda signal: True)
+    monkeypatch.setattr(classification, "onnx_teacher_session", lambda *a, **k: None)
+    logits = cached_teacher_logits(teacher, examples, 4, "digest", 32, "bf16", backend="onnxruntime")
+    assert torch.equal(logits, predict_logits(teacher, examples, 4, precision="no"))
+
 def test_int8_scoring_reads_the_quantised_copy_within_its_tolerance_and_is_cached_apart(teacher, caplog):
     examples = data(teacher)
     full = cached_teacher_logits(teacher, examples, 4, "digest", 32, "no", backend="onnxruntime")

@@ -504,14 +504,15 @@ def score_signal(teacher: torch.nn.Module, part: Encoded, batch_size: int, teach
     chunks = [sum(batches[i : i + 4], []) for i in range(0, len(batches), 4)]
     memo = sessions if sessions is not None else {}  # a memo shared by calls on the same teacher
 
+    inputs = (np.asarray(part.lengths, dtype=np.int64),  # what the key says of the examples, made once
+              np.asarray([i for ids in part.input_ids for i in ids], dtype=np.int64),
+              np.asarray([i for ids in (part.token_type_ids or []) for i in ids], dtype=np.int64))
+
     def signal(settings: dict, score) -> Signal:
-        key = cache_key("classification-logits", teacher_digest, settings,
-                        np.asarray(part.lengths, dtype=np.int64),
-                        np.asarray([i for ids in part.input_ids for i in ids], dtype=np.int64),
-                        np.asarray([i for ids in (part.token_type_ids or []) for i in ids], dtype=np.int64))
+        key = cache_key("classification-logits", teacher_digest, settings, *inputs)
         return Signal("scores", key, len(part), fields, score, chunks, label)
 
-    def in_pytorch(index: list[int]) -> dict[str, torch.Tensor]:
+    def in_pytorch(index: list[int], precision: str = precision) -> dict[str, torch.Tensor]:
         return {"logits": predict_logits(teacher, subset(part, index), batch_size, precision=precision)}
 
     if backend in ("onnxruntime", "int8"):  # float32 too, but other kernels (logits differ at 1e-6): own entry
@@ -521,8 +522,8 @@ def score_signal(teacher: torch.nn.Module, part: Encoded, batch_size: int, teach
 
         def in_onnx(index: list[int]) -> dict[str, torch.Tensor]:
             session = checked_session(memo, teacher, teacher_digest, backend)
-            if session is None:  # only float32 gets here without a session: PyTorch's logits are within 1e-6
-                return in_pytorch(index)
+            if session is None:  # float32 only (int8 returned above with a session): PyTorch float32, within 1e-6
+                return in_pytorch(index, "no")
             return {"logits": onnx_logits(session, subset(part, index), batch_size)}
 
         cached = signal(onnx, in_onnx)
