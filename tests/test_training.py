@@ -14,7 +14,7 @@ from textdistill.data.labelled import TextSplit, encode
 from textdistill.evaluation.predict import predict_logits
 from textdistill.models.students import build_student
 from textdistill.pipeline.run import run_distill
-from textdistill.training.loop import accumulate_gradients, make_accelerator
+from textdistill.training.loop import _optimizer, accumulate_gradients, make_accelerator
 from textdistill.training.example_objectives import classification_objective
 
 
@@ -160,3 +160,23 @@ def test_unlabelled_text_gets_teacher_targets_and_no_label(tmp_path, tiny_overri
     assert torch.equal(student.labels[n:], torch.full((30,), IGNORE_INDEX))  # no cross-entropy on them
     assert bool((student.labels[:n] != IGNORE_INDEX).all())
     assert student.teacher_logits.shape == (n + 30, 2) and student.teacher_logits[n:].abs().sum() > 0
+
+
+def test_optimizer_is_adamw_fused_on_cpu_and_makes_the_same_update():
+    """The fused kernel is chosen for float CPU weights and updates them as the multi-tensor kernel does."""
+    models = [_no_dropout(tiny_bert(50, layers=2, seed=4)) for _ in range(2)]
+    cfg = TrainConfig(learning_rate=1e-3, weight_decay=0.5)  # large enough that a lost decay shows
+    fused, foreach = _optimizer([models[0]], cfg), _optimizer([models[1]], cfg, fused=False)
+    assert all(g["fused"] for g in fused.param_groups)
+    assert not any(g["fused"] for g in foreach.param_groups)
+    ids = torch.randint(5, 50, (4, 7), generator=torch.Generator().manual_seed(0))
+    for _ in range(3):
+        for model, opt in zip(models, (fused, foreach)):
+            opt.zero_grad()
+            model(input_ids=ids, labels=torch.tensor([0, 1, 1, 0])).loss.backward()
+            opt.step()
+    start = tiny_bert(50, layers=2, seed=4).state_dict()
+    for (name, a), b in zip(models[0].state_dict().items(), models[1].state_dict().values()):
+        moved = (b - start[name]).abs().max()
+        # the same update: the two kernels differ by rounding only, far below how far the weights moved
+        assert (a - b).abs().max() <= 1e-3 * moved + 1e-7, name

@@ -71,8 +71,12 @@ def count_examples(batch: Batch) -> int:
 
 
 def _optimizer(modules: list[torch.nn.Module], cfg: TrainConfig,
-               own_rates: list[tuple[torch.nn.Module, float]] = ()) -> torch.optim.Optimizer:
-    """AdamW over `modules` at train.learning_rate, and over each of `own_rates`' modules at its own rate."""
+               own_rates: list[tuple[torch.nn.Module, float]] = (), fused: bool | None = None) -> torch.optim.Optimizer:
+    """AdamW over `modules` at train.learning_rate, and over each of `own_rates`' modules at its own rate.
+
+    `fused` (default: where every parameter is a float tensor on a CPU or a CUDA GPU) uses AdamW's fused kernel,
+    the same update as the default multi-tensor one in one pass over the weights: on the 2-core CPU of the
+    measurement log the MiniLM teacher's fine-tuning step ran 1.15-1.25x faster (benchmarks/optimizer_step.py)."""
     groups = []
     for part, lr in [(modules, cfg.learning_rate)] + [([m], lr) for m, lr in own_rates]:
         decay, no_decay = [], []
@@ -83,7 +87,10 @@ def _optimizer(modules: list[torch.nn.Module], cfg: TrainConfig,
             (no_decay if param.dim() < 2 else decay).append(param)
         groups += [{"params": decay, "weight_decay": cfg.weight_decay, "lr": lr},
                    {"params": no_decay, "weight_decay": 0.0, "lr": lr}]
-    return torch.optim.AdamW(groups, lr=cfg.learning_rate)
+    params = [p for g in groups for p in g["params"]]
+    if fused is None:
+        fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate, fused=fused or None)
 
 
 def total_steps(n_examples: int, cfg: TrainConfig) -> int:
