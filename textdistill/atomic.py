@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -27,13 +28,16 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     """Call `write(tmp)` on a temporary file beside `path`, fsync it, then rename it over `path`.
 
     The file gets the permissions of any new file (0666 less the umask), not a temporary file's 0600, so a
-    cache or a model folder shared between users stays readable by them."""
+    cache or a model folder shared between users stays readable by them; also when `write` makes a file of
+    its own in place of the temporary one (safetensors makes its files 0600)."""
     path = Path(path)
     tmp: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = new_temporary(path)
+        mode = stat.S_IMODE(os.stat(tmp).st_mode)
         write(tmp)
+        os.chmod(tmp, mode)
         fsync_file(tmp)
         os.replace(tmp, path)
         fsync_dir(path.parent)
@@ -54,6 +58,19 @@ def new_temporary(path: Path) -> Path:
             return tmp
         except FileExistsError:
             continue
+
+
+def usual_permissions(folder: Path) -> None:
+    """Give every file directly in `folder` the permissions of a new file (0666 less the umask): for folders
+    a library wrote, whose safetensors weights it makes 0600, unreadable to a group sharing the folder."""
+    probe = new_temporary(folder / "permissions")
+    try:
+        mode = stat.S_IMODE(os.stat(probe).st_mode)
+    finally:
+        probe.unlink()
+    for f in folder.iterdir():
+        if f.is_file() and not f.is_symlink():
+            os.chmod(f, mode)
 
 
 def fsync_file(path: Path) -> None:

@@ -14,6 +14,7 @@ import os
 import shutil
 from pathlib import Path
 
+from textdistill.atomic import usual_permissions
 from textdistill.cache import cache_root
 from textdistill.errors import TextDistillError
 from textdistill.hashing import file_digest
@@ -48,6 +49,7 @@ def convert_gguf(gguf: Path, out: Path) -> None:
         del model.config.quantization_config
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    usual_permissions(out)
 
 
 def smollm2_path() -> Path:

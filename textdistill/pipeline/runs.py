@@ -10,7 +10,7 @@ import torch
 import yaml
 from safetensors import SafetensorError
 
-from textdistill.atomic import atomic_write, write_failed
+from textdistill.atomic import atomic_write, usual_permissions, write_failed
 from textdistill.config import RunConfig, load_config, save_config, to_dict
 from textdistill.errors import TextDistillError
 from textdistill.ownership import OwnedFolder, carry_ownership
@@ -156,6 +156,7 @@ def save_model(model: torch.nn.Module, tokenizer, folder: Path) -> None:
             shutil.rmtree(tmp)
         model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
+        usual_permissions(tmp)
         if folder.exists():
             carry_ownership(folder, tmp)  # a folder of ours stays ours, and its lock stays held
             shutil.rmtree(folder)

@@ -38,7 +38,7 @@ from safetensors.torch import load_file, save_file
 
 from textdistill.config import TrainConfig
 from textdistill.errors import TextDistillError
-from textdistill.atomic import atomic_write, fsync_dir, fsync_file
+from textdistill.atomic import atomic_write, fsync_dir, fsync_file, usual_permissions
 from textdistill.hashing import digest_problem, file_digest
 
 log = logging.getLogger("textdistill")
@@ -142,6 +142,7 @@ def save_checkpoint(root: Path, name: str, progress: Progress, *, accelerator, m
             (partial / "state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
             if run_config.is_file():
                 shutil.copyfile(run_config, partial / "config.yaml")
+            usual_permissions(partial)
             digests = {}
             for f in sorted(partial.iterdir()):
                 fsync_file(f)
