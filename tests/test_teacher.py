@@ -211,3 +211,31 @@ def test_without_a_baseline_there_is_no_teacher_check(tiny_overrides):
     cfg = load_config(None, {**tiny_overrides, "report.baseline": False})
     summary = run_distill(cfg)
     assert "teacher_check" not in summary  # nothing to compare with
+
+
+def test_the_fine_tuned_teacher_does_not_depend_on_what_ran_before_it(tiny_overrides, tmp_path, monkeypatch):
+    """A base without a classification head (like all-MiniLM-L6-v2) gets a new one drawn from
+    teacher.finetune.seed, not from wherever the process's random state happens to be: two fine-tunings with
+    the same cache key give the same weights, and another seed gives another head."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import BertModel
+
+    from conftest import tiny_bert, write_tokenizer
+
+    base = tmp_path / "headless"
+    tok = write_tokenizer(base, POSITIVE + NEGATIVE + FILLER)
+    BertModel(tiny_bert(len(tok.get_vocab())).config).save_pretrained(str(base))
+
+    def fine_tuned(cache: str, process_state: int, **extra):
+        monkeypatch.setenv("TEXTDISTILL_CACHE", str(tmp_path / cache))
+        cfg = _cfg(tiny_overrides, base, **extra)
+        torch.manual_seed(process_state)  # what earlier work in the process left behind
+        folder, _ = teacher_mod.builtin_teacher(cfg, load_classification_data(cfg.data))
+        return load_file(folder / "model.safetensors")
+
+    first, second = fine_tuned("a", 1), fine_tuned("b", 2)
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    other = fine_tuned("c", 1, **{"teacher.finetune.seed": 7})
+    assert not torch.equal(other["classifier.weight"], first["classifier.weight"])

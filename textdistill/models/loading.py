@@ -140,8 +140,10 @@ def model_load_errors(path: Path, role: str, kind: str):
 
 
 def load_classifier(path: Path, role: str, label_names: list[str] | None = None,
-                    trust_remote_code: bool = False) -> torch.nn.Module:
-    """Load a sequence classifier; with `label_names`, a new head of that size is made if needed."""
+                    trust_remote_code: bool = False, seed: int = 0) -> torch.nn.Module:
+    """Load a sequence classifier; with `label_names`, a new head of that size is made if needed. Weights the
+    folder lacks (a new head, a missing pooler) are drawn from `seed`, so the same call gives the same model
+    whatever ran before it in the process; the process's random state is left as it was."""
     refuse_custom_code(path, role, trust_remote_code)
     kwargs: dict = {"trust_remote_code": trust_remote_code}
     if label_names is not None:
@@ -154,7 +156,9 @@ def load_classifier(path: Path, role: str, label_names: list[str] | None = None,
         config = AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
         if label_names is not None and getattr(config, "num_labels", None) != len(label_names):
             kwargs["ignore_mismatched_sizes"] = True
-        model = AutoModelForSequenceClassification.from_pretrained(str(path), **kwargs)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = AutoModelForSequenceClassification.from_pretrained(str(path), **kwargs)
     return model
 
 

@@ -53,7 +53,7 @@ def construct_student(cfg: StudentConfig, teacher: torch.nn.Module, label_names:
     torch.manual_seed(seed)
     steps = [_step_row("teacher", teacher.state_dict())]
     if cfg.init == "pretrained":
-        student = load_classifier(Path(cfg.path), "student.path", label_names, trust_remote_code)
+        student = load_classifier(Path(cfg.path), "student.path", label_names, trust_remote_code, seed)
         return student, steps + [_step_row("pretrained student", student.state_dict())]
     t_config = teacher.config
     n_teacher = t_config.num_hidden_layers

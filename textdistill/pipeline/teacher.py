@@ -59,7 +59,8 @@ def fine_tune(cfg: RunConfig, data: ClassificationData, warn: bool = True):
     def train_teacher(work: Path, resume: bool):
         base = resolve_model_dir(cfg.teacher.base, "teacher.base")
         tokenizer = load_tokenizer(base, "teacher.base", cfg.trust_remote_code)
-        model = load_classifier(base, "teacher.base", data.label_names, cfg.trust_remote_code)
+        model = load_classifier(base, "teacher.base", data.label_names, cfg.trust_remote_code,
+                                cfg.teacher.finetune.seed)
         splits = encode_splits(tokenizer, data, cfg.data.max_length,
                                getattr(model.config, "max_position_embeddings", None), warn)
 

@@ -91,7 +91,8 @@ class ClassificationTask:
         if cfg.teacher.path == "builtin" and trains_teacher(cfg):
             # online: the pretrained base with a new head for the data's labels, fine-tuned in the student's loop
             folder = resolve_model_dir(cfg.teacher.base, "teacher.base")
-            model = load_classifier(folder, "teacher.base", data.label_names, cfg.trust_remote_code)
+            model = load_classifier(folder, "teacher.base", data.label_names, cfg.trust_remote_code,
+                                    cfg.teacher.finetune.seed)
             tokenizer = load_tokenizer(folder, "teacher.base", cfg.trust_remote_code)
             return ClassifierTeacher(folder, {"base": str(folder), "fine_tuned": "in the student's loop"}, model,
                                      tokenizer, order=list(range(len(data.label_names))))
@@ -314,7 +315,7 @@ def student_source(cfg: RunConfig, data: ClassificationData, teacher: Teacher):
     s = cfg.student
     if s.init == "pretrained":
         folder = Path(s.path)
-        model = load_classifier(folder, "student.path", data.label_names, cfg.trust_remote_code)
+        model = load_classifier(folder, "student.path", data.label_names, cfg.trust_remote_code, cfg.train.seed)
         return model.eval(), load_tokenizer(folder, "student.path", cfg.trust_remote_code)
     if s.init != "teacher_layers" or s.source == "teacher":
         return teacher.model, teacher.tokenizer
@@ -324,7 +325,7 @@ def student_source(cfg: RunConfig, data: ClassificationData, teacher: Teacher):
                  100 * (info.get("validation_accuracy") or 0.0))
     else:
         folder = resolve_model_dir(s.source, "student.source")
-    model = load_classifier(folder, "student.source", data.label_names, cfg.trust_remote_code)
+    model = load_classifier(folder, "student.source", data.label_names, cfg.trust_remote_code, cfg.train.seed)
     return model.eval(), load_tokenizer(folder, "student.source", cfg.trust_remote_code)
 
 
