@@ -9,6 +9,7 @@ import torch
 from conftest import tiny_bert
 from test_training import _encoded, _no_dropout
 from textdistill.config import LossConfig, TrainConfig, load_config
+from textdistill.errors import TextDistillError
 from textdistill.evaluation.predict import predict_logits
 from textdistill.losses import IGNORE_INDEX, cross_entropy, forward_kl
 from textdistill.pipeline.run import run_distill
@@ -73,6 +74,28 @@ def test_class_balance_gives_each_class_the_gold_share_of_the_soft_weight():
     assert torch.isfinite(none).all() and (none > 0).all()
 
 
+def test_uniform_class_balance_gives_every_class_an_equal_share_of_the_soft_weight():
+    # the teacher puts class 2 first on one example in ten: the rarest class weighs most
+    teacher = torch.full((10, 3), -5.0)
+    teacher[:6, 0] = 5.0
+    teacher[6:9, 1] = 5.0
+    teacher[9, 2] = 5.0
+    gold = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1, 1, 2])  # the gold labels are as imbalanced as the teacher
+    w = class_balance_weights(teacher, gold, 3, uniform=True)
+    top = teacher.argmax(-1)
+    shares = torch.stack([w[top == c].sum() for c in range(3)]) / len(w)
+    assert torch.allclose(shares, torch.full((3,), 1 / 3))
+    assert w[9] > w[6] > w[0] and torch.allclose(w.mean(), torch.tensor(1.0))
+    # the gold share keeps the imbalance: every weight is 1
+    assert torch.allclose(class_balance_weights(teacher, gold, 3), torch.ones(10))
+    # on balanced data the two agree
+    balanced = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    even = torch.full((9, 3), -5.0)
+    even[torch.arange(9), balanced] = 5.0
+    assert torch.allclose(class_balance_weights(even, balanced, 3, uniform=True),
+                          class_balance_weights(even, balanced, 3))
+
+
 def test_class_balance_weights_reach_the_soft_term(tmp_path):
     tok, enc = _half_unlabelled(tmp_path)
     objective = classification_objective(LossConfig(alpha=0.0, beta=1.0, temperature=1.0))
@@ -88,12 +111,25 @@ def test_class_balance_weights_reach_the_soft_term(tmp_path):
     assert not torch.allclose(weighted, plain, rtol=1e-2)
 
 
-def test_a_run_with_both_weightings_trains_and_reports(tiny_overrides):
+@pytest.mark.parametrize("balance", [True, "uniform"])
+def test_a_run_with_both_weightings_trains_and_reports(tiny_overrides, balance, monkeypatch):
+    from textdistill.tasks import classification
+
+    seen = []
+    real = classification.class_balance_weights
+    monkeypatch.setattr(classification, "class_balance_weights",
+                        lambda *a, **k: seen.append(bool(k.get("uniform"))) or real(*a, **k))
     cfg = load_config(None, {**tiny_overrides, "data.augment_copies": 2, "loss.label_normalization": "labelled",
-                             "loss.class_balance": True})
+                             "loss.class_balance": balance})
     summary = run_distill(cfg)
     assert summary["runs"]["student"]["steps"] == summary["runs"]["baseline"]["steps"]
-    assert summary["loss"]["class_balance"] is True
+    assert summary["loss"]["class_balance"] == balance and seen == [balance == "uniform"]
+
+
+def test_class_balance_takes_true_false_or_uniform(tiny_overrides):
+    assert load_config(None, {**tiny_overrides, "loss.class_balance": "uniform"}).loss.class_balance == "uniform"
+    with pytest.raises(TextDistillError, match="loss.class_balance.*'uniform'"):
+        load_config(None, {**tiny_overrides, "loss.class_balance": "balanced"})
 
 
 def test_the_cache_scores_each_variant_once_across_runs_and_seeds(tiny_overrides, tmp_path, monkeypatch, caplog):

@@ -66,11 +66,12 @@ class LossConfig:
         "size). The soft term is averaged over every example either way.",
         tasks=CLASSIFICATION,
     )
-    class_balance: bool = doc(
+    class_balance: bool | Literal["uniform"] = doc(
         False,
-        "Weight each example's soft term so that every class (the teacher's top class) carries the share the "
-        "gold labels give it: variants and unlabelled text the teacher pulls toward the common classes would "
-        "otherwise crowd out a rare one.",
+        "Weight each example's soft term by its class (the teacher's top class) so that every class carries a "
+        "set share of the soft term: true, the share the gold labels give it (variants and unlabelled text the "
+        "teacher pulls toward the common classes would otherwise crowd out a rare one); 'uniform', an equal "
+        "share, which lifts a rare class the teacher itself is unsure of (on balanced data the two are the same).",
         tasks=CLASSIFICATION,
     )
     hidden_loss: Literal["none", "mse", "cosine", "vid"] = doc(

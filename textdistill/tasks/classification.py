@@ -187,7 +187,7 @@ class ClassificationTask:
         if cfg.loss.class_balance:  # offline only (config_checks): the weights come from the cached teacher logits
             gold = own.train.labels[own.train.labels != IGNORE_INDEX]
             train_set = dataclasses.replace(train_set, example_weights=class_balance_weights(
-                train_set.teacher_logits, gold, len(s.data.label_names)))
+                train_set.teacher_logits, gold, len(s.data.label_names), uniform=cfg.loss.class_balance == "uniform"))
         # a checkpoint only continues on the data and teacher outputs it was trained on
         data_identity = {"train": _digest(s.teacher.train)}
         identity = {**data_identity, "unlabeled": _digest(s.teacher.unlabeled), "augmented": _digest(s.augmented),

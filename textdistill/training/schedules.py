@@ -48,14 +48,19 @@ def teacher_weights(teacher_logits: torch.Tensor, kind: str) -> torch.Tensor:
     raise ValueError(f"unknown soft weighting {kind!r}; use 'none', 'confidence' or 'entropy'")
 
 
-def class_balance_weights(teacher_logits: torch.Tensor, gold_labels: torch.Tensor, n_classes: int) -> torch.Tensor:
+def class_balance_weights(teacher_logits: torch.Tensor, gold_labels: torch.Tensor, n_classes: int,
+                          uniform: bool = False) -> torch.Tensor:
     """Per-example weights `[N]` that give each class (the teacher's top class) the share of the weight the
-    gold labels give it: w_i = pi_c / q_c for c = argmax teacher_i, with pi_c the share of class c among the
-    gold labels and q_c its share among the teacher's top classes. `[N, C], [M] -> [N]`; mean weight 1 when
-    the teacher's classes cover the gold ones. A class the teacher never puts first gets no weight to give.
+    gold labels give it, or with `uniform` an equal share: w_i = pi_c / q_c for c = argmax teacher_i, with pi_c
+    the share of class c among the gold labels (1 / C with `uniform`) and q_c its share among the teacher's top
+    classes. `[N, C], [M] -> [N]`; mean weight 1 when the teacher's classes cover every class with a share.
+    A class the teacher never puts first gets no weight to give.
     """
     top = teacher_logits.argmax(-1)  # [N]
-    prior = torch.bincount(gold_labels, minlength=n_classes).float() / max(len(gold_labels), 1)  # [C]
+    if uniform:
+        prior = torch.full((n_classes,), 1.0 / n_classes)  # [C]
+    else:
+        prior = torch.bincount(gold_labels, minlength=n_classes).float() / max(len(gold_labels), 1)  # [C]
     share = torch.bincount(top, minlength=n_classes).float() / max(len(top), 1)  # [C]
     ratio = torch.where(share > 0, prior / share.clamp(min=1e-12), torch.zeros_like(prior))  # [C]
     return ratio[top]
