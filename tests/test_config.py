@@ -211,3 +211,16 @@ def test_configs_are_immutable_after_validation():
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.train.epochs = 9
     assert cfg.student.layers == (2, 5)  # lists become tuples: nothing inside can change either
+
+
+def test_a_choice_that_yaml_reads_as_a_boolean_is_that_choice(tmp_path):
+    """YAML 1.1 reads `no` as false. `mixed_precision: no`, the spelling the docs and the CPU hint give, is
+    the choice 'no' in a file and as a flag; a boolean that names no choice is still an error."""
+    from textdistill.cli import _config, build_parser
+
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  dataset: rotten_tomatoes\ntrain:\n  mixed_precision: no\n")
+    assert load_config(path).train.mixed_precision == "no"
+    args = build_parser().parse_args(["distill", "--config", str(path), "--train.mixed_precision", "no"])
+    assert _config(args).train.mixed_precision == "no"
+    assert "not a valid choice" in _error(tmp_path, "data:\n  dataset: rotten_tomatoes\ntrain:\n  mixed_precision: yes\n")

@@ -32,6 +32,8 @@ __all__ = ["CLASSIFICATION", "GENERATION_TASKS", "STUDENT_SIZES", "TASK_NAMES", 
 
 # A number in exponent form without a dot (5e-5), which YAML 1.1 reads as text.
 _SCIENTIFIC = re.compile(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+")
+# YAML 1.1 reads these words as booleans: `mixed_precision: no` arrives as False
+_YAML_BOOLEAN_WORDS = {False: ("no", "off", "false", "n"), True: ("yes", "on", "true", "y")}
 
 # Fields of the `generation` section before it was split by concept: a file that still uses them is told
 # where each one lives now.
@@ -84,6 +86,10 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         raise TextDistillError(f"{where}: expected {_type_name(tp)}, got {preview(value)}")
     if origin is Literal:
         choices = typing.get_args(tp)
+        if isinstance(value, bool) and value not in choices:
+            words = [c for c in choices if isinstance(c, str) and c.lower() in _YAML_BOOLEAN_WORDS[value]]
+            if len(words) == 1:  # the choice the user wrote, e.g. 'no', read back from YAML's boolean
+                return words[0]
         if value not in choices:
             raise TextDistillError(
                 f"{where}: {preview(value)} is not a valid choice; use one of {', '.join(map(repr, choices))}"
