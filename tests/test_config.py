@@ -223,4 +223,5 @@ def test_a_choice_that_yaml_reads_as_a_boolean_is_that_choice(tmp_path):
     assert load_config(path).train.mixed_precision == "no"
     args = build_parser().parse_args(["distill", "--config", str(path), "--train.mixed_precision", "no"])
     assert _config(args).train.mixed_precision == "no"
-    assert "not a valid choice" in _error(tmp_path, "data:\n  dataset: rotten_tomatoes\ntrain:\n  mixed_precision: yes\n")
+    text = "data:\n  dataset: rotten_tomatoes\ntrain:\n  mixed_precision: yes\n"
+    assert "not a valid choice" in _error(tmp_path, text)
