@@ -68,11 +68,11 @@ def test_sweep_from_python_runs_the_best_setting(tiny_overrides):
     sweep = summary["sweep"]
     trials = sweep["trials"]
     assert [t["setting"] for t in trials] == [s.label() for s in sweep_grid(cfg, 4)]
-    assert all(t["status"] == "ran" and 0 <= t["validation_accuracy"] <= 1 and t["seconds"] > 0 for t in trials)
+    assert all(t["status"] == "ran" and 0 <= t["validation_score"] <= 1 and t["seconds"] > 0 for t in trials)
     assert all(t["steps"] == sweep["full_steps"] for t in trials)  # a generous budget shortens nothing
     best = sweep["best"]
-    assert trials[best]["validation_accuracy"] == max(t["validation_accuracy"] for t in trials)
-    assert all(t["validation_accuracy"] < trials[best]["validation_accuracy"] for t in trials[:best])  # first on ties
+    assert trials[best]["validation_score"] == max(t["validation_score"] for t in trials)
+    assert all(t["validation_score"] < trials[best]["validation_score"] for t in trials[:best])  # first on ties
     # the final run is an ordinary run of the best setting, with the grid added to its summary and report
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert saved["student"]["layers"] == spread_layers(trials[best]["layers"], 4)
@@ -96,7 +96,7 @@ def test_sweep_through_the_cli_lists_skipped_trials(tmp_path, tiny_overrides, mo
     run_dir = Path(tiny_overrides["output_dir"])
     trials = json.loads((run_dir / "summary.json").read_text())["sweep"]["trials"]
     assert [t["status"] for t in trials] == ["ran", "skipped: budget"]
-    assert trials[0]["steps"] == 4 and trials[1]["validation_accuracy"] is None
+    assert trials[0]["steps"] == 4 and trials[1]["validation_score"] is None
     report = (run_dir / "report.md").read_text()
     assert "| best |" in report and "skipped: budget" in report
     with pytest.raises(SystemExit):

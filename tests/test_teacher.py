@@ -1,6 +1,12 @@
 """The built-in teacher is fine-tuned once and cached under a key of everything that produced it."""
 
+import json
+from pathlib import Path
+
+import pytest
+
 from conftest import FILLER, NEGATIVE, POSITIVE
+from textdistill.errors import TextDistillError
 from textdistill.config import load_config
 from textdistill.data.labelled import load_classification_data
 from textdistill.pipeline import teacher as teacher_mod
@@ -239,3 +245,37 @@ def test_the_fine_tuned_teacher_does_not_depend_on_what_ran_before_it(tiny_overr
     assert all(torch.equal(first[k], second[k]) for k in first)
     other = fine_tuned("c", 1, **{"teacher.finetune.seed": 7})
     assert not torch.equal(other["classifier.weight"], first["classifier.weight"])
+
+
+def _validation_lines(run_dir, name):
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [e for e in lines if e.get("run") == name and e.get("split") == "validation"]
+
+
+def test_select_on_macro_f1_keeps_the_checkpoint_best_on_macro_f1_for_student_baseline_and_teacher(
+        tiny_overrides, teacher_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("TEXTDISTILL_CACHE", str(tmp_path / "cache"))
+    cfg = _cfg(tiny_overrides, teacher_dir, **{"train.select_on": "macro_f1", "train.eval_every": 1,
+                                                 "train.epochs": 3, "teacher.finetune.select_on": "macro_f1",
+                                                 "teacher.finetune.max_steps": 6, "teacher.finetune.eval_every": 1})
+    summary = run_distill(cfg)
+    run_dir = Path(cfg.output_dir)
+    for name in ("student", "baseline"):
+        curve = _validation_lines(run_dir, name)
+        run = summary["runs"][name]
+        assert len(curve) > 2 and run["best_score"] == max(e["macro_f1"] for e in curve)
+        best = next(e for e in curve if e["macro_f1"] == run["best_score"])  # the first best is kept
+        assert run["best_step"] == best["step"]
+    teacher = summary["teacher"]
+    curve = teacher["validation_curve"]
+    assert teacher["selected_on"] == "macro_f1" and teacher["validation_score"] == max(e["macro_f1"] for e in curve)
+    kept = next(e for e in curve if e["step"] == teacher["best_step"])
+    assert kept["macro_f1"] == teacher["validation_score"] and teacher["validation_accuracy"] == kept["accuracy"]
+    assert "once validation macro-F1 stops improving" in (run_dir / "report.md").read_text()
+
+
+def test_select_on_is_refused_for_generation_and_for_unknown_metrics(tmp_path):
+    with pytest.raises(TextDistillError, match="select_on"):
+        load_config(None, {"task": "causal_lm", "train.select_on": "macro_f1"})
+    with pytest.raises(TextDistillError, match="'accuracy', 'macro_f1'"):
+        load_config(None, {"train.select_on": "f1"})

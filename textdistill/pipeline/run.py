@@ -71,6 +71,7 @@ class Plan:
     attention: list = field(default_factory=list)  # each model's attention implementation as loaded
     tracking: Tracking = field(default_factory=Tracking)  # the run's experiment trackers (train.report_to)
     teacher_check: dict | None = None  # the teacher's validation score against the baseline's
+    metric: str = ""  # the validation metric that keeps the best checkpoint of student and baseline
 
 
 def run_distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False, *, sweep: dict | None = None,
@@ -139,7 +140,7 @@ def prepare(cfg: RunConfig, run_dir: Path, resume: bool, data=None, tracking: Tr
     training = task.training(cfg, prepared, teacher, serve)
     student_train, baseline_train = step_budget(cfg.train, training.budget_examples, len(training.baseline_data))
     return Plan(cfg, run_dir, resume, task, teacher, prepared, training, student_train, baseline_train,
-                serve.seconds, attention, tracking or Tracking())
+                serve.seconds, attention, tracking or Tracking(), metric=task.selection_metric(cfg.train))
 
 
 def step_budget(train_cfg: TrainConfig, budget_examples: int,
@@ -166,7 +167,7 @@ def train_student(plan: Plan, max_steps: int | None = None) -> tuple[torch.nn.Mo
     def run_training():
         with (t.student_form or contextlib.nullcontext)(student):  # fake quantisation lives only in the loop
             return train(student, t.student_data, t.objective, settings, name="student", run_dir=plan.run_dir,
-                         evaluate=t.evaluate, metric=plan.task.metric, count=t.count or plan.task.count,
+                         evaluate=t.evaluate, metric=plan.metric, count=t.count or plan.task.count,
                          extra=t.extra, extra_learning_rates=t.extra_learning_rates, resume=plan.resume,
                          identity=t.identity, tracking=plan.tracking)
 
@@ -203,7 +204,7 @@ def teacher_against_baseline(plan: Plan, baseline: dict) -> dict | None:
     teacher is no better (distillation then passes on a teacher's errors, not its knowledge)."""
     if plan.training.evaluate_teacher is None or plan.training.trains_teacher or baseline.get("best_score") is None:
         return None  # (a teacher trained in the student's loop is judged after it)
-    metric = plan.task.metric
+    metric = plan.metric
     teacher_score = plan.training.evaluate_teacher()[metric]
     check = {"metric": metric, "teacher": teacher_score, "baseline": baseline["best_score"]}
     if teacher_score <= baseline["best_score"]:
@@ -222,7 +223,7 @@ def train_baseline(plan: Plan) -> tuple[torch.nn.Module, dict]:
         plan.run_dir, "baseline", baseline, plan.prepared.tokenizer, plan.resume,
         lambda folder, role: plan.task.load_model(cfg, folder, role),
         lambda: train(baseline, t.baseline_data, label_objective(), plan.baseline_train, name="baseline",
-                      run_dir=plan.run_dir, evaluate=t.evaluate, metric=plan.task.metric, count=plan.task.count,
+                      run_dir=plan.run_dir, evaluate=t.evaluate, metric=plan.metric, count=plan.task.count,
                       resume=plan.resume, identity=t.baseline_identity, tracking=plan.tracking))
 
 

@@ -215,7 +215,7 @@ def _sweep_trials(cfg: RunConfig, run_dir: Path) -> tuple[RunConfig, dict]:
     for i, setting in enumerate(grid):
         record = {"setting": setting.label(), "layers": setting.layers, "temperature": setting.temperature,
                   "alpha": setting.alpha, "soft": setting.soft, "soft_option": setting.soft_option, "steps": None,
-                  "validation_accuracy": None, "seconds": None}
+                  "validation_score": None, "seconds": None}
         estimate = max(took) if took else cost(steps)
         if i >= n_fit or spent + estimate > budget:
             trials.append({**record, "status": "skipped: budget"})
@@ -228,19 +228,19 @@ def _sweep_trials(cfg: RunConfig, run_dir: Path) -> tuple[RunConfig, dict]:
         spent += took[-1]
         one_off += _one_off_seconds(plan)
         remove_owned(folder)
-        trials.append({**record, "steps": student["steps"], "validation_accuracy": student["best_score"],
+        trials.append({**record, "steps": student["steps"], "validation_score": student["best_score"],
                        "seconds": wall, "status": "ran"})
-        log.info("sweep %d/%d: %s: validation accuracy %.4f (%.0f s)", i + 1, len(grid), setting.label(),
-                 student["best_score"], wall)
+        log.info("sweep %d/%d: %s: validation %s %.4f (%.0f s)", i + 1, len(grid), setting.label(),
+                 probe.metric, student["best_score"], wall)
 
     ran = [i for i, t in enumerate(trials) if t["status"] == "ran"]
     if not ran:
         raise TextDistillError(
             f"no sweep trial fits sweep.time_budget_s ({budget:g} s; one trial of {steps} steps takes about "
             f"{cost(steps):.0f} s); raise the budget, lower sweep.min_trial_steps or try fewer settings")
-    best = max(ran, key=lambda i: (trials[i]["validation_accuracy"], -i))
-    record = {"time_budget_s": budget, "seconds": spent, "one_off_seconds": one_off, "steps_per_trial": steps,
+    best = max(ran, key=lambda i: (trials[i]["validation_score"], -i))
+    record = {"metric": probe.metric, "time_budget_s": budget, "seconds": spent, "one_off_seconds": one_off, "steps_per_trial": steps,
               "full_steps": full_steps, "trials": trials, "best": best}
-    log.info("sweep: best %s (validation accuracy %.4f); the full run follows", trials[best]["setting"],
-             trials[best]["validation_accuracy"])
+    log.info("sweep: best %s (validation %s %.4f); the full run follows", trials[best]["setting"],
+             probe.metric, trials[best]["validation_score"])
     return apply_setting(cfg, grid[best], n_teacher), record

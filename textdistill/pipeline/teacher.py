@@ -68,18 +68,22 @@ def fine_tune(cfg: RunConfig, data: ClassificationData, warn: bool = True):
             logits = predict_logits(m, splits.validation, cfg.teacher.batch_size)
             return classification_metrics(logits.argmax(-1), splits.validation.labels, data.label_names)
 
+        metric = cfg.teacher.finetune.select_on
         result = train(model, splits.train, label_objective(), cfg.teacher.finetune, name=TRAINING_NAME, run_dir=work,
-                       evaluate=evaluate, resume=resume)
+                       evaluate=evaluate, metric=metric, resume=resume)
+        curve = [e for e in result.history if e.get("split") == "validation"]
+        kept = next((e for e in curve if e["step"] == result.best_step), None)
         test_logits = predict_logits(model, splits.test, cfg.teacher.batch_size)
         test = classification_metrics(test_logits.argmax(-1), splits.test.labels, data.label_names)
         log.info("teacher: test accuracy %.4f after %.0f s", test["accuracy"], result.seconds)
         return model, tokenizer, {
             "base": str(base), "train_seconds": result.seconds, "steps": result.steps, "best_step": result.best_step,
-            "learning_rate": cfg.teacher.finetune.learning_rate, "validation_accuracy": result.best_score,
+            "learning_rate": cfg.teacher.finetune.learning_rate, "selected_on": metric,
+            "validation_score": result.best_score, "validation_accuracy": kept["accuracy"] if kept else None,
             "test_accuracy": test["accuracy"], "label_names": data.label_names,
             # where the teacher stopped improving, for the report
             "validation_curve": [{"step": e["step"], "epoch": e["epoch"], "accuracy": e["accuracy"],
-                                  "macro_f1": e["macro_f1"]} for e in result.history if e.get("split") == "validation"]}
+                                  "macro_f1": e["macro_f1"]} for e in curve]}
 
     return train_teacher
 
@@ -90,7 +94,8 @@ def builtin_teacher(cfg: RunConfig, data: ClassificationData) -> tuple[Path, dic
     run that wants the same teacher, with or without `--resume`: the key fixes everything that trains it.
 
     With `teacher.learning_rates`, each rate is a fine-tuning of its own (cached like any other) and the one
-    with the best validation accuracy is the teacher (the first on ties); its info lists every trial.
+    with the best validation score (`teacher.finetune.select_on`) is the teacher (the first on ties); its info
+    lists every trial.
     """
     if not cfg.teacher.learning_rates:
         return _fine_tuned(cfg, data)
@@ -98,12 +103,20 @@ def builtin_teacher(cfg: RunConfig, data: ClassificationData) -> tuple[Path, dic
     for lr in cfg.teacher.learning_rates:
         log.info("teacher: learning-rate search, trial %g", lr)
         trials.append(_fine_tuned(replaced(cfg, {"teacher.finetune.learning_rate": lr}), data))
-    folder, info = max(trials, key=lambda t: t[1].get("validation_accuracy") or 0.0)  # max keeps the first
-    search = [{k: i.get(k) for k in ("learning_rate", "validation_accuracy", "steps", "train_seconds", "cached")}
+    folder, info = max(trials, key=lambda t: validation_score(t[1]))  # max keeps the first
+    search = [{**{k: i.get(k) for k in ("learning_rate", "validation_accuracy", "steps", "train_seconds", "cached")},
+               "selected_on": i.get("selected_on", "accuracy"), "validation_score": validation_score(i)}
               for _, i in trials]
-    log.info("teacher: learning rate %g kept (validation accuracy %.4f)", info["learning_rate"],
-             info["validation_accuracy"])
+    log.info("teacher: learning rate %g kept (validation %s %.4f)", info["learning_rate"],
+             info.get("selected_on", "accuracy"), validation_score(info))
     return folder, {**info, "search": search}
+
+
+def validation_score(info: dict) -> float:
+    """The best validation score of a fine-tuned teacher, by the metric it was selected on (teachers cached
+    before `select_on` existed were selected on accuracy)."""
+    score = info.get("validation_score", info.get("validation_accuracy"))
+    return 0.0 if score is None else score
 
 
 def _fine_tuned(cfg: RunConfig, data: ClassificationData) -> tuple[Path, dict]:

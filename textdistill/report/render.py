@@ -224,9 +224,10 @@ def _extra_tables(summary: dict) -> list[tuple[str, str, list[list[str]]]]:
     out += _teacher_tables(summary.get("teacher") or {})
     sweep = summary.get("sweep")
     if sweep:
-        rows = [["setting", "steps", "validation accuracy", "seconds", "status"]]
+        rows = [["setting", "steps", f"validation {_metric_name(sweep.get('metric', 'accuracy'))}", "seconds", "status"]]
         for i, t in enumerate(sweep["trials"]):
-            acc = "-" if t["validation_accuracy"] is None else f"{100 * t['validation_accuracy']:.2f}%"
+            score = t.get("validation_score", t.get("validation_accuracy"))  # the key before select_on
+            acc = "-" if score is None else f"{100 * score:.2f}"
             secs = "-" if t["seconds"] is None else f"{t['seconds']:.0f}"
             rows.append([t["setting"], str(t["steps"] or "-"), acc, secs, "best" if i == sweep["best"] else t["status"]])
         out.append(("Sweep (`distill --sweep`)", f"Grid tried on validation in a budget of {sweep['time_budget_s']:g} s "
@@ -246,6 +247,10 @@ def bench_rows(bench: dict) -> list[list[str]]:
     return rows
 
 
+def _metric_name(metric: str) -> str:
+    return {"macro_f1": "macro-F1", "neg_nll": "negative log-likelihood"}.get(metric, metric)
+
+
 def _teacher_tables(teacher: dict) -> list[tuple[str, str, list[list[str]]]]:
     """The built-in teacher's validation curve (where it stopped improving) and its learning-rate search."""
     out = []
@@ -257,15 +262,16 @@ def _teacher_tables(teacher: dict) -> list[tuple[str, str, list[list[str]]]]:
                   "kept" if e["step"] == best else ""] for e in curve]
         out.append(("Teacher fine-tuning", f"Validation after each evaluation of the teacher's fine-tuning "
                     f"({teacher.get('steps', '?')} steps, {teacher.get('train_seconds', 0):.0f} s); training stops "
-                    "once validation accuracy stops improving and the best checkpoint is kept.", rows))
+                    f"once validation {_metric_name(teacher.get('selected_on', 'accuracy'))} stops improving and the "
+                    "best checkpoint is kept.", rows))
     search = teacher.get("search")
     if search:
-        rows = [["learning rate", "steps", "validation accuracy", ""]]
-        rows += [[f"{t['learning_rate']:g}", str(t.get("steps") or "-"),
-                  "-" if t.get("validation_accuracy") is None else f"{100 * t['validation_accuracy']:.2f}%",
+        metric = _metric_name(teacher.get("selected_on", "accuracy"))
+        rows = [["learning rate", "steps", f"validation {metric}", ""]]
+        rows += [[f"{t['learning_rate']:g}", str(t.get("steps") or "-"), f"{100 * t['validation_score']:.2f}",
                   "kept" if t["learning_rate"] == teacher.get("learning_rate") else ""] for t in search]
         out.append(("Teacher learning-rate search", "Each learning rate fine-tunes a teacher of its own (cached); "
-                    "the one with the best validation accuracy is the teacher.", rows))
+                    f"the one with the best validation {metric} is the teacher.", rows))
     return out
 
 

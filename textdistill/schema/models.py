@@ -75,8 +75,8 @@ class TeacherConfig:
     learning_rates: tuple[float, ...] = doc(
         (),
         "Learning-rate search for the built-in classification teacher: each value is a fine-tuning of its own "
-        "(cached like any other) and the teacher with the best validation accuracy is kept; the report lists "
-        "them all. Empty uses teacher.finetune.learning_rate.",
+        "(cached like any other) and the teacher with the best validation score (`finetune.select_on`) is kept; "
+        "the report lists them all. Empty uses teacher.finetune.learning_rate.",
         tasks=CLASSIFICATION,
     )
     architecture: TeacherArchitecture = section(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from textdistill.schema.fields import doc
+from textdistill.schema.fields import CLASSIFICATION, doc
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,13 @@ class TrainConfig:
         None, "Stop after this many evaluations without improvement; empty trains for the full budget."
     )
     min_steps: int = doc(0, "Optimizer steps trained at least before early stopping may end the training.")
+    select_on: Literal["accuracy", "macro_f1"] = doc(
+        "accuracy",
+        "The validation metric that picks the kept checkpoint and decides early stopping: 'accuracy', or "
+        "'macro_f1' (every class counts the same, so a checkpoint that drops a rare class is not kept; for "
+        "data whose classes are far from equal in size). Student and baseline use the same.",
+        tasks=CLASSIFICATION,
+    )
     freeze_embeddings: bool = doc(
         True,
         "Keep the word-embedding matrix fixed. It holds most of a small student's parameters, so freezing "

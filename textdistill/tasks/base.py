@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import torch
 
-from textdistill.config import RunConfig
+from textdistill.config import RunConfig, TrainConfig
 from textdistill.models.inputs import Batch
 from textdistill.pipeline.signal import SignalServer
 from textdistill.training.loop import Objective
@@ -66,7 +66,10 @@ class Training:
 
 class Task(Protocol):
     name: str
-    metric: str  # the validation metric whose best value is kept (higher is better)
+    metric: str  # the validation metric whose best value is kept (higher is better), by default
+
+    def selection_metric(self, train: TrainConfig) -> str:
+        """The validation metric that keeps a model's best checkpoint under these train settings."""
 
     def count(self, batch: Batch) -> int:
         """Units a micro-batch's loss terms are summed over (examples, or target tokens)."""

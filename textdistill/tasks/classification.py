@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from textdistill.cache import Field, cache_key
-from textdistill.config import RunConfig, replaced, to_dict
+from textdistill.config import RunConfig, TrainConfig, replaced, to_dict
 from textdistill.data.augment import neighbour_table, token_variants
 from textdistill.data.batching import WithFields, concat, sequential_batches, subset
 from textdistill.data.labelled import (ClassificationData, Encoded, EncodedSplits, TextSplit, check_max_length,
@@ -80,6 +80,9 @@ class Splits:
 class ClassificationTask:
     name = "classification"
     metric = "accuracy"
+
+    def selection_metric(self, train: TrainConfig) -> str:
+        return train.select_on
 
     def count(self, batch) -> int:
         return count_examples(batch)

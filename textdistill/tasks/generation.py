@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from textdistill.cache import Field, cache_key
-from textdistill.config import RunConfig, to_dict
+from textdistill.config import RunConfig, TrainConfig, to_dict
 from textdistill.data.batching import concat, sequential_batches
 from textdistill.data.pairs import GenerationData, TokenData, encode_pairs, load_generation_data
 from textdistill.errors import TextDistillError
@@ -52,6 +52,9 @@ class Splits:
 
 class GenerationTask:
     metric = "neg_nll"
+
+    def selection_metric(self, train: TrainConfig) -> str:
+        return self.metric
 
     def __init__(self, name: str):
         self.name = name
