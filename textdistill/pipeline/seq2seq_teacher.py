@@ -94,10 +94,12 @@ def teacher_key(cfg: RunConfig, data: GenerationData) -> str:
                 "teacher_ffn": a.intermediate_size, "vocab_size": a.vocab_size, "max_length": cfg.data.max_length,
                 "max_target_length": cfg.data.max_target_length}
     # settings added later stay out of the key at their neutral value, so teachers cached before them are found;
-    # settings that never change the weights stay out always
+    # settings that never change the weights stay out always (select_on is classification's: this teacher
+    # keeps its best validation loss)
     neutral = {"min_steps": 0}
+    unused = ("progress", "threads", "report_to", "select_on")
     finetune = {k: v for k, v in dataclasses.asdict(cfg.teacher.finetune).items()
-                if k not in ("progress", "threads", "report_to") and not (k in neutral and v == neutral[k])}
+                if k not in unused and not (k in neutral and v == neutral[k])}
     payload = {"recipe": RECIPE_VERSION, "settings": settings, "finetune": finetune, "train": data.train,
                "validation": data.validation}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]

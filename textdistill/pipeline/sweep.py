@@ -239,8 +239,8 @@ def _sweep_trials(cfg: RunConfig, run_dir: Path) -> tuple[RunConfig, dict]:
             f"no sweep trial fits sweep.time_budget_s ({budget:g} s; one trial of {steps} steps takes about "
             f"{cost(steps):.0f} s); raise the budget, lower sweep.min_trial_steps or try fewer settings")
     best = max(ran, key=lambda i: (trials[i]["validation_score"], -i))
-    record = {"metric": probe.metric, "time_budget_s": budget, "seconds": spent, "one_off_seconds": one_off, "steps_per_trial": steps,
-              "full_steps": full_steps, "trials": trials, "best": best}
+    record = {"metric": probe.metric, "time_budget_s": budget, "seconds": spent, "one_off_seconds": one_off,
+              "steps_per_trial": steps, "full_steps": full_steps, "trials": trials, "best": best}
     log.info("sweep: best %s (validation %s %.4f); the full run follows", trials[best]["setting"],
              probe.metric, trials[best]["validation_score"])
     return apply_setting(cfg, grid[best], n_teacher), record

@@ -224,7 +224,8 @@ def _extra_tables(summary: dict) -> list[tuple[str, str, list[list[str]]]]:
     out += _teacher_tables(summary.get("teacher") or {})
     sweep = summary.get("sweep")
     if sweep:
-        rows = [["setting", "steps", f"validation {_metric_name(sweep.get('metric', 'accuracy'))}", "seconds", "status"]]
+        metric = _metric_name(sweep.get("metric", "accuracy"))
+        rows = [["setting", "steps", f"validation {metric}", "seconds", "status"]]
         for i, t in enumerate(sweep["trials"]):
             score = t.get("validation_score", t.get("validation_accuracy"))  # the key before select_on
             acc = "-" if score is None else f"{100 * score:.2f}"
