@@ -71,7 +71,11 @@ class Plan:
     attention: list = field(default_factory=list)  # each model's attention implementation as loaded
     tracking: Tracking = field(default_factory=Tracking)  # the run's experiment trackers (train.report_to)
     teacher_check: dict | None = None  # the teacher's validation score against the baseline's
-    metric: str = ""  # the validation metric that keeps the best checkpoint of student and baseline
+
+    @property
+    def metric(self) -> str:
+        """The validation metric that keeps the best checkpoint of student and baseline."""
+        return self.task.selection_metric(self.cfg.train)
 
 
 def run_distill(cfg: RunConfig, overwrite: bool = False, resume: bool = False, *, sweep: dict | None = None,
@@ -140,7 +144,7 @@ def prepare(cfg: RunConfig, run_dir: Path, resume: bool, data=None, tracking: Tr
     training = task.training(cfg, prepared, teacher, serve)
     student_train, baseline_train = step_budget(cfg.train, training.budget_examples, len(training.baseline_data))
     return Plan(cfg, run_dir, resume, task, teacher, prepared, training, student_train, baseline_train,
-                serve.seconds, attention, tracking or Tracking(), metric=task.selection_metric(cfg.train))
+                serve.seconds, attention, tracking or Tracking())
 
 
 def step_budget(train_cfg: TrainConfig, budget_examples: int,

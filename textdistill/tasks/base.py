@@ -66,10 +66,10 @@ class Training:
 
 class Task(Protocol):
     name: str
-    metric: str  # the validation metric whose best value is kept (higher is better), by default
 
     def selection_metric(self, train: TrainConfig) -> str:
-        """The validation metric that keeps a model's best checkpoint under these train settings."""
+        """The validation metric (a key of `Training.evaluate`'s result, higher is better) that keeps a model's
+        best checkpoint and decides early stopping under these train settings."""
 
     def count(self, batch: Batch) -> int:
         """Units a micro-batch's loss terms are summed over (examples, or target tokens)."""

@@ -79,7 +79,6 @@ class Splits:
 
 class ClassificationTask:
     name = "classification"
-    metric = "accuracy"
 
     def selection_metric(self, train: TrainConfig) -> str:
         return train.select_on

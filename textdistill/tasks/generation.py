@@ -51,13 +51,11 @@ class Splits:
 
 
 class GenerationTask:
-    metric = "neg_nll"
-
-    def selection_metric(self, train: TrainConfig) -> str:
-        return self.metric
-
     def __init__(self, name: str):
         self.name = name
+
+    def selection_metric(self, train: TrainConfig) -> str:
+        return "neg_nll"  # validation NLL per token, negated (`training`'s evaluate)
 
     def count(self, batch) -> int:
         return count_target_tokens(batch)
