@@ -225,6 +225,16 @@ def test_bbc_news_builtin_sorted_labels():
         load_classification_data(DataConfig(dataset="bbc_news", use_builtin_unlabeled=True))
 
 
+def test_builtin_unlabelled_text_is_text():
+    # the package's file holds 14 empty synopses, which pandas reads as NaN; tokenising one crashed a run
+    from textdistill.config import DataConfig
+    from textdistill.data.labelled import load_classification_data
+
+    data = load_classification_data(DataConfig(dataset="rotten_tomatoes", use_builtin_unlabeled=True))
+    texts = data.unlabeled.texts
+    assert len(texts) == 1083 and all(isinstance(t, str) and t.strip() for t in texts)
+
+
 @given(st.lists(st.integers(1, 300), min_size=1, max_size=200), st.integers(1, 64), st.sampled_from([None, 64, 4096]))
 def test_inference_batches_cover_every_example_once_within_both_limits(lengths, batch_size, max_tokens):
     batches = sequential_batches(lengths, batch_size, max_tokens)

