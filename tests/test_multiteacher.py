@@ -121,3 +121,54 @@ def test_extra_teachers_are_checked_at_start_up(tmp_path, tiny_overrides):
 def test_multi_teacher_settings_are_checked(tiny_overrides, extra, needle):
     with pytest.raises(TextDistillError, match=needle):
         load_config(None, {**tiny_overrides, "teacher.extra_paths": ["/x"], **extra})
+
+
+def test_ensemble_trials_makes_every_learning_rate_trial_a_teacher(tiny_overrides, teacher_dir, tmp_path, monkeypatch):
+    from textdistill.data.labelled import encode_splits, load_classification_data
+    from textdistill.evaluation.predict import predict_logits
+    from textdistill.models.loading import load_classifier, load_tokenizer
+
+    monkeypatch.setenv("TEXTDISTILL_CACHE", str(tmp_path / "cache"))
+    # two trials whose teachers disagree on validation
+    overrides = {**tiny_overrides, "teacher.path": "builtin", "teacher.base": str(teacher_dir),
+                 "teacher.learning_rates": [3e-3, 1e-2], "teacher.ensemble_trials": True,
+                 "teacher.finetune.max_steps": 6, "teacher.finetune.progress": False, "train.epochs": 1}
+    cfg = load_config(None, overrides)
+    summary = run_distill(cfg)
+    trials = summary["teacher"]["search"]
+    kept = summary["teacher"]["path"]
+    paths = [t["path"] for t in summary["teachers"]["teachers"]]
+    assert paths[0] == kept and sorted(paths) == sorted(t["path"] for t in trials) and len(set(paths)) == 2
+
+    # the combination, recomputed here from each trial's own logits: the mean of their probabilities at T
+    data = load_classification_data(cfg.data)
+    logits = {}
+    for path in paths:
+        model = load_classifier(Path(path), "t")
+        splits = encode_splits(load_tokenizer(Path(path), "t"), data, cfg.data.max_length, None, False)
+        logits[path] = {n: predict_logits(model, getattr(splits, n)) for n in ("validation", "test")}
+    labels = {n: getattr(splits, n).labels for n in ("validation", "test")}
+    t = cfg.loss.temperature
+
+    def accuracy(split):
+        p = sum(torch.softmax(logits[path][split] / t, -1) for path in paths) / 2
+        return (p.argmax(-1) == labels[split]).float().mean().item()
+
+    accuracies = [(logits[path]["test"].argmax(-1) == labels["test"]).float().mean().item() for path in paths]
+    assert [x["test_accuracy"] for x in summary["teachers"]["teachers"]] == pytest.approx(accuracies)
+    assert summary["teachers"]["combined_test_accuracy"] == pytest.approx(accuracy("test"))
+    # the check before distilling judges the target the student learns: the combination, on validation
+    kept_alone = (logits[kept]["validation"].argmax(-1) == labels["validation"]).float().mean().item()
+    assert accuracy("validation") != pytest.approx(kept_alone)  # (so the next line tells the two apart)
+    assert summary["teacher_check"]["teacher"] == pytest.approx(accuracy("validation"))
+
+
+@pytest.mark.parametrize("extra,needle", [
+    ({"teacher.learning_rates": [1e-4]}, "list two or more rates"),
+    ({"teacher.combine": "weighted", "teacher.weights": [1, 2]}, "known only after the search"),
+    ({"online.mode": "co_training"}, "remove teacher.extra_paths and teacher.ensemble_trials"),
+])
+def test_ensemble_trials_settings_are_checked(tiny_overrides, extra, needle):
+    base = {"teacher.path": "builtin", "teacher.learning_rates": [1e-4, 2e-4], "teacher.ensemble_trials": True}
+    with pytest.raises(TextDistillError, match=needle):
+        load_config(None, {**tiny_overrides, **base, **extra})

@@ -114,6 +114,12 @@ def _check_teacher(cfg: RunConfig) -> None:
     need(all(v > 0 for v in t.learning_rates), f"teacher.learning_rates must all be positive, got {preview(t.learning_rates)}")
     need(not t.learning_rates or t.path == "builtin",
          "teacher.learning_rates searches the built-in teacher's fine-tuning; set teacher.path to 'builtin' or remove it")
+    need(not t.ensemble_trials or len(t.learning_rates) >= 2,
+         "teacher.ensemble_trials combines the trials of teacher.learning_rates; list two or more rates there or "
+         "set teacher.ensemble_trials: false")
+    need(not (t.ensemble_trials and t.combine == "weighted"),
+         "teacher.combine 'weighted' names each teacher's weight, but with teacher.ensemble_trials the trials' order "
+         "is known only after the search; use combine 'mean' or 'confidence'")
     need("builtin" not in t.extra_paths, "teacher.extra_paths lists 'builtin'; extra teachers are fine-tuned "
          "folders (make one with textdistill teacher)")
     if t.combine == "weighted":
@@ -225,7 +231,8 @@ def _check_online(cfg: RunConfig) -> None:
          "without dropout, stay identical (the mutual term is 0); set train.dropout above 0 or student.init: shrink")
     need(cfg.teacher.path != "train", f"{mode} trains the teacher in the loop, but teacher.path 'train' trains a "
          "seq2seq teacher from scratch first; give an encoder-decoder folder as teacher.path")
-    need(not cfg.teacher.extra_paths, f"{mode} trains one teacher in the loop; remove teacher.extra_paths")
+    need(not cfg.teacher.extra_paths and not cfg.teacher.ensemble_trials,
+         f"{mode} trains one teacher in the loop; remove teacher.extra_paths and teacher.ensemble_trials")
     need(cfg.student.source == "teacher", f"{mode} feeds the teacher the student's batches, but student.source "
          f"{preview(cfg.student.source)} brings a tokenizer of its own; remove student.source or set online.mode: off")
     need(loss.hidden_loss == "none" and loss.attention_weight == 0 and loss.embedding_weight == 0

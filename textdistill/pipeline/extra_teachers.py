@@ -30,12 +30,24 @@ class ExtraTeacher:
     order: list[int]  # index of each data label among this teacher's outputs
 
 
-def load_extra_teachers(cfg: RunConfig, label_names: list[str], tokenizer) -> list[ExtraTeacher]:
-    """The frozen extra teachers, checked at start-up: the data's label set, and the tokenizer that made
-    the token ids every teacher scores (the primary teacher's, which the student shares)."""
+def extra_teacher_paths(cfg: RunConfig, info: dict, primary: Path) -> dict[str, str]:
+    """The extra teachers' folders by role: with `teacher.ensemble_trials`, the learning-rate search's other
+    trials (cached folders, in the search's order), then `teacher.extra_paths`."""
+    roles = {}
+    if cfg.teacher.ensemble_trials:
+        for trial in info.get("search", []):
+            if Path(trial["path"]) != Path(primary):
+                roles[f"the teacher's trial at learning rate {trial['learning_rate']:g}"] = trial["path"]
+    roles.update({f"teacher.extra_paths[{i}]": path for i, path in enumerate(cfg.teacher.extra_paths)})
+    return roles
+
+
+def load_extra_teachers(cfg: RunConfig, label_names: list[str], tokenizer, paths: dict[str, str]) -> list[ExtraTeacher]:
+    """The frozen extra teachers (`paths`: role -> folder, from `extra_teacher_paths`), checked at start-up:
+    the data's label set, and the tokenizer that made the token ids every teacher scores (the primary
+    teacher's, which the student shares)."""
     extras = []
-    for i, name in enumerate(cfg.teacher.extra_paths):
-        role = f"teacher.extra_paths[{i}]"
+    for role, name in paths.items():
         path = resolve_model_dir(name, role)
         model = load_classifier(path, role, trust_remote_code=cfg.trust_remote_code)
         model.eval().requires_grad_(False)
@@ -58,31 +70,32 @@ def load_extra_teachers(cfg: RunConfig, label_names: list[str], tokenizer) -> li
     return extras
 
 
-def combined_scores(scores: dict[str, torch.Tensor], n_teachers: int, cfg: RunConfig) -> dict[str, torch.Tensor]:
-    """Scores saved per teacher ('train', 'train@1', ...: data label order) to one target per part.
-
-    One teacher: the scores as they are. Several: combined at loss.temperature (logits averaged for
-    loss.soft 'mse'). The combination is recomputed from the saved per-teacher scores on resume.
-    """
-    if n_teachers == 1:
-        return scores
+def combined_logits(logits: list[torch.Tensor], cfg: RunConfig) -> torch.Tensor:
+    """One target from every teacher's logits of the same examples (data label order, primary first),
+    combined at loss.temperature (logits averaged for loss.soft 'mse'); one teacher's logits as they are."""
+    if len(logits) == 1:
+        return logits[0]
     temperature = None if cfg.loss.soft == "mse" else cfg.loss.temperature
+    return combine_teacher_logits(torch.stack(logits), cfg.teacher.combine, temperature, cfg.teacher.weights)
+
+
+def combined_scores(scores: dict[str, torch.Tensor], n_teachers: int, cfg: RunConfig) -> dict[str, torch.Tensor]:
+    """Scores saved per teacher ('train', 'train@1', ...: data label order) to one target per part
+    (`combined_logits`); the combination is recomputed from the saved per-teacher scores on resume."""
     parts = [k for k in scores if "@" not in k]
-    return {k: combine_teacher_logits(torch.stack([scores[k]] + [scores[f"{k}@{i}"] for i in range(1, n_teachers)]),
-                                      cfg.teacher.combine, temperature, cfg.teacher.weights) for k in parts}
+    return {k: combined_logits([scores[k]] + [scores[f"{k}@{i}"] for i in range(1, n_teachers)], cfg) for k in parts}
 
 
-def teacher_results(cfg: RunConfig, primary: str, test_logits: list[torch.Tensor], labels: torch.Tensor,
+def teacher_results(cfg: RunConfig, paths: list[str], test_logits: list[torch.Tensor], labels: torch.Tensor,
                     label_names: list[str]) -> dict:
-    """Each teacher's test accuracy and the combined target's, for the summary (`test_logits` in data order)."""
-    paths = [primary] + [str(p) for p in cfg.teacher.extra_paths]
+    """Each teacher's test accuracy and the combined target's, for the summary (`paths` and `test_logits`
+    primary first, logits in data order)."""
     weights = cfg.teacher.weights or [None] * len(paths)
 
     def accuracy(logits: torch.Tensor) -> float:
         return classification_metrics(logits.argmax(-1), labels, label_names)["accuracy"]
 
-    combined = combined_scores({"test": test_logits[0], **{f"test@{i}": t for i, t in enumerate(test_logits) if i}},
-                               len(test_logits), cfg)["test"]
+    combined = combined_logits(test_logits, cfg)
     return {
         "combine": cfg.teacher.combine,
         "teachers": [{"path": p, "weight": w, "test_accuracy": accuracy(t)}

@@ -95,7 +95,7 @@ def builtin_teacher(cfg: RunConfig, data: ClassificationData) -> tuple[Path, dic
 
     With `teacher.learning_rates`, each rate is a fine-tuning of its own (cached like any other) and the one
     with the best validation score (`teacher.finetune.select_on`) is the teacher (the first on ties); its info
-    lists every trial.
+    lists every trial (with its folder: `teacher.ensemble_trials` makes the others extra teachers).
     """
     if not cfg.teacher.learning_rates:
         return _fine_tuned(cfg, data)
@@ -105,8 +105,8 @@ def builtin_teacher(cfg: RunConfig, data: ClassificationData) -> tuple[Path, dic
         trials.append(_fine_tuned(replaced(cfg, {"teacher.finetune.learning_rate": lr}), data))
     folder, info = max(trials, key=lambda t: validation_score(t[1]))  # max keeps the first
     search = [{**{k: i.get(k) for k in ("learning_rate", "validation_accuracy", "steps", "train_seconds", "cached")},
-               "selected_on": i.get("selected_on", "accuracy"), "validation_score": validation_score(i)}
-              for _, i in trials]
+               "selected_on": i.get("selected_on", "accuracy"), "validation_score": validation_score(i),
+               "path": str(f)} for f, i in trials]
     log.info("teacher: learning rate %g kept (validation %s %.4f)", info["learning_rate"],
              info.get("selected_on", "accuracy"), validation_score(info))
     return folder, {**info, "search": search}

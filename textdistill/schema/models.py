@@ -79,6 +79,14 @@ class TeacherConfig:
         "the report lists them all. Empty uses teacher.finetune.learning_rate.",
         tasks=CLASSIFICATION,
     )
+    ensemble_trials: bool = doc(
+        False,
+        "With `learning_rates`: every trial teaches, not only the best. Their targets are combined like several "
+        "teachers' (`combine`), and the best on validation gives the student its layers. On small data, where "
+        "the validation split is too small to tell the trials apart, the combination is the steadier teacher; "
+        "it costs one scoring pass per trial.",
+        tasks=CLASSIFICATION,
+    )
     architecture: TeacherArchitecture = section(
         TeacherArchitecture, "Sizes of the seq2seq teacher trained here (teacher.path 'train').", tasks=("seq2seq",)
     )

@@ -36,7 +36,8 @@ from textdistill.models.students import construct_student
 from textdistill.models.vocab import (check_pruned_vocabulary, check_same_segmentation, id_map, pruned_tokenizer,
                                       remap_encoded, task_token_ids)
 from textdistill.models.width import calibration_batches
-from textdistill.pipeline.extra_teachers import ExtraTeacher, combined_scores, load_extra_teachers, teacher_results
+from textdistill.pipeline.extra_teachers import (ExtraTeacher, combined_logits, combined_scores, extra_teacher_paths,
+                                                load_extra_teachers, teacher_results)
 from textdistill.pipeline.representations import teacher_representations
 from textdistill.pipeline.signal import Signal, SignalServer, is_signal_cached
 from textdistill.pipeline.teacher import builtin_teacher, run_teacher
@@ -63,7 +64,11 @@ def count_labelled(batch) -> dict[str, int]:
 @dataclasses.dataclass
 class ClassifierTeacher(Teacher):
     order: list[int] = dataclasses.field(default_factory=list)  # index of each data label among its outputs
-    extras: list[ExtraTeacher] = dataclasses.field(default_factory=list)  # teacher.extra_paths
+    extras: list[ExtraTeacher] = dataclasses.field(default_factory=list)  # extra_paths, trials (ensemble_trials)
+
+    def members(self) -> list[tuple[torch.nn.Module, Path, list[int]]]:
+        """Every teacher whose targets are combined, this one first: (model, folder, label order)."""
+        return [(self.model, self.folder, self.order)] + [(e.model, e.path, e.order) for e in self.extras]
 
 
 @dataclasses.dataclass
@@ -105,8 +110,9 @@ class ClassificationTask:
         tokenizer = load_tokenizer(folder, "teacher", cfg.trust_remote_code)
         model = load_classifier(folder, "teacher.path", trust_remote_code=cfg.trust_remote_code)
         model.eval().requires_grad_(False)  # frozen: scored without gradients, never updated
+        extras = load_extra_teachers(cfg, data.label_names, tokenizer, extra_teacher_paths(cfg, info, folder))
         return ClassifierTeacher(folder, info, model, tokenizer, order=teacher_label_order(model, data.label_names),
-                                 extras=load_extra_teachers(cfg, data.label_names, tokenizer))
+                                 extras=extras)
 
     def build_student(self, cfg: RunConfig, data: ClassificationData, teacher: Teacher) -> Prepared:
         tokenizer = teacher.tokenizer
@@ -222,8 +228,9 @@ class ClassificationTask:
         sizes = {"train": len(s.teacher.train), "validation": len(s.teacher.validation), "test": len(s.teacher.test),
                  "unlabeled": len(s.teacher.unlabeled) if s.teacher.unlabeled is not None else 0,
                  "augmented": len(s.augmented) if s.augmented is not None else 0}
-        def evaluate_teacher():  # the teacher reads validation through its own tokenizer
-            logits = predict_logits(teacher.model, s.teacher.validation, cfg.teacher.batch_size)[:, teacher.order]
+        def evaluate_teacher():  # the target the student learns (every teacher combined), read in the teacher's tokens
+            logits = combined_logits([predict_logits(m, s.teacher.validation, cfg.teacher.batch_size)[:, order]
+                                      for m, _, order in teacher.members()], cfg)
             return classification_metrics(logits.argmax(-1), s.teacher.validation.labels, s.data.label_names)
 
         count = count_labelled if cfg.loss.label_normalization == "labelled" else None
@@ -262,8 +269,9 @@ class ClassificationTask:
         if teacher.extras:
             extra_logits = [predict_logits(e.model, s.teacher.test, cfg.teacher.batch_size)[:, e.order]
                             for e in teacher.extras]
-            entries["teachers"] = teacher_results(cfg, str(teacher.folder), [logits["teacher"]] + extra_logits,
-                                                  labels, s.data.label_names)
+            paths = [str(teacher.folder)] + [str(e.path) for e in teacher.extras]
+            entries["teachers"] = teacher_results(cfg, paths, [logits["teacher"]] + extra_logits, labels,
+                                                  s.data.label_names)
         return results, entries
 
     def train_teacher(self, cfg: RunConfig, output: str | Path | None = None, overwrite: bool = False) -> dict:
@@ -422,7 +430,7 @@ def teacher_scores(serve: SignalServer, cfg: RunConfig, teacher: ClassifierTeach
     they were scored where `teacher.scoring` is 'int8' (`int8_scoring`), for the run's summary."""
     # 'float32': full-precision scores whatever the training's autocast (ONNX Runtime on a CPU)
     precision = "no" if cfg.teacher.scoring == "float32" else resolve_precision(cfg.train.mixed_precision)
-    teachers = [(teacher.model, teacher.folder, teacher.order)] + [(e.model, e.path, e.order) for e in teacher.extras]
+    teachers = teacher.members()
     scores, checks = {}, {}
     for i, (model, folder, order) in enumerate(teachers):
         digest = folder_digest(Path(folder))
