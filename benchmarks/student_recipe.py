@@ -19,7 +19,8 @@ augmentation kind alone, and intermediate-layer matching; with wall time per row
 config is overridden by the row's.
 
 A run whose folder already holds a summary.json of the same command is reused, not repeated
-(`--fresh` repeats it).
+(`--fresh` repeats it). `--rows WORD...` runs only the ablation rows whose names contain a word;
+`--reuse-baseline` saves the baseline's time in the rows that cannot change it (SAME_BASELINE).
 """
 
 from __future__ import annotations
@@ -46,17 +47,30 @@ ABLATION = {
     "+ hidden-state matching": ["--loss.hidden_loss", "mse"],
 }
 RECIPE = "recipe"
+# Rows whose no-teacher baseline is the recipe's: they change only the teacher-labelled variants or the
+# student's loss, and the baseline sees neither (gold labels, the same student, step budget and seed).
+# With --reuse-baseline they run without one and report the recipe run's (their "baseline s" is 0).
+SAME_BASELINE = {"transfer set: 1 variant per text", "transfer set: 4 variants per text",
+                 "transfer set: 20 variants per text", "kinds: tokens only", "kinds: neighbours only",
+                 "kinds: span only", "+ hidden-state matching"}
+assert SAME_BASELINE <= ABLATION.keys()
 
 
-def run(config: str, output: Path, flags: list[str], fresh: bool) -> tuple[dict, float]:
-    """The summary of one run and its wall time (read back when the same command already ran)."""
-    cmd = [sys.executable, "-m", "textdistill", "-q", "distill", "--config", config, "--output_dir", str(output),
-           "--overwrite", "--train.progress", "false", *flags]
+def run(config: str, output: Path, flags: list[str], fresh: bool,
+        equivalent: list[str] | None = None) -> tuple[dict, float]:
+    """The summary of one run and its wall time (read back when the same command already ran, or the command
+    of the flags `equivalent`, whose run serves as well: the same row with its own baseline)."""
+    def command(f: list[str]) -> list[str]:
+        return [sys.executable, "-m", "textdistill", "-q", "distill", "--config", config, "--output_dir", str(output),
+                "--overwrite", "--train.progress", "false", *f]
+
+    cmd = command(flags)
     done = output / "summary.json"
     stamp = output.parent / f"{output.name}.command.json"
-    if not fresh and done.is_file() and stamp.is_file() and json.loads(stamp.read_text(encoding="utf-8"))["cmd"] == cmd[1:]:
+    if not fresh and done.is_file() and stamp.is_file():
         previous = json.loads(stamp.read_text(encoding="utf-8"))
-        return json.loads(done.read_text(encoding="utf-8")), previous["seconds"]
+        if previous["cmd"] in (cmd[1:], command(equivalent)[1:] if equivalent is not None else None):
+            return json.loads(done.read_text(encoding="utf-8")), previous["seconds"]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
@@ -64,8 +78,12 @@ def run(config: str, output: Path, flags: list[str], fresh: bool) -> tuple[dict,
     return json.loads(done.read_text(encoding="utf-8")), seconds
 
 
-def measures(summary: dict, seconds: float) -> dict[str, float]:
+def measures(summary: dict, seconds: float, recipe: dict | None = None) -> dict[str, float]:
+    """The row's numbers; `recipe`: the recipe run of the same seed, whose baseline a row run without one reports."""
     r, runs = summary["results"], summary["runs"]
+    if "baseline" not in r:
+        r = {**r, "baseline": recipe["results"]["baseline"]}
+        runs = {**runs, "baseline": {"seconds": 0.0}}
     teacher_fit = r["teacher"].get("train_seconds", 0.0) if not summary.get("teacher", {}).get("cached") else 0.0
     return {
         "teacher %": 100 * r["teacher"]["accuracy"],
@@ -117,15 +135,26 @@ def main() -> None:
     ap.add_argument("--output", type=Path, default=Path("runs/student_recipe"))
     ap.add_argument("--ablation", action="store_true", help="the method-by-method table instead of the recipe")
     ap.add_argument("--fresh", action="store_true", help="repeat runs whose results are already there")
+    ap.add_argument("--rows", nargs="+", default=None, help="with --ablation: only the rows whose names contain one of "
+                    "these words (the recipe always runs)")
+    ap.add_argument("--reuse-baseline", action="store_true", help="with --ablation: rows in SAME_BASELINE run no "
+                    "baseline of their own and report the recipe run's")
     args, extra = ap.parse_known_args()
     name = Path(args.config).stem
-    variants = {RECIPE: [], **ABLATION} if args.ablation else {RECIPE: []}
+    rows_wanted = {k: v for k, v in ABLATION.items() if args.rows is None or any(w in k for w in args.rows)}
+    variants = {RECIPE: [], **rows_wanted} if args.ablation else {RECIPE: []}
+    recipe = {}
     for variant, flags in variants.items():
         rows = []
+        reuse = args.reuse_baseline and variant in SAME_BASELINE
         for seed in args.seeds:
             folder = args.output / name / variant.replace(" ", "_").replace(":", "").replace(",", "") / f"seed{seed}"
-            summary, seconds = run(args.config, folder, [*extra, *flags, "--train.seed", str(seed)], args.fresh)
-            rows.append(measures(summary, seconds))
+            own = [*extra, *flags, "--train.seed", str(seed)]  # the row with its own baseline
+            summary, seconds = run(args.config, folder, [*own, "--report.baseline", "false"] if reuse else own,
+                                   args.fresh, equivalent=own if reuse else None)
+            if variant == RECIPE:
+                recipe[seed] = summary
+            rows.append(measures(summary, seconds, recipe.get(seed)))
             print(f"{variant} seed {seed}: " + ", ".join(f"{k} {v:.2f}" for k, v in rows[-1].items()), flush=True)
         summary_table(f"{name}, {variant}, seeds {args.seeds}", rows, bars=variant == RECIPE)
 
