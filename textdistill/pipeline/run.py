@@ -214,7 +214,8 @@ def teacher_against_baseline(plan: Plan, baseline: dict) -> dict | None:
     if teacher_score <= baseline["best_score"]:
         log.warning("the teacher (validation %s %.4f) is no better than the same student trained alone (%.4f): "
                     "distilling it will not beat the baseline. Train the teacher further (teacher.finetune, "
-                    "teacher.learning_rates), or use a stronger one (teacher.base, teacher.path)",
+                    "teacher.learning_rates with teacher.ensemble_trials), or use a stronger one (teacher.base, "
+                    "teacher.path)",
                     metric, teacher_score, baseline["best_score"])
     return check
 

@@ -66,8 +66,8 @@ def guidance(summary: dict) -> list[str]:
         notes.append(
             f"The teacher ({check['metric']} {check['teacher']:.4f} on validation) is no better than the same "
             f"student trained alone ({check['baseline']:.4f}), so it has little to teach. Train the teacher to its "
-            "best first (teacher.learning_rates searches the learning rate; teacher.finetune.epochs), or use a "
-            "stronger one (teacher.base: mpnet, or teacher.path)."
+            "best first (teacher.learning_rates searches the learning rate, and with teacher.ensemble_trials every "
+            "trial teaches; teacher.finetune.epochs), or use a stronger one (teacher.base: mpnet, or teacher.path)."
         )
     if s["accuracy"] < 0.95 * t["accuracy"]:
         notes.append(
