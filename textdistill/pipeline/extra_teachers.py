@@ -1,8 +1,9 @@
 """Multi-teacher distillation: loading and checking the extra teachers, combining their scores, reporting each.
 
 The primary teacher (`teacher.path`) tokenises the data, gives the student its layers and, with
-intermediate matching, its hidden states; the extra teachers (`teacher.extra_paths`) only add their
-logits to the soft target, combined by `textdistill.training.ensemble.combine_teacher_logits`.
+intermediate matching, its hidden states; the extra teachers (`teacher.extra_paths`, and with
+`teacher.ensemble_trials` the built-in teacher's other learning-rate trials) only add their logits to the
+soft target, combined by `textdistill.training.ensemble.combine_teacher_logits`.
 """
 
 from __future__ import annotations
