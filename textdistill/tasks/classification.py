@@ -267,11 +267,11 @@ class ClassificationTask:
             results[name].update(speed[name])
         entries = {}
         if teacher.extras:
-            extra_logits = [predict_logits(e.model, s.teacher.test, cfg.teacher.batch_size)[:, e.order]
-                            for e in teacher.extras]
-            paths = [str(teacher.folder)] + [str(e.path) for e in teacher.extras]
-            entries["teachers"] = teacher_results(cfg, paths, [logits["teacher"]] + extra_logits, labels,
-                                                  s.data.label_names)
+            members = teacher.members()  # the first is the teacher scored above
+            extra_logits = [predict_logits(m, s.teacher.test, cfg.teacher.batch_size)[:, order]
+                            for m, _, order in members[1:]]
+            entries["teachers"] = teacher_results(cfg, [str(folder) for _, folder, _ in members],
+                                                  [logits["teacher"]] + extra_logits, labels, s.data.label_names)
         return results, entries
 
     def train_teacher(self, cfg: RunConfig, output: str | Path | None = None, overwrite: bool = False) -> dict:
