@@ -207,6 +207,22 @@ def test_long_texts_warn_with_count_and_model_limit_is_an_error(tmp_path, caplog
         encode_splits(tok, load_classification_data(_cfg(path)), 128, 64)
 
 
+def test_sets_truncated_differently_join_with_their_counts_added(teacher_dir):
+    """Training text and unlabelled text are joined into one set even when more of one was cut to max_length."""
+    from transformers import AutoTokenizer
+
+    from textdistill.data.batching import concat
+    from textdistill.data.labelled import TextSplit, encode
+
+    tok = AutoTokenizer.from_pretrained(str(teacher_dir))
+    short = encode(tok, TextSplit(texts=["good film"] * 2, labels=["pos"] * 2), [1, 1], 8, "data.train")
+    long = encode(tok, TextSplit(texts=["the plot was very dull and the actors were weak"] * 3), [-100] * 3, 8,
+                  "unlabeled", warn=False)
+    joined = concat(short, long)
+    assert (short.truncated, long.truncated, joined.truncated) == (0, 3, 3)
+    assert len(joined) == 5 and joined.input_ids[2] == long.input_ids[0]
+
+
 def test_bbc_news_builtin_sorted_labels():
     import importlib.util
 

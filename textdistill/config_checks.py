@@ -100,6 +100,9 @@ def _check_data(cfg: RunConfig) -> None:
         need(0 <= v < most, f"data.{frac} must be in [0, {most:g}), got {v}")
     need(d.validation_fraction + d.test_fraction < 0.9, "data.validation_fraction + data.test_fraction must be < 0.9")
     need(0 <= d.augment_copies <= 64, f"data.augment_copies must be in [0, 64], got {d.augment_copies}")
+    need(0 <= d.generated_texts <= 1_000_000, f"data.generated_texts must be in [0, 1000000], got {d.generated_texts}")
+    need(d.generated_texts == 0 or d.text_pair_column is None,
+         "data.generated_texts writes single texts; for a sentence-pair task set it to 0")
     need(0 < d.augment_share < 1, f"data.augment_share must be in (0, 1), got {d.augment_share}")
     need(bool(d.augment_kinds) and set(d.augment_kinds) <= set(AUGMENT_KINDS),
          f"data.augment_kinds must be a non-empty list of {', '.join(map(repr, AUGMENT_KINDS))}; "

@@ -66,7 +66,7 @@ def concat(a, b):
     """The examples of `a` followed by those of `b`, two tokenised sets of one class (`Encoded`, `TokenData`).
 
     Every per-example field is joined: lists and arrays along the examples, dicts of arrays key by key.
-    Other fields (padding id, task) must agree. A per-example field that only one side has is an error: the
+    Counts marked `metadata={"join": "sum"}` add up; other fields (padding id, task) must agree. A per-example field that only one side has is an error: the
     joined set would hold it for some examples only.
     """
     if type(a) is not type(b):
@@ -76,7 +76,7 @@ def concat(a, b):
         x, y = getattr(a, f.name), getattr(b, f.name)
         if (x is None) != (y is None):
             raise ValueError(f"both parts need {f.name}, or neither")
-        joined[f.name] = _join(x, y, f.name)
+        joined[f.name] = x + y if f.metadata.get("join") == "sum" else _join(x, y, f.name)
     return type(a)(**joined)
 
 

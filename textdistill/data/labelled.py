@@ -224,7 +224,7 @@ class Encoded:
     # teacher's for the same tokens (same length), for anything that runs the teacher live
     teacher_input_ids: list[list[int]] | None = None
     teacher_pad_id: int = 0
-    truncated: int = 0  # examples longer than max_length when tokenised, cut to it
+    truncated: int = field(default=0, metadata={"join": "sum"})  # examples longer than max_length, cut to it
     example_weights: torch.Tensor | None = None  # [N] float32, the soft term's weight per example (class balance)
 
     def __len__(self) -> int:

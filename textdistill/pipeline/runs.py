@@ -83,6 +83,7 @@ def input_paths(cfg: RunConfig) -> list[str]:
     d, t, s = cfg.data, cfg.teacher, cfg.student
     paths = [d.train, d.validation, d.test, d.unlabeled, *t.extra_paths, s.path]
     paths += [t.path] if t.path not in ("builtin", "train") else [t.base] if t.path == "builtin" else []
+    paths += [d.generator] if d.generated_texts and d.generator != "builtin" else []
     return [p for p in paths if p]
 
 
@@ -96,6 +97,8 @@ def check_sources(cfg: RunConfig) -> None:
         resolve_model_dir(extra, f"teacher.extra_paths[{i}]")
     if cfg.student.init == "pretrained" and cfg.student.path:
         resolve_model_dir(cfg.student.path, "student.path")
+    if cfg.task == "classification" and cfg.data.generated_texts and cfg.data.generator != "builtin":
+        resolve_model_dir(cfg.data.generator, "data.generator")
 
 
 def is_run_folder(folder: Path) -> bool:

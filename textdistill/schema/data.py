@@ -35,6 +35,17 @@ class DataConfig:
         False, "With a built-in dataset, also train on its unlabelled text (teacher soft targets only).",
         tasks=CLASSIFICATION,
     )
+    generated_texts: int = doc(
+        0,
+        "Texts a causal LM writes in the style of the training text, added to the unlabelled text (teacher soft "
+        "targets only; see textdistill/data/generated.py): each prompt is 4 training texts of one class, "
+        "classes taken in turn. Written once, cached, shared by later runs; 0 turns it off.",
+        tasks=CLASSIFICATION,
+    )
+    generator: str = doc(
+        "builtin", "The causal LM that writes data.generated_texts: 'builtin' (SmolLM2-135M-Instruct) or a model folder.",
+        tasks=CLASSIFICATION,
+    )
     text_column: str = doc("text", "Column holding the text (the first sentence for pairs).", tasks=CLASSIFICATION,
                            instead="generation files name their fields (prompt/response, source/target or text)")
     text_pair_column: str | None = doc(None, "Column holding the second sentence, for sentence-pair tasks.",

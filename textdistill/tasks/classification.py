@@ -19,6 +19,7 @@ from textdistill.cache import Field, cache_key
 from textdistill.config import RunConfig, TrainConfig, replaced, to_dict
 from textdistill.data.augment import neighbour_table, token_variants
 from textdistill.data.batching import WithFields, concat, sequential_batches, subset
+from textdistill.data.generated import generate_texts
 from textdistill.data.labelled import (ClassificationData, Encoded, EncodedSplits, TextSplit, check_max_length,
                                        encode, encode_splits, load_classification_data)
 from textdistill.errors import TextDistillError
@@ -92,7 +93,12 @@ class ClassificationTask:
         return count_examples(batch)
 
     def load_data(self, cfg: RunConfig) -> ClassificationData:
-        return load_classification_data(cfg.data)
+        data = load_classification_data(cfg.data)
+        if cfg.data.generated_texts:
+            written = generate_texts(data.train, cfg.data.generated_texts, cfg.data.generator, cfg.data.max_length,
+                                     cfg.data.split_seed, cfg.train.mixed_precision, cfg.train.progress)
+            data.unlabeled = TextSplit(texts=(data.unlabeled.texts if data.unlabeled else []) + written)
+        return data
 
     def load_teacher(self, cfg: RunConfig, data: ClassificationData) -> ClassifierTeacher:
         if cfg.teacher.path == "builtin" and trains_teacher(cfg):
