@@ -14,7 +14,8 @@ printed beside the values with whether they are met, never asserted.
 
 With `--ablation`, each row changes one thing of the config's recipe (rows named in ABLATION; extra
 flags after the known ones go to every row): the teacher recipe (one fixed epoch, as before early
-stopping), the transfer-set size (1, 4, 20 variants per text), the built-in unlabelled text, each
+stopping), the transfer-set size (1, 4, 20 variants per text), the built-in unlabelled text, text written
+by the built-in SmolLM2 (`data.generated_texts`), each
 augmentation kind alone, and intermediate-layer matching; with wall time per row. A flag already in the
 config is overridden by the row's.
 
@@ -41,6 +42,7 @@ ABLATION = {
     "transfer set: 4 variants per text": ["--data.augment_copies", "4"],
     "transfer set: 20 variants per text": ["--data.augment_copies", "20"],
     "+ built-in unlabelled text": ["--data.use_builtin_unlabeled", "true"],
+    "+ 2,000 texts written by SmolLM2": ["--data.generated_texts", "2000"],
     "kinds: tokens only": [KINDS, "[tokens]"],
     "kinds: neighbours only": [KINDS, "[neighbours]"],
     "kinds: span only": [KINDS, "[span]"],
