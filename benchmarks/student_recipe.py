@@ -99,6 +99,8 @@ def measures(summary: dict, seconds: float, recipe: dict | None = None) -> dict[
         "student MiB": r["student"]["disk_bytes"] / 2**20,
         "batch-1 speed-up": r["teacher"]["latency_p50_ms"] / r["student"]["latency_p50_ms"],
         "teacher fine-tune s": teacher_fit,
+        "text writing s": 0.0 if summary.get("written_texts", {"cached": True})["cached"]
+        else summary["written_texts"]["seconds"],
         "teacher scoring s": runs["student"].get("teacher_signal_seconds", 0.0),
         "student s": runs["student"]["seconds"],
         "baseline s": runs["baseline"]["seconds"],

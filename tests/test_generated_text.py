@@ -1,6 +1,8 @@
 """Text written by a causal LM for the transfer set: prompts of one class each, taken in turn, from training
 text only; filtering; written once and cached; a resumed build writes what an uninterrupted one does."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -57,22 +59,25 @@ def test_written_texts_drop_empty_lines_copies_of_training_text_and_repeats(writ
 
 def test_texts_are_written_once_and_cached(writer, monkeypatch):
     train = _train()
-    texts = generate_texts(train, 40, str(writer), max_new_tokens=6, seed=0, precision="no", show_progress=False)
+    texts, info = generate_texts(train, 40, str(writer), max_new_tokens=6, seed=0, precision="no",
+                                 show_progress=False)
+    assert info["prompts"] == 40 and info["texts"] == len(texts) and not info["cached"]
     assert 0 < len(texts) <= 40 and len(set(texts)) == len(texts) and not set(texts) & set(train.texts)
 
     def no_model(*args, **kwargs):
         raise AssertionError("the cached texts were written again")
 
     monkeypatch.setattr("transformers.AutoModelForCausalLM.from_pretrained", no_model)
-    assert generate_texts(train, 40, str(writer), max_new_tokens=6, seed=0, precision="no",
-                          show_progress=False) == texts
+    again, info = generate_texts(train, 40, str(writer), max_new_tokens=6, seed=0, precision="no",
+                                 show_progress=False)
+    assert again == texts and info["cached"]
 
 
 def test_an_interrupted_build_resumes_and_writes_what_an_uninterrupted_one_does(writer, tmp_path, monkeypatch):
     from transformers import LlamaForCausalLM
 
     train = _train()
-    whole = generate_texts(train, 80, str(writer), max_new_tokens=6, seed=0, precision="no", show_progress=False)
+    whole, _ = generate_texts(train, 80, str(writer), max_new_tokens=6, seed=0, precision="no", show_progress=False)
     monkeypatch.setenv("TEXTDISTILL_CACHE", str(tmp_path / "other-cache"))
     real, calls = LlamaForCausalLM.generate, []
 
@@ -94,7 +99,7 @@ def test_an_interrupted_build_resumes_and_writes_what_an_uninterrupted_one_does(
     monkeypatch.setattr(LlamaForCausalLM, "generate", counted)
     torch.manual_seed(123)  # a new process's random state differs: the texts must not depend on it
     assert generate_texts(train, 80, str(writer), max_new_tokens=6, seed=0, precision="no",
-                          show_progress=False) == whole
+                          show_progress=False)[0] == whole
     assert len(resumed) == 2  # batches of 32: the first was kept, the two left were written
 
 
@@ -102,7 +107,9 @@ def test_a_run_trains_on_the_written_texts_as_unlabelled_text(tiny_overrides, wr
     summary = run_distill(load_config(None, {**tiny_overrides, "data.generated_texts": 24,
                                              "data.generator": str(writer)}))
     written = summary["sizes"]["unlabeled"]
-    assert 0 < written <= 24
+    assert 0 < written <= 24 and summary["written_texts"]["texts"] == written
+    report = (Path(tiny_overrides["output_dir"]) / "report.md").read_text(encoding="utf-8")
+    assert f"{written} unlabelled ({written} of them written by {writer})" in report
 
 
 def test_settings_are_checked(tiny_overrides, tmp_path):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from pathlib import Path
 
 import torch
@@ -94,8 +95,9 @@ def written_texts(ids: list[list[int]], tokenizer, train: TextSplit) -> list[str
 
 
 def generate_texts(train: TextSplit, count: int, generator: str, max_new_tokens: int, seed: int,
-                   precision: str = "auto", show_progress: bool = True) -> list[str]:
-    """`count` prompts' worth of written text (fewer texts after filtering), from the cache or written now."""
+                   precision: str = "auto", show_progress: bool = True) -> tuple[list[str], dict]:
+    """`count` prompts' worth of written text (fewer texts after filtering), from the cache or written now, and
+    {prompts, texts, writer, cached, seconds} for the run's summary."""
     if train.labels is None:
         raise TextDistillError("data.generated_texts needs labelled training text to take its prompts from")
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -110,7 +112,7 @@ def generate_texts(train: TextSplit, count: int, generator: str, max_new_tokens:
     weights = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
     key = cache_key("generated-texts", VERSION, [file_digest(p) for p in weights], prompts, max_new_tokens, TOP_P,
                     seed, str(dtype))
-    model, bar = None, None
+    started, model, bar = time.perf_counter(), None, None
     ends = line_end_ids(tokenizer)
 
     def write(index: list[int]) -> dict[str, torch.Tensor]:
@@ -146,4 +148,6 @@ def generate_texts(train: TextSplit, count: int, generator: str, max_new_tokens:
     texts = written_texts(arrays["ids"].tolist(), tokenizer, train)
     log.info("written text: %d of %d prompts kept (%s)", len(texts), count,
              "cached" if info["cached"] else f"written now by {folder.name}")
-    return texts
+    writer = "SmolLM2-135M-Instruct (built in)" if generator == "builtin" else str(folder)
+    return texts, {"prompts": count, "texts": len(texts), "writer": writer, "cached": info["cached"],
+                   "seconds": time.perf_counter() - started}

@@ -39,6 +39,7 @@ class ClassificationData:
     test: TextSplit
     unlabeled: TextSplit | None
     label_names: list[str]
+    written: dict | None = None  # how the written part of `unlabeled` was made (data.generated_texts)
 
     def label_ids(self, split: TextSplit) -> list[int]:
         index = {name: i for i, name in enumerate(self.label_names)}

@@ -170,7 +170,9 @@ def markdown_report(summary: dict) -> str:
     lines = [f"# textdistill report: {summary['dataset']}", ""]
     sizes = summary["sizes"]
     lines.append(f"Examples: {sizes['train']} train, {sizes['validation']} validation, {sizes['test']} test"
-                 + (f", {sizes['unlabeled']} unlabelled" if sizes["unlabeled"] else "") + ". "
+                 + (f", {sizes['unlabeled']} unlabelled" if sizes["unlabeled"] else "")
+                 + (f" ({written['texts']} of them written by {written['writer']})"
+                    if (written := summary.get("written_texts")) else "") + ". "
                  f"Labels: {', '.join(summary['label_names'])}. Teacher: `{summary['teacher']['path']}`.")
     lines += ["", "| | " + " | ".join(header[1]) + " |", "|---" * (len(header[1]) + 1) + "|"]
     lines += ["| " + name + " | " + " | ".join(vals) + " |" for name, vals in body]

@@ -95,8 +95,9 @@ class ClassificationTask:
     def load_data(self, cfg: RunConfig) -> ClassificationData:
         data = load_classification_data(cfg.data)
         if cfg.data.generated_texts:
-            written = generate_texts(data.train, cfg.data.generated_texts, cfg.data.generator, cfg.data.max_length,
-                                     cfg.data.split_seed, cfg.train.mixed_precision, cfg.train.progress)
+            written, data.written = generate_texts(data.train, cfg.data.generated_texts, cfg.data.generator,
+                                                   cfg.data.max_length, cfg.data.split_seed,
+                                                   cfg.train.mixed_precision, cfg.train.progress)
             data.unlabeled = TextSplit(texts=(data.unlabeled.texts if data.unlabeled else []) + written)
         return data
 
@@ -207,6 +208,8 @@ class ClassificationTask:
         identity = {**data_identity, "unlabeled": _digest(s.teacher.unlabeled), "augmented": _digest(s.augmented),
                     "teacher_scores": content_digest(scores) if scores else None}
         summary, rates, student_form = ({"teacher_scoring": scoring} if scoring else {}), None, None
+        if s.data.written:
+            summary["written_texts"] = s.data.written
         if online:
             setup = online_training(cfg, teacher.model, lambda k: self._peer(cfg, prepared, k),
                                     _student_positions, _teacher_positions(teacher.order))
