@@ -119,3 +119,9 @@ def test_settings_are_checked(tiny_overrides, tmp_path):
         load_config(None, {**tiny_overrides, "data.generated_texts": -1})
     with pytest.raises(TextDistillError, match="data.generator"):
         generated.generator_folder(str(tmp_path / "missing"))
+
+
+def test_a_classifier_is_refused_as_writer(teacher_dir):
+    head = r"holds a 'bert' model \(BertForSequenceClassification\), which cannot write text"
+    with pytest.raises(TextDistillError, match=f"data.generator: .* {head}"):
+        generated.generator_folder(str(teacher_dir))

@@ -38,6 +38,7 @@ log = logging.getLogger("textdistill")
 PROMPT_EXAMPLES = 4  # training texts in each prompt
 BATCH = 32  # prompts written together
 TOP_P = 0.95  # nucleus sampling, temperature 1
+CAUSAL_HEADS = ("ForCausalLM", "LMHeadModel")  # class names of models that write text
 VERSION = 1  # in the cache key: a change of the prompt or the filtering writes new texts
 
 
@@ -47,8 +48,16 @@ def generator_folder(setting: str) -> Path:
         from textdistill.models.builtin_lm import smollm2_path
 
         return Path(smollm2_path())
+    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING, AutoConfig
+
     folder = resolve_model_dir(setting, "data.generator")
     refuse_custom_code(folder, "data.generator", trust_remote_code=False)
+    config = AutoConfig.from_pretrained(folder)
+    heads = config.architectures or []  # the classes it was saved from; a classifier's head cannot write
+    if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING or not all(a.endswith(CAUSAL_HEADS) for a in heads):
+        raise TextDistillError(f"data.generator: {setting!r} holds a {config.model_type!r} model "
+                               f"({', '.join(heads) or 'no head'}), which cannot write text; give a causal LM "
+                               "(GPT-2, Llama, SmolLM2, ...) or 'builtin'")
     return folder
 
 
@@ -106,6 +115,9 @@ def generate_texts(train: TextSplit, count: int, generator: str, max_new_tokens:
     tokenizer = AutoTokenizer.from_pretrained(folder)
     tokenizer.padding_side = "left"
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad is None:
+        raise TextDistillError(f"data.generator: the tokenizer of {str(folder)!r} has neither a padding nor an "
+                               "end-of-text token; set one (tokenizer.pad_token) and save it, or use 'builtin'")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if resolve_precision(precision, device) == "bf16" else torch.float32
     prompts = prompt_lines(train, count, seed, max_chars=8 * max_new_tokens)
