@@ -103,11 +103,16 @@ def test_an_interrupted_build_resumes_and_writes_what_an_uninterrupted_one_does(
     assert len(resumed) == 2  # batches of 32: the first was kept, the two left were written
 
 
-def test_a_run_trains_on_the_written_texts_as_unlabelled_text(tiny_overrides, writer):
-    summary = run_distill(load_config(None, {**tiny_overrides, "data.generated_texts": 24,
-                                             "data.generator": str(writer)}))
+def test_a_run_trains_on_the_written_texts_as_unlabelled_text_with_the_same_steps(tiny_overrides, writer):
+    overrides = {**tiny_overrides, "data.augment_copies": 0}
+    without = run_distill(load_config(None, overrides))
+    summary = run_distill(load_config(None, {**overrides, "data.generated_texts": 24, "data.generator": str(writer)}),
+                          overwrite=True)
     written = summary["sizes"]["unlabeled"]
     assert 0 < written <= 24 and summary["written_texts"]["texts"] == written
+    # the texts add data, not steps: the student and the baseline train as long as without them
+    assert summary["runs"]["student"]["steps"] == without["runs"]["student"]["steps"]
+    assert summary["runs"]["baseline"]["steps"] == without["runs"]["baseline"]["steps"]
     report = (Path(tiny_overrides["output_dir"]) / "report.md").read_text(encoding="utf-8")
     assert f"{written} unlabelled ({written} of them written by {writer})" in report
 

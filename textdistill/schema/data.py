@@ -39,7 +39,8 @@ class DataConfig:
         0,
         "Texts a causal LM writes in the style of the training text, added to the unlabelled text (teacher soft "
         "targets only; see textdistill/data/generated.py): each prompt is 4 training texts of one class, "
-        "classes taken in turn. Written once, cached, shared by later runs; 0 turns it off.",
+        "classes taken in turn. Like variants they add data, not steps. Written once, cached, shared by later "
+        "runs; 0 turns it off.",
         tasks=CLASSIFICATION,
     )
     generator: str = doc(

@@ -195,8 +195,8 @@ class ClassificationTask:
             if s.student_augmented is not None:
                 s.student_augmented.teacher_logits = scores["augmented"]
         train_set = concat(own.train, own.unlabeled) if own.unlabeled is not None else own.train
-        # variants add data, not steps: the budget is the labelled (and unlabelled) text's
-        budget = len(train_set)
+        # variants and written texts add data, not steps: the budget is the labelled (and unlabelled) text's
+        budget = len(train_set) - (s.data.written["texts"] if s.data.written else 0)
         if s.student_augmented is not None:
             train_set = concat(train_set, s.student_augmented)
         if cfg.loss.class_balance:  # offline only (config_checks): the weights come from the cached teacher logits
