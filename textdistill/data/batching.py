@@ -66,8 +66,8 @@ def concat(a, b):
     """The examples of `a` followed by those of `b`, two tokenised sets of one class (`Encoded`, `TokenData`).
 
     Every per-example field is joined: lists and arrays along the examples, dicts of arrays key by key.
-    Counts marked `metadata={"join": "sum"}` add up; other fields (padding id, task) must agree. A per-example field that only one side has is an error: the
-    joined set would hold it for some examples only.
+    Counts marked `metadata={"join": "sum"}` add up; other fields (padding id, task) must agree. A
+    per-example field that only one side has is an error: the joined set would hold it for some examples only.
     """
     if type(a) is not type(b):
         raise ValueError(f"cannot join {type(a).__name__} and {type(b).__name__} examples")

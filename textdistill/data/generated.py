@@ -2,7 +2,7 @@
 
 A transfer set needs in-domain text. Where the user has no unlabelled text of their own, a small causal LM
 (the built-in SmolLM2-135M-Instruct, or any causal-LM folder in `data.generator`) writes some: each prompt
-is `PROMPT_EXAMPLES` training texts of one class, one per line after "- ", and ends with "- "; the model
+is `PROMPT_EXAMPLES` training texts of one class, one per line after "- ", and ends with "-"; the model
 continues one more line. The class of prompt `i` is `i mod (number of classes)`, so the written text leans
 on every class alike, the rare ones included. The class is never a target: the teacher labels the
 written texts like any unlabelled text (soft targets only).

@@ -97,8 +97,6 @@ def check_sources(cfg: RunConfig) -> None:
         resolve_model_dir(extra, f"teacher.extra_paths[{i}]")
     if cfg.student.init == "pretrained" and cfg.student.path:
         resolve_model_dir(cfg.student.path, "student.path")
-    if cfg.task == "classification" and cfg.data.generated_texts and cfg.data.generator != "builtin":
-        resolve_model_dir(cfg.data.generator, "data.generator")
 
 
 def is_run_folder(folder: Path) -> bool:
