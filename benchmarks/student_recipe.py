@@ -87,6 +87,7 @@ def measures(summary: dict, seconds: float, recipe: dict | None = None) -> dict[
         r = {**r, "baseline": recipe["results"]["baseline"]}
         runs = {**runs, "baseline": {"seconds": 0.0}}
     teacher_fit = r["teacher"].get("train_seconds", 0.0) if not summary.get("teacher", {}).get("cached") else 0.0
+    written = summary.get("written_texts")
     return {
         "teacher %": 100 * r["teacher"]["accuracy"],
         "student %": 100 * r["student"]["accuracy"],
@@ -99,8 +100,7 @@ def measures(summary: dict, seconds: float, recipe: dict | None = None) -> dict[
         "student MiB": r["student"]["disk_bytes"] / 2**20,
         "batch-1 speed-up": r["teacher"]["latency_p50_ms"] / r["student"]["latency_p50_ms"],
         "teacher fine-tune s": teacher_fit,
-        "text writing s": 0.0 if summary.get("written_texts", {"cached": True})["cached"]
-        else summary["written_texts"]["seconds"],
+        "text writing s": written["seconds"] if written and not written["cached"] else 0.0,
         "teacher scoring s": runs["student"].get("teacher_signal_seconds", 0.0),
         "student s": runs["student"]["seconds"],
         "baseline s": runs["baseline"]["seconds"],

@@ -11,9 +11,9 @@ Only training texts go into prompts (never validation or test). A written text t
 a training text, or repeats one written before, is dropped.
 
 The texts are written once and kept in the cross-run cache (`textdistill.cache`): token ids per prompt,
-under a key of the generator's weights, the prompt pool, the count and the sampling settings, so runs and
-seeds share them, and an interrupted run resumes with the batches already written. Each batch samples
-from its own seed, so a resumed build writes what an uninterrupted one would.
+under a key of the generator's folder (weights, config, tokenizer), the prompt pool, the count and the
+sampling settings, so runs and seeds share them, and an interrupted run resumes with the batches already
+written. Each batch samples from its own seed, so a resumed build writes what an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from textdistill.cache import Field, cache_key, cache_root, cached_outputs
 from textdistill.data.labelled import TextSplit
 from textdistill.errors import TextDistillError
-from textdistill.hashing import file_digest
+from textdistill.hashing import folder_digest
 from textdistill.models.loading import refuse_custom_code, resolve_model_dir
 from textdistill.precision import resolve_precision
 
@@ -121,9 +121,7 @@ def generate_texts(train: TextSplit, count: int, generator: str, max_new_tokens:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if resolve_precision(precision, device) == "bf16" else torch.float32
     prompts = prompt_lines(train, count, seed, max_chars=8 * max_new_tokens)
-    weights = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
-    key = cache_key("generated-texts", VERSION, [file_digest(p) for p in weights], prompts, max_new_tokens, TOP_P,
-                    seed, str(dtype))
+    key = cache_key("generated-texts", VERSION, folder_digest(folder), prompts, max_new_tokens, TOP_P, seed, str(dtype))
     started, model, bar = time.perf_counter(), None, None
     ends = line_end_ids(tokenizer)
 
