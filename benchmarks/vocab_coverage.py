@@ -2,12 +2,14 @@
 texts a causal LM writes (`data.generated_texts`).
 
     python benchmarks/vocab_coverage.py --config textdistill/configs/csv_template.yaml --train FILE [--test FILE]
+                                        [--common N]
 
-The task vocabulary keeps the teacher tokens of the training, unlabelled and validation text. Test text is
-read with the teacher's tokenizer; a token outside the kept set is one the student's pruned tokenizer
-splits into shorter kept pieces or reads as unknown. Prints that share of the test tokens for the config as
-given and with `data.generated_texts` set to 0 (the written texts are read from the cache, or written once).
-`--train` and `--test` set `data.train` and `data.test`.
+The task vocabulary keeps the teacher tokens of the training, unlabelled and validation text, and the
+`student.vocab_common` most common tokens (`--common` sets it). Test text is read with the teacher's
+tokenizer; a token outside the kept set is one the student's pruned tokenizer splits into shorter kept
+pieces or reads as unknown. Prints that share of the test tokens for the config as given and with
+`data.generated_texts` set to 0 (the written texts are read from the cache, or written once). `--train`
+and `--test` set `data.train` and `data.test`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ def outside_share(cfg) -> tuple[float, int]:
     data = ClassificationTask().load_data(cfg)
     source = cfg.teacher.base if cfg.teacher.path == "builtin" else cfg.teacher.path  # fine-tuning keeps the tokenizer
     tokenizer = load_tokenizer(resolve_model_dir(source, "teacher"), "teacher", cfg.trust_remote_code)
-    kept = set(task_vocabulary(tokenizer, data))
+    kept = set(task_vocabulary(tokenizer, data, cfg.student.vocab_common))
     test = [i for t in data.test.texts for i in tokenizer(t, add_special_tokens=False).input_ids]
     return sum(i not in kept for i in test) / len(test), len(kept)
 
@@ -35,8 +37,10 @@ def main() -> None:
     ap.add_argument("--config", required=True)
     ap.add_argument("--train", help="data.train")
     ap.add_argument("--test", help="data.test")
+    ap.add_argument("--common", type=int, help="student.vocab_common")
     args = ap.parse_args()
-    cfg = load_config(args.config, {k: v for k, v in (("data.train", args.train), ("data.test", args.test)) if v})
+    cfg = load_config(args.config, {k: v for k, v in (("data.train", args.train), ("data.test", args.test),
+                                                      ("student.vocab_common", args.common)) if v is not None})
     without = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, generated_texts=0))
     for name, c in (("without written texts", without), (f"with {cfg.data.generated_texts} written texts", cfg)):
         share, size = outside_share(c)

@@ -11,8 +11,8 @@ from textdistill.data.labelled import Encoded
 from textdistill.errors import TextDistillError
 from textdistill.models.size import count_parameters
 from textdistill.models.students import build_student, construct_student
-from textdistill.models.vocab import (check_prunable, check_pruned_vocabulary, id_map, pruned_tokenizer, remap_encoded,
-                                      task_token_ids)
+from textdistill.models.vocab import (check_prunable, check_pruned_vocabulary, common_token_ids, id_map, pruned_tokenizer,
+                                      remap_encoded, task_token_ids)
 from textdistill.models.width import calibration_batches
 from textdistill.training.intermediate import build_projections, check_models, resolve_layer_map
 from textdistill.training.example_objectives import classification_objective
@@ -66,6 +66,20 @@ def test_unseen_words_degrade_to_sub_pieces_or_unk(tok):
     ids = small("cat played player")["input_ids"]
     assert max(ids) < len(kept)
     assert small.convert_ids_to_tokens(ids[0]) == "[CLS]" and small.convert_ids_to_tokens(ids[-1]) == "[SEP]"
+
+
+def test_common_tokens_are_the_first_multi_character_pieces_and_keep_unseen_words_whole(tmp_path):
+    # a vocabulary laid out like BERT's: placeholders, single characters, then pieces by frequency
+    words = ["[unused0]", "[unused1]", "a", "c", "##s", "the", "##ed", "player", "play", "cat", "good", "##er", "fun"]
+    tok = write_tokenizer(tmp_path / "tok", words)
+    common = common_token_ids(tok, 4)
+    assert tok.convert_ids_to_tokens(common) == ["the", "##ed", "player", "play"]
+    assert common_token_ids(tok, 0) == []
+    assert len(common_token_ids(tok, 10_000)) == 8  # every multi-character piece, nothing special
+    task = task_token_ids(tok, ["fun cat"])
+    assert pruned_tokenizer(tok, task).tokenize("player played") == ["[UNK]", "[UNK]"]
+    wider = pruned_tokenizer(tok, sorted(set(task) | set(common)))
+    assert wider.tokenize("player played fun") == ["player", "play", "##ed", "fun"]
 
 
 def test_remap_encoded_keeps_teacher_ids_for_the_teacher(tok):
@@ -263,6 +277,10 @@ def test_config_checks_for_the_new_fields():
     with pytest.raises(TextDistillError, match="not a valid choice"):
         load_config(None, {"data.dataset": "rotten_tomatoes", "student.vocab": "pruned"})
     assert load_config(None, {"data.dataset": "rotten_tomatoes"}).student.vocab == "teacher"
+    with pytest.raises(TextDistillError, match="vocab_common .*student.vocab to 'task'"):
+        load_config(None, {"data.dataset": "rotten_tomatoes", "student.vocab_common": 100})
+    with pytest.raises(TextDistillError, match="vocab_common must be between 0"):
+        load_config(None, {"data.dataset": "rotten_tomatoes", "student.vocab": "task", "student.vocab_common": -1})
 
 
 # ---- end to end ----------------------------------------------------------------------------------
@@ -320,3 +338,18 @@ def test_distill_with_task_vocabulary_narrow_width_and_hidden_matching_then_expo
     out = run_export(run, tmp_path / "exported")
     clf = pipeline("text-classification", model=out["output"], device=-1)
     assert clf("the film was very good and a cat")[0]["label"] in ("neg", "pos")  # 'cat' is not in its vocabulary
+
+
+def test_distill_keeps_the_common_tokens_the_data_never_uses(tiny_overrides, tmp_path):
+    from textdistill.pipeline.run import run_distill
+
+    teacher_dir = tmp_path / "teacher"  # two words the data never uses come first in the vocabulary's order
+    teacher_tok = write_tokenizer(teacher_dir, ["cat", "dog"] + POSITIVE + NEGATIVE + FILLER + ["zebra"])
+    tiny_bert(len(teacher_tok)).save_pretrained(str(teacher_dir))
+    overrides = {**tiny_overrides, "teacher.path": str(teacher_dir), "student.vocab": "task",
+                 "student.vocab_common": 2, "train.epochs": 1, "report.baseline": False}
+    run_distill(load_config(None, overrides))
+    tok = AutoTokenizer.from_pretrained(str(tmp_path / "run" / "student"))
+    assert {"cat", "dog"} <= set(tok.get_vocab()) and "zebra" not in tok.get_vocab()
+    assert len(tok) == len(teacher_tok) - 1
+    assert tok.tokenize("cat dog zebra") == ["cat", "dog", "[UNK]"]

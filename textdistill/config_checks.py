@@ -179,6 +179,10 @@ def _check_student(cfg: RunConfig) -> None:
     need(s.vocab == "teacher" or s.init != "pretrained",
          "student.vocab 'task' prunes the teacher's vocabulary, but student.init 'pretrained' brings its own "
          "tokenizer; set student.vocab to 'teacher' or student.init to 'teacher_layers' or 'shrink'")
+    need(0 <= s.vocab_common <= 1_000_000, f"student.vocab_common must be between 0 and 1,000,000, got {s.vocab_common}")
+    need(not s.vocab_common or s.vocab == "task",
+         "student.vocab_common adds common tokens to a pruned vocabulary, but student.vocab is 'teacher' (all "
+         "tokens kept); set student.vocab to 'task' or remove student.vocab_common")
     if cfg.task in GENERATION_TASKS and s.init == "teacher_layers":
         need(s.hidden_size is None and s.num_heads is None,
              f"student.hidden_size and student.num_heads narrow a classification student made of teacher layers; "

@@ -62,6 +62,21 @@ def task_token_ids(tokenizer: PreTrainedTokenizerBase, texts: list[str], pairs: 
     return sorted(kept)
 
 
+def common_token_ids(tokenizer: PreTrainedTokenizerBase, n: int) -> list[int]:
+    """The first `n` multi-character tokens in the vocabulary's own order, special tokens and placeholders such
+    as BERT's `[unused0]` skipped. BERT-family WordPiece vocabularies list their pieces by corpus frequency
+    after the single characters, so these are the teacher's most common words and word endings."""
+    special = set(tokenizer.all_special_ids)
+    out: list[int] = []
+    for token, i in sorted(tokenizer.get_vocab().items(), key=lambda item: item[1]):
+        if len(out) == n:
+            break
+        placeholder = token.startswith("[") and token.endswith("]")
+        if i not in special and not placeholder and len(token.removeprefix("##")) > 1:
+            out.append(i)
+    return out
+
+
 def _remap_ids(node, new_ids: dict[str, int]):
     """Post-processor settings with every special token's id replaced by its new id (tokens stay)."""
     if isinstance(node, list):

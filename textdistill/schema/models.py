@@ -169,3 +169,11 @@ class StudentConfig:
         "sub-pieces or [UNK]). For 'teacher_layers' and 'shrink'; WordPiece tokenizers only.",
         tasks=CLASSIFICATION,
     )
+    vocab_common: int = doc(
+        0,
+        "With vocab 'task': also keep the teacher's N most common tokens (the first N multi-character tokens in "
+        "the vocabulary's own order, which BERT-family WordPiece vocabularies sort by corpus frequency). Words "
+        "the task's text never showed then keep their own pretrained embedding rows in the student instead of "
+        "being split into shorter pieces. Costs N x hidden size parameters at most, no speed.",
+        tasks=CLASSIFICATION,
+    )

@@ -34,8 +34,8 @@ from textdistill.models.loading import (check_same_vocabulary, load_classifier, 
 from textdistill.models.onnx_teacher import onnx_logits, onnx_teacher_session, scoring_backend
 from textdistill.models.quantisation import fake_quantised
 from textdistill.models.students import construct_student
-from textdistill.models.vocab import (check_pruned_vocabulary, check_same_segmentation, id_map, pruned_tokenizer,
-                                      remap_encoded, task_token_ids)
+from textdistill.models.vocab import (check_pruned_vocabulary, check_same_segmentation, common_token_ids, id_map,
+                                      pruned_tokenizer, remap_encoded, task_token_ids)
 from textdistill.models.width import calibration_batches
 from textdistill.pipeline.extra_teachers import (ExtraTeacher, combined_logits, combined_scores, extra_teacher_paths,
                                                 load_extra_teachers, teacher_results)
@@ -135,7 +135,8 @@ class ClassificationTask:
                 "turn matching off or build the student from the teacher (student.source 'teacher')")
         src = splits if same else encode_splits(source_tokenizer, data, cfg.data.max_length,
                                                 getattr(source.config, "max_position_embeddings", None))
-        kept_ids = task_vocabulary(source_tokenizer, data) if cfg.student.vocab == "task" else None
+        kept_ids = (task_vocabulary(source_tokenizer, data, cfg.student.vocab_common) if cfg.student.vocab == "task"
+                    else None)
         calibration = None
         if cfg.student.init == "teacher_layers" and (cfg.student.hidden_size or cfg.student.num_heads):
             calibration = calibration_batches(src.train, cfg.train.seed)  # ranks the source's residual dimensions
@@ -152,8 +153,9 @@ class ClassificationTask:
         else:
             student_tokenizer = pruned_tokenizer(source_tokenizer, kept_ids)
             check_pruned_vocabulary(source_tokenizer, student_tokenizer, kept_ids, rows)
-            log.info("student vocabulary: %d of the %d tokens of %s (the task's text and the special tokens)",
-                     len(kept_ids), len(source_tokenizer), "the teacher" if source is teacher.model else "its source")
+            log.info("student vocabulary: %d of the %d tokens of %s (the task's text, the special tokens%s)",
+                     len(kept_ids), len(source_tokenizer), "the teacher" if source is teacher.model else "its source",
+                     f" and the {cfg.student.vocab_common} most common" if cfg.student.vocab_common else "")
         check_max_length(cfg.data.max_length, getattr(student.config, "max_position_embeddings", None))
         variants = teacher_variants = None
         if cfg.data.augment_copies:
@@ -288,10 +290,10 @@ class ClassificationTask:
         return run_teacher(cfg, output=output, overwrite=overwrite)
 
 
-def task_vocabulary(tokenizer, data: ClassificationData) -> list[int]:
-    """Sorted teacher ids kept by student.vocab 'task': the special tokens and the train, unlabelled and
-    validation text's."""
-    kept: set[int] = set()
+def task_vocabulary(tokenizer, data: ClassificationData, common: int = 0) -> list[int]:
+    """Sorted teacher ids kept by student.vocab 'task': the special tokens, the train, unlabelled and
+    validation text's, and the `common` most common tokens of the vocabulary (student.vocab_common)."""
+    kept: set[int] = set(common_token_ids(tokenizer, common))
     for split in (data.train, data.unlabeled, data.validation):
         if split is not None:
             kept.update(task_token_ids(tokenizer, split.texts, split.pairs))
